@@ -1,0 +1,38 @@
+"""Registry of training methods / adversaries: name -> class (no strings evaluated)."""
+
+from __future__ import annotations
+
+from ..errors import AdvvizError
+from .base import Method, MethodConfig, StepOutput, unwrap
+from .baseline import Baseline
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline]}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise AdvvizError(f"unknown method '{name}'; known: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def attacks() -> dict[str, type[Method]]:
+    return {n: c for n, c in METHODS.items() if c.is_attack}
+
+
+def build_method(name: str, overrides: dict | None = None) -> Method:
+    """A method from its name and flag values; out-of-range values give one clear line."""
+    cls = get_method(name)
+    try:
+        config = cls.Config.from_overrides(overrides or {})
+    except (ValueError, TypeError) as e:
+        raise AdvvizError(f"{name}: {e}") from None
+    return cls(config)
+
+
+__all__ = ["METHODS", "Method", "MethodConfig", "StepOutput", "attacks", "build_method", "get_method",
+           "register", "unwrap"]

@@ -1,0 +1,99 @@
+"""What a training method / adversary is, and the pieces they share.
+
+A method is built from a frozen config dataclass and called with a batch:
+
+    method = FreeLB(FreeLBConfig(steps=2))
+    out = method.train_step(model, batch, backward)   # one optimisation step's gradients
+    delta = method.perturb(model, batch, generator)    # as an attack: <float>[B,T,D]
+
+``backward`` is ``accelerator.backward`` (or ``Tensor.backward``): methods that need several
+backward passes per step (FreeLB) call it themselves, so the Trainer stays one visible loop.
+``model`` may be wrapped (DDP); ``unwrap(model)`` gives the :class:`Classifier`.
+
+Config fields carry CLI metadata (``flag``, ``help``) so the flags, the ``--help`` defaults, the
+presets and the app's widgets all come from one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.base import Classifier, ClassifierOutput
+
+Backward = Callable[[torch.Tensor], None]
+
+
+def hp(default, flag: str, help: str, **kw):
+    """A config field that is also a CLI flag shared by ``train`` and the attack commands."""
+    return field(default=default, metadata={"flag": flag, "help": help, **kw})
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method config: validated in ``__post_init__`` (raise ``ValueError``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "MethodConfig":
+        """Build from flag values, ignoring ``None`` (not given) and fields this method lacks."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in overrides.items() if k in names and v is not None})
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # detached scalar: the objective that was back-propagated
+    logits: torch.Tensor  # (B, C) clean logits, for running train accuracy
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+def unwrap(model: nn.Module) -> Classifier:
+    """The Classifier inside a DDP/Accelerate wrapper (or the model itself)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model  # type: ignore[return-value]
+
+
+def classification_loss(out: ClassifierOutput, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out.logits, labels)
+
+
+class Method:
+    """Base class. Subclasses set ``name``, ``Config`` and implement ``train_step``; adversaries
+    also implement ``perturb`` (``is_attack = True``)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    is_attack: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
+
+    def __init__(self, config: MethodConfig | None = None):
+        self.config = config if config is not None else self.Config()
+
+    def setup(self, model: nn.Module, train_data=None) -> None:
+        """Called once before training (build neighbour tables, memory banks, heads...)."""
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Trainable modules beyond the classifier (e.g. a RAR head): optimised and checkpointed."""
+        return {}
+
+    def on_step_end(self, model: nn.Module, step: int) -> None:
+        """Called after each optimiser step (refresh neighbour tables every N steps, ...)."""
+
+    def train_step(self, model: nn.Module, batch: dict[str, torch.Tensor], backward: Backward) -> StepOutput:
+        raise NotImplementedError
+
+    def perturb(self, model: nn.Module, batch: dict[str, torch.Tensor],
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} is a training method, not an attack")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.to_dict()}

@@ -1,0 +1,84 @@
+"""The one Classifier contract every model family implements and every adversary uses.
+
+Shapes: B batch, T tokens, D embedding size, H representation size, V vocabulary, C classes.
+
+    embed(input_ids <long>[B,T]) -> <float>[B,T,D]           word embeddings only (no positions)
+    forward_embeds(embeds [B,T,D], attention_mask [B,T]) -> ClassifierOutput
+        .logits <float>[B,C], .pooled <float>[B,H], .tokens <float>[B,T,H]
+    embedding_matrix() -> <float>[V,D]                        the live input-embedding weight
+    tokenizer.vocab -> list[str] of length V                  row i of the matrix is vocab[i]
+
+Adversaries perturb the output of ``embed`` and call ``forward_embeds``; nothing else of a model
+is touched, so every method works with every family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..tokenizers import TextTokenizer
+
+
+@dataclass
+class ClassifierOutput:
+    logits: torch.Tensor  # (B, C)
+    pooled: torch.Tensor  # (B, H) sentence representation ([CLS] / final RNN state)
+    tokens: torch.Tensor  # (B, T, H) token representations
+
+
+class Classifier(nn.Module):
+    """Base class: subclasses set ``tokenizer``, ``num_labels``, ``arch_config`` and implement
+    ``embedding_layer`` and ``forward_embeds``."""
+
+    arch: str = ""
+    tokenizer: TextTokenizer
+    num_labels: int
+    hidden_size: int  # H
+    embedding_dim: int  # D
+
+    # -- contract -------------------------------------------------------------------------
+    def embedding_layer(self) -> nn.Embedding:
+        raise NotImplementedError
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding_layer()(input_ids)  # (B, T, D)
+
+    def forward_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> ClassifierOutput:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> ClassifierOutput:
+        """From ids or from (perturbed) embeddings; going through ``forward`` keeps DDP wrappers
+        in the loop, so methods call ``model(inputs_embeds=..., attention_mask=...)``."""
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids)
+        return self.forward_embeds(inputs_embeds, attention_mask)
+
+    def embedding_matrix(self) -> torch.Tensor:
+        return self.embedding_layer().weight  # (V, D)
+
+    def vocabulary(self) -> list[str]:
+        return self.tokenizer.vocab
+
+    def perturbable_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """<bool>[B,T]: real tokens that an adversary may perturb (no padding, no [CLS]/[SEP])."""
+        special = torch.zeros_like(attention_mask, dtype=torch.bool)
+        for sid in self.tokenizer.special_ids:
+            special |= input_ids == sid
+        return attention_mask.bool() & ~special
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        """Everything (besides weights and tokenizer files) needed to rebuild this model."""
+        raise NotImplementedError
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
