@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..errors import AdvvizError
 from .base import Method, MethodConfig, StepOutput, unwrap
 from .baseline import Baseline
+from .freelb import FreeLB
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline]}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB]}
 
 
 def register(cls: type[Method]) -> type[Method]:

@@ -1,0 +1,144 @@
+"""FreeLB (Zhu et al., ICLR 2020), as its reference code does it; the adversary CARL and RAR
+(Qiu et al. 2021, §3.2–3.3) build on.
+
+Update rule (reference ``run_glue_freelb.py``, L2 case), for K ascent steps:
+
+    δ₀ = U(−1, 1) ⊙ mask · γ / √(L·D)                L real tokens, D embedding size
+    for t = 0..K−1:
+        ℓ_t = L_C(f(E + δ_t), y) / K                   E re-read from the embedding layer each step
+        ∇θ += ∂ℓ_t/∂θ                                  parameter gradients accumulate ("free")
+        δ_{t+1} = Π_ε(δ_t + α · g_t / ‖g_t‖₂)          g_t = ∂ℓ_t/∂δ_t, norm per example over (T·D)
+
+Π_ε rescales δ to ‖δ‖₂ ≤ ε when ε > 0 (ε = 0: unbounded, the setting the CARL paper's Table 1
+uses for SST-2 and AG's News). L∞: δ₀ = U(−γ, γ), steps α·sign(g), clamp to [−ε, ε].
+
+Choices where the reference and this code differ, or the papers are silent:
+- ``mask`` excludes padding *and* special tokens ([CLS]/[SEP]); the reference perturbs every
+  attended position. Keeping specials clean makes per-token norms comparable across families
+  (an LSTM has no [CLS]) and matches what ``advviz inspect`` shows.
+- The reference never includes the clean loss, which is a known reproduction problem;
+  ``--clean-loss`` adds L_C(f(E), y) once per step (one extra forward/backward).
+- As an *attack* (``perturb``) the K updates are all applied and δ_K is returned; parameter
+  gradients are never touched (``torch.autograd.grad`` on δ only).
+
+Subclasses (CARL, RAR) add terms to every ascent step's loss by overriding ``extra_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..models.base import ClassifierOutput
+from .base import Method, MethodConfig, StepOutput, classification_loss, hp, unwrap
+from .perturb import ascent_direction, masked, project
+
+
+@dataclass(frozen=True)
+class FreeLBConfig(MethodConfig):
+    # CARL paper Table 1, SST-2 row: γ 0.6, α 0.1, ε 0, K 2 (AG's News: γ 0, α 0.01, ε 0, K 3)
+    steps: int = hp(2, "--steps", "ascent steps K")
+    step_size: float = hp(0.1, "--step-size", "ascent step size α")
+    epsilon: float = hp(0.0, "--epsilon", "ε-ball radius (0: unbounded, FreeLB's ε=0)")
+    init_mag: float = hp(0.6, "--init-mag", "FreeLB initial magnitude γ")
+    norm: str = hp("l2", "--norm", "perturbation norm", choices=["l2", "linf"])
+    clean_loss: bool = hp(False, "--clean-loss", "FreeLB: add the clean loss each step")
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+        if self.step_size <= 0:
+            raise ValueError(f"--step-size must be > 0, got {self.step_size}")
+        if self.epsilon < 0 or self.init_mag < 0:
+            raise ValueError("--epsilon and --init-mag must be >= 0")
+        if self.norm not in ("l2", "linf"):
+            raise ValueError(f"--norm must be l2 or linf, got {self.norm!r}")
+
+
+def freelb_init(embeds: torch.Tensor, mask: torch.Tensor, init_mag: float, norm: str,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """δ₀ (B,T,D): U(−1,1)·mask·γ/√(L·D) for l2, U(−γ,γ)·mask for linf; zeros when γ = 0."""
+    if init_mag <= 0:
+        return torch.zeros_like(embeds)
+    u = torch.rand(embeds.shape, generator=generator, device="cpu", dtype=torch.float32)
+    u = (2 * u - 1).to(embeds.device, embeds.dtype)  # U(-1, 1)
+    u = masked(u, mask)
+    if norm == "linf":
+        return u * init_mag
+    dims = mask.sum(1).clamp(min=1).to(embeds.dtype) * embeds.shape[-1]  # L·D per example
+    return u * (init_mag / dims.sqrt()).view(-1, 1, 1)
+
+
+class FreeLB(Method):
+    name = "freelb"
+    Config = FreeLBConfig
+    is_attack = True
+    paper = "Zhu et al. 2020, FreeLB; CARL paper Table 1 hyperparameters"
+
+    def __init__(self, config: FreeLBConfig | None = None):
+        super().__init__(config)
+        self.generator: torch.Generator | None = None
+
+    def setup(self, model, train_data=None) -> None:
+        # the seed comes from the trainer's global seeding; one generator keeps δ₀ reproducible
+        self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
+
+    # -- hook for CARL / RAR ------------------------------------------------------------------
+    def extra_loss(self, model, batch, adv_out: ClassifierOutput, step: int) -> tuple[torch.Tensor | None, dict]:
+        """Added to L_C on each ascent step (before the 1/K scaling). FreeLB itself adds nothing."""
+        return None, {}
+
+    # -- training ------------------------------------------------------------------------------
+    def train_step(self, model, batch, backward) -> StepOutput:
+        cfg, core = self.config, unwrap(model)
+        ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        mask = core.perturbable_mask(ids, att)
+        embeds = core.embed(ids)
+        delta = freelb_init(embeds.detach(), mask, cfg.init_mag, cfg.norm, self.generator)
+        total, logs, clean_logits = 0.0, {}, None
+        if cfg.clean_loss:
+            clean = model(inputs_embeds=embeds, attention_mask=att)
+            lc = classification_loss(clean, y)
+            backward(lc)
+            total += lc.item()
+            clean_logits = clean.logits.detach()
+            embeds = core.embed(ids)
+        for t in range(cfg.steps):
+            delta.requires_grad_()
+            out = model(inputs_embeds=embeds + delta, attention_mask=att)
+            loss = classification_loss(out, y)
+            extra, extra_logs = self.extra_loss(model, batch, out, t)
+            if extra is not None:
+                loss = loss + extra
+            loss = loss / cfg.steps
+            backward(loss)  # accumulates ∂ℓ_t/∂θ and fills delta.grad
+            total += loss.item()
+            if clean_logits is None and t == 0:
+                clean_logits = out.logits.detach()  # logits at δ₀ (≈ clean) for train accuracy
+            for k, v in extra_logs.items():
+                logs[k] = logs.get(k, 0.0) + v / cfg.steps
+            if t == cfg.steps - 1:
+                break
+            g = delta.grad.detach()
+            delta = project(delta.detach() + cfg.step_size * ascent_direction(g, mask, cfg.norm),
+                            cfg.epsilon, cfg.norm, mask)
+            embeds = core.embed(ids)  # re-read: the embedding weights' graph was freed by backward
+        return StepOutput(torch.tensor(total), clean_logits, logs)
+
+    # -- attack --------------------------------------------------------------------------------
+    def perturb(self, model, batch, generator=None) -> torch.Tensor:
+        cfg, core = self.config, unwrap(model)
+        ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        mask = core.perturbable_mask(ids, att)
+        embeds = core.embed(ids).detach()
+        delta = freelb_init(embeds, mask, cfg.init_mag, cfg.norm, generator)
+        for _ in range(cfg.steps):
+            delta.requires_grad_()
+            with torch.enable_grad():
+                loss = classification_loss(model(inputs_embeds=embeds + delta, attention_mask=att), y)
+                (g,) = torch.autograd.grad(loss, delta)
+            delta = project(delta.detach() + cfg.step_size * ascent_direction(g, mask, cfg.norm),
+                            cfg.epsilon, cfg.norm, mask)
+        return delta.detach()
