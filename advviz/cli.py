@@ -131,6 +131,7 @@ def _data_flags(p):
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .methods import METHODS
+    from .commands import COMMAND_MODULES
 
     parser = argparse.ArgumentParser(prog="advviz", description="Adversarial training in embedding space, visualised.")
     parser.add_argument("--version", action="version", version=f"advviz {__version__}")
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_eval)
+    # Commands that live beside the features they drive; each module adds its sub-parsers
+    # (and may extend ``eval``'s parser, passed as ``eval_parser``).
+    for mod in COMMAND_MODULES:
+        mod.add_parsers(sub, eval_parser=p)
     return parser
 
 

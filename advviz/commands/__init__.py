@@ -1,0 +1,12 @@
+"""CLI commands that belong to one feature area. Each module defines
+``add_parsers(sub, eval_parser)`` and the ``cmd_*`` functions it sets as ``func``.
+
+- ``attack``: ``advviz inspect`` and ``advviz eval --attack`` (adversaries issue)
+- ``rar``: ``advviz reconstruct`` (CARL/RAR issue)
+- ``analysis``: ``lm``, ``perplexity``, ``compare``, ``project``, ``report`` (analysis issue)
+- ``app``: ``advviz app`` (Streamlit)
+"""
+
+from . import analysis, app, attack, rar
+
+COMMAND_MODULES = [attack, rar, analysis, app]
