@@ -47,6 +47,11 @@ class Model:
         logits = predict_logits(self.classifier, list(texts), batch_size)
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
+    def reconstruct(self, token_reps: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """RAR: <long>[B,T] argmax token ids from (adversarial) token representations <float>[B,T,H],
+        or None when this checkpoint has no RAR head. (Filled in by the CARL/RAR work.)"""
+        return None
+
     def evaluate(self, dataset: str | None = None, split: str = "dev", max_examples: int | None = None,
                  data_dir=None, seed: int = 0) -> dict:
         """Accuracy, macro-F1, loss and n on a split (default: the data set it was trained on)."""
