@@ -6,8 +6,13 @@ from ..errors import AdvvizError
 from .base import Method, MethodConfig, StepOutput, unwrap
 from .baseline import Baseline
 from .freelb import FreeLB
+from .advt import AdvT
+from .fgsm import FGSM
+from .iadvt import IAdvT
+from .pgd import PGD
+from .spgd import SPGD
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB]}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, AdvT, FGSM, IAdvT, SPGD, PGD]}
 
 
 def register(cls: type[Method]) -> type[Method]:
