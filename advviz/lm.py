@@ -1,0 +1,308 @@
+"""A word-level LSTM language model, to score how natural (adversarial) text is.
+
+SPGD (Barham & Feizi 2019, Table 1 and App. B) scores adversarial texts by the average per-word
+perplexity under a unidirectional LSTM LM trained on the corpus. Here:
+
+    p(w_1..w_n) = Π_j p(w_j | <s>, w_1..w_{j-1}) · p(</s> | <s>, w_1..w_n)
+    perplexity(texts) = exp( Σ_texts −log p / Σ_texts (n + 1) )          (include_eos=True)
+
+i.e. the corpus-level per-token perplexity, every word and the end-of-sentence counted once
+(``include_eos=False`` leaves the </s> term out of both sums). Words are the classifier's
+``WordTokenizer`` tokens (lower-cased words and punctuation); out-of-vocabulary words are <unk>
+and predicted as such.
+
+An LM directory holds config.json (kind "lm"), model.safetensors, vocab.txt and metrics.json
+(held-out perplexity); it is written to a temporary sibling and renamed into place. Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import load_dataset
+from .errors import AdvvizError
+from .tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
+
+LM_KIND = "advviz-lstm-lm"
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    embedding_dim: int = 128  # SPGD used 256 / 1024 on all of IMDB; CPU scale is smaller
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.3
+    tie_weights: bool = False
+
+    def __post_init__(self):
+        if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:
+            raise ValueError("LM sizes must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("--dropout must be in [0, 1)")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ValueError("tied weights need embedding_dim == hidden_size")
+
+
+class LSTMLanguageModel(nn.Module):
+    """Embedding -> LSTM -> linear over the vocabulary; ``tokenizer.vocab`` starts <pad> <unk> <s> </s>."""
+
+    def __init__(self, tokenizer: WordTokenizer, config: LMConfig = LMConfig()):
+        super().__init__()
+        if tokenizer.vocab[:4] != [PAD, UNK, BOS, EOS]:
+            raise ValueError("an LM vocabulary starts with <pad>, <unk>, <s>, </s>")
+        self.tokenizer, self.config = tokenizer, config
+        v = len(tokenizer.vocab)
+        self.embedding = nn.Embedding(v, config.embedding_dim, padding_idx=0)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(config.dropout)
+        self.decoder = nn.Linear(config.hidden_size, v)
+        if config.tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    @property
+    def bos_id(self) -> int:
+        return 2
+
+    @property
+    def eos_id(self) -> int:
+        return 3
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """<long>[B,T] -> next-token logits <float>[B,T,V]."""
+        h, _ = self.lstm(self.drop(self.embedding(input_ids)))
+        return self.decoder(self.drop(h))
+
+    def encode_batch(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs <s> w_1..w_n, targets w_1..w_n </s>), padded with 0 (ignored in the loss)."""
+        seqs = [self.tokenizer.encode(t)[: max_length or None] for t in texts]
+        width = max(len(s) for s in seqs) + 1
+        inp = torch.zeros((len(seqs), width), dtype=torch.long)
+        tgt = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            inp[i, : len(s) + 1] = torch.tensor([self.bos_id] + s)
+            tgt[i, : len(s) + 1] = torch.tensor(s + [self.eos_id])
+        return inp, tgt
+
+
+def build_lm_tokenizer(texts, max_vocab: int | None = 30000, min_freq: int = 2) -> WordTokenizer:
+    base = WordTokenizer.build(texts, min_freq=min_freq, max_size=None)
+    words = [w for w in base.vocab[2:] if w not in (BOS, EOS)]
+    if max_vocab:
+        words = words[: max(0, max_vocab - 4)]
+    return WordTokenizer([PAD, UNK, BOS, EOS] + words, max_length=10**9)
+
+
+# --------------------------------------------------------------------------------------------
+# scoring
+
+
+@torch.no_grad()
+def sentence_nll(lm: LSTMLanguageModel, texts: list[str], batch_size: int = 64, include_eos: bool = True,
+                 max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: (summed −log p in nats <float64>[N], number of predicted tokens <int64>[N])."""
+    was = lm.training
+    lm.eval()
+    nll = np.zeros(len(texts), dtype=np.float64)
+    count = np.zeros(len(texts), dtype=np.int64)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s: s + batch_size]
+        inp, tgt = lm.encode_batch([texts[i] for i in idx], max_length)
+        logits = lm(inp)
+        tok = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none",
+                              ignore_index=0).view(tgt.shape)
+        keep = tgt != 0
+        if not include_eos:
+            keep &= tgt != lm.eos_id
+        nll[idx] = (tok * keep).sum(1).double().numpy()
+        count[idx] = keep.sum(1).numpy()
+    lm.train(was)
+    return nll, count
+
+
+def perplexity(lm: LSTMLanguageModel, texts: list[str], include_eos: bool = True, batch_size: int = 64) -> float:
+    """Per-word perplexity of a corpus: exp(total −log p / total predicted tokens)."""
+    if not texts:
+        raise AdvvizError("perplexity of an empty list of texts is undefined")
+    nll, count = sentence_nll(lm, list(texts), batch_size, include_eos)
+    if count.sum() == 0:
+        raise AdvvizError("the texts contain no words to score")
+    return float(math.exp(nll.sum() / count.sum()))
+
+
+# --------------------------------------------------------------------------------------------
+# saving and loading
+
+
+def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_config: dict | None = None) -> Path:
+    """Write the LM directory atomically (temp sibling + rename)."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        config = {"kind": LM_KIND, "model": asdict(lm.config), "tokenizer": lm.tokenizer.meta(), **(extra_config or {})}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in lm.state_dict().items()
+                 if not (lm.config.tie_weights and k == "decoder.weight")}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        lm.tokenizer.save(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except OSError as e:
+        raise AdvvizError(f"could not write the language model to {out}: {e.strerror or e}") from None
+    return out
+
+
+def load_lm(directory: str | os.PathLike) -> LSTMLanguageModel:
+    """An LM saved by :func:`save_lm` / ``advviz lm train`` (safetensors + JSON + vocab.txt only)."""
+    d = Path(directory)
+    if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
+        raise AdvvizError(f"{d} is not an advviz language model (train one with `advviz lm train`)")
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise AdvvizError(f"{d}/config.json is not readable JSON ({e})") from None
+    if config.get("kind") != LM_KIND:
+        raise AdvvizError(f"{d} is not a language model directory (config kind {config.get('kind')!r}); "
+                          f"did you pass a classifier checkpoint to --lm?")
+    try:
+        tok = WordTokenizer.load(d, config["tokenizer"])
+        lm = LSTMLanguageModel(tok, LMConfig(**config["model"]))
+        missing, unexpected = lm.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
+    except (KeyError, TypeError, ValueError, SafetensorError, OSError) as e:
+        raise AdvvizError(f"{d}: language model files are inconsistent or truncated ({e})") from None
+    missing = [k for k in missing if not (lm.config.tie_weights and k == "decoder.weight")]
+    if missing or unexpected:
+        raise AdvvizError(f"{d}/model.safetensors does not match config.json (missing {missing[:3]})")
+    lm.metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+    return lm.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3  # Adam, as SPGD App. B
+    max_train: int | None = None
+    max_length: int = 200  # words per text (IMDB reviews are long)
+    max_vocab: int = 30000
+    min_freq: int = 2
+    held_out: float = 0.05  # share of the training texts kept for held-out perplexity
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 1:
+            raise ValueError("--epochs, --batch-size and --max-length must be positive")
+        if not 0 < self.held_out < 0.5:
+            raise ValueError("--held-out must be in (0, 0.5)")
+        if self.max_train is not None and self.max_train < 10:
+            raise ValueError("--max-train must be at least 10")
+
+
+def split_held_out(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:
+    idx = np.random.default_rng(seed).permutation(len(texts))
+    n_ho = max(1, int(round(share * len(texts))))
+    return [texts[i] for i in idx[n_ho:]], [texts[i] for i in idx[:n_ho]]
+
+
+def _epoch(lm, opt, texts, cfg, rng, bar) -> float:
+    """One pass in length-bucketed, shuffled batches; returns the mean training loss (nats/token)."""
+    lm.train()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    chunks = [order[s: s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+    total, tokens = 0.0, 0
+    for c in rng.permutation(len(chunks)):
+        inp, tgt = lm.encode_batch([texts[i] for i in chunks[c]], cfg.max_length)
+        logits = lm(inp)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(lm.parameters(), cfg.grad_clip)
+        opt.step()
+        n = int((tgt != 0).sum())
+        total, tokens = total + loss.item() * n, tokens + n
+        bar.update(1)
+        bar.set_postfix(ppl=f"{math.exp(min(total / max(tokens, 1), 50)):.1f}")
+    return total / max(tokens, 1)
+
+
+def train_lm(dataset: str, out: str | os.PathLike, config: LMTrainConfig = LMTrainConfig(),
+             model_config: LMConfig = LMConfig(), split: str = "train", data_dir=None,
+             progress: bool = True) -> tuple[LSTMLanguageModel, dict]:
+    """Train on a data set's texts (labels unused), keep the best held-out epoch, save to ``out``."""
+    torch.manual_seed(config.seed)
+    ds = load_dataset(dataset, split, data_dir).subset(config.max_train, config.seed)
+    train, held = split_held_out(ds.texts, config.held_out, config.seed)
+    tok = build_lm_tokenizer(train, config.max_vocab, config.min_freq)
+    lm = LSTMLanguageModel(tok, model_config)
+    opt = torch.optim.Adam(lm.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    steps = config.epochs * math.ceil(len(train) / config.batch_size)
+    bar = tqdm(total=steps, desc=f"lm {dataset}", disable=not progress)
+    best, best_state, t0, history = float("inf"), None, time.perf_counter(), []
+    for epoch in range(config.epochs):
+        train_loss = _epoch(lm, opt, train, config, rng, bar)
+        nll, cnt = sentence_nll(lm, held, include_eos=True, max_length=config.max_length)
+        ppl = float(math.exp(nll.sum() / max(cnt.sum(), 1)))
+        history.append({"epoch": epoch, "train_perplexity": math.exp(train_loss), "held_out_perplexity": ppl})
+        if progress:
+            tqdm.write(f"epoch {epoch}: held-out perplexity {ppl:.2f}")
+        if ppl < best:
+            best, best_state = ppl, {k: v.clone() for k, v in lm.state_dict().items()}
+    bar.close()
+    lm.load_state_dict(best_state)
+    metrics = {"held_out_perplexity": best, "held_out_texts": len(held), "train_texts": len(train),
+               "vocab_size": len(tok.vocab), "parameters": sum(p.numel() for p in lm.parameters()),
+               "train_seconds": time.perf_counter() - t0, "history": history,
+               "oov_rate_held_out": _oov_rate(tok, held)}
+    save_lm(lm, out, metrics, {"data": {"name": dataset, "split": split, "subset": ds.split_info.get("subset")},
+                               "train": asdict(config)})
+    lm.metrics = metrics
+    return lm.eval(), metrics
+
+
+def _oov_rate(tok: WordTokenizer, texts: list[str]) -> float:
+    ids = [i for t in texts for i in tok.encode(t)]
+    return float(np.mean([i == tok.unk_id for i in ids])) if ids else 0.0
+
+
+def adversarial_perplexity(model, lm: LSTMLanguageModel, texts: list[str], labels: list[int], attack: str,
+                           overrides: dict | None = None, seed: int = 0) -> dict:
+    """SPGD Table 1 for one attack: LM perplexity of the originals, of their discretized adversarial
+    texts (``advviz.inspection``), and the gap (adversarial − original)."""
+    from .inspection import inspect
+
+    rows = inspect(model, list(texts), attack, overrides or {}, label=list(labels), seed=seed)
+    adv_texts = [r["discretized_text"] for r in rows]
+    orig = perplexity(lm, list(texts))
+    adv = perplexity(lm, adv_texts)
+    changed = float(np.mean([a.strip() != lm.tokenizer.join(lm.tokenizer.tokenize(t)).strip()
+                             for a, t in zip(adv_texts, texts)]))
+    return {"attack": attack, "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
+            "n": len(texts), "original_perplexity": orig, "adversarial_perplexity": adv, "gap": adv - orig,
+            "changed_texts": changed, "examples": [{"text": t, "adversarial": a} for t, a in
+                                                    zip(texts[:5], adv_texts[:5])]}
