@@ -171,7 +171,10 @@ class Trainer:
         best = {"dev_accuracy": -1.0}
         step, seen, train_time = 0, 0, 0.0
         eval_every = cfg.eval_every or steps_per_epoch
-        n_params = core.num_parameters() + sum(sum(p.numel() for p in m.parameters()) for m in extras.values())
+        n_params = sum(p.numel() for p in params)  # tied weights (RAR decoder = embedding) counted once
+        core_ids = {id(p) for p in core.parameters()}
+        self.extra_parameters = {k: sum(p.numel() for p in m.parameters() if id(p) not in core_ids)
+                                 for k, m in extras.items()}  # what each head adds (CARL paper Table 7)
         bar = tqdm(total=total, desc=f"train {cfg.method}", disable=not self.progress or not accelerator.is_main_process)
         running = {"loss": 0.0, "correct": 0, "n": 0}
         done = False
@@ -234,7 +237,8 @@ class Trainer:
             best = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
                     "steps": step, "epoch": epoch, "train_examples_seen": seen,
                     "train_examples_per_s": seen / max(train_time, 1e-9), "train_seconds": train_time,
-                    "parameters": n_params, "method": self.method.name}
+                    "parameters": n_params, "method": self.method.name,
+                    **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {})}
             extra_modules = {k: accelerator.unwrap_model(v) for k, v in extras.items()}
             save_checkpoint(self.out_dir, core, run_config, best, self.log, extra_modules)
         else:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from ..errors import AdvvizError
 from .base import Method, MethodConfig, StepOutput, unwrap
 from .baseline import Baseline
+from .carl import CARL
 from .freelb import FreeLB
+from .rar import CARLRAR, RAR
 from .advt import AdvT
 from .fgsm import FGSM
 from .iadvt import IAdvT
 from .pgd import PGD
 from .spgd import SPGD
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, AdvT, FGSM, IAdvT, SPGD, PGD]}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, AdvT, FGSM, IAdvT, SPGD, PGD, CARL, RAR, CARLRAR]}
 
 
 def register(cls: type[Method]) -> type[Method]:

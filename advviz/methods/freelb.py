@@ -21,7 +21,10 @@ Choices where the reference and this code differ, or the papers are silent:
 - As an *attack* (``perturb``) the K updates are all applied and δ_K is returned; parameter
   gradients are never touched (``torch.autograd.grad`` on δ only).
 
-Subclasses (CARL, RAR) add terms to every ascent step's loss by overriding ``extra_loss``.
+Subclasses (CARL, RAR) add terms to every ascent step's loss by overriding ``extra_loss``. The
+extra term trains θ only: the ascent direction stays ∂L_C/∂δ (CARL paper Eq. 1), taken with
+``torch.autograd.grad(..., retain_graph=True)`` before the backward pass (one extra backward to δ
+on each non-final ascent step; FreeLB itself, with no extra term, is unchanged).
 """
 
 from __future__ import annotations
@@ -110,7 +113,12 @@ class FreeLB(Method):
             out = model(inputs_embeds=embeds + delta, attention_mask=att)
             loss = classification_loss(out, y)
             extra, extra_logs = self.extra_loss(model, batch, out, t)
+            g_c = None
             if extra is not None:
+                if t < cfg.steps - 1:
+                    # the inner max is over L_C only (CARL paper Eq. 1, 6, 7): ascend on ∂L_C/∂δ,
+                    # not on the extra term's gradient, which only trains θ
+                    (g_c,) = torch.autograd.grad(loss / cfg.steps, delta, retain_graph=True)
                 loss = loss + extra
             loss = loss / cfg.steps
             backward(loss)  # accumulates ∂ℓ_t/∂θ and fills delta.grad
@@ -121,7 +129,7 @@ class FreeLB(Method):
                 logs[k] = logs.get(k, 0.0) + v / cfg.steps
             if t == cfg.steps - 1:
                 break
-            g = delta.grad.detach()
+            g = delta.grad.detach() if g_c is None else g_c
             delta = project(delta.detach() + cfg.step_size * ascent_direction(g, mask, cfg.norm),
                             cfg.epsilon, cfg.norm, mask)
             embeds = core.embed(ids)  # re-read: the embedding weights' graph was freed by backward

@@ -1,0 +1,268 @@
+"""CARL: Contrastive Adversarial Representation Learning (Qiu et al. 2021, §3.2, Eqs. 1–6).
+
+FreeLB (``freelb.py``) produces the adversarial embeddings E + δ_t; on top of its classification
+loss L_C, CARL adds the contrastive loss L_D = L_D^o + L_D^a (Eqs. 2–3), so one step minimises
+(L_C + L_D) with δ chosen to maximise L_C only (Eq. 6; see ``FreeLB.extra_loss``):
+
+    R      = f_enc(E)          sentence representation: pooled output ([CLS] final hidden state
+    R_adv  = f_enc(E + δ_t)    for transformers, final state for LSTM/GRU), L2-normalised
+    L_D^a  = −log h(R_adv, R)      / [h(R_adv, R)     + Σ_j h(R_adv, B_orig[n_j])]   anchor R_adv
+    L_D^o  = −log h(R, R_adv)      / [h(R, R_adv)     + Σ_j h(R, B_adv[n_j])]        anchor R
+    h(x₁, x₂) = exp(x₁·x₂ / τ)     (Eq. 4), τ = 0.07
+    B[i] ← M·B[i] + (1−M)·R_i      (Eq. 5), M = 0.5, for B_orig (R) and B_adv (R_adv)
+
+with m negatives n_j per example drawn from the training examples whose label differs from the
+anchor's, read from the memory banks (``advviz.memory_bank``). ``--carl-loss nce`` (default, as
+in the paper) replaces the softmax by Noise-Contrastive Estimation as in Wu et al. (2018) and
+CMC (Tian et al. 2020); ``--carl-loss infonce`` computes the softmax above exactly.
+
+Every choice, explicit (the paper is silent on each unless a section is cited):
+
+- **No projection head.** h scores R itself, L2-normalised. The paper's Table 7 gives CARL exactly
+  FreeLB's parameter count (11,685,122 for both), so its h has no parameters; and τ = 0.07 only
+  makes sense for dot products bounded in [−1, 1], i.e. on the unit sphere (as in Wu et al. and
+  CMC, where the embedding is L2-normalised before the bank). CARL therefore adds no trainable
+  parameters and no ``extra_modules``.
+- **Denominator.** Eq. 2 as printed sums h over the negatives only; here the positive is also in
+  the denominator (the InfoNCE form of Tian et al. 2020, whose objective the paper adapts), so
+  L_D ≥ 0 and is minimal when R_adv = R and the negatives are far.
+- **Positives are live, negatives come from the banks.** Both R and R_adv are computed in the
+  current step, with gradients (CMC reads the positive from the other view's bank; here both views
+  are available so the exact current values are used). Negatives' representations are bank rows,
+  without gradient.
+- **Which anchor reads which bank**: L_D^a (anchor R_adv) contrasts with negatives' *original*
+  representations (B_orig); L_D^o (anchor R) with their *adversarial* ones (B_adv), as Eq. 2 says.
+- **Per ascent step.** L_D is added on each of FreeLB's K ascent steps with R_adv = f(E + δ_t)
+  (weighted 1/K like L_C), so each of FreeLB's K "virtual" adversarial batches is contrasted. R
+  is recomputed by a clean forward pass on each ascent step (K extra forward/backward passes per
+  step: FreeLB's graph is freed after each backward). One negative sample is drawn per optimiser
+  step and shared by its K ascent steps.
+- **Bank update** (Eq. 5) happens once per optimiser step, after the last ascent step, with that
+  step's R (clean) and R_adv (the final δ), L2-normalised and detached (see ``memory_bank``).
+- **Warm start** (§3.2, Table 3). L_D is off for the first ``--carl-start`` optimiser steps; the
+  loss (and the gradients) are then exactly FreeLB's. When that many steps are done, one pass over
+  the whole training set initialises both banks: B_orig[i] = R_i and B_adv[i] = R_adv,i, with δ from
+  FreeLB used as an attack with the training hyperparameters (K, α, γ, ε), in eval mode (no
+  dropout), and no parameter gradients. Default 6315 steps (Table 3, SST-2; 3 epochs of 67k
+  examples at batch 32); small runs must lower it.
+- **m**: ``--negatives 0`` (default) scales the paper's SST-2 ratio to the data set:
+  m = round(16000 · N / 67349), at least 1 and at most 16000; any positive value is used as is.
+  Negatives are sampled with replacement, uniformly over the different-label pool.
+- **NCE** (Wu et al. 2018, §3.2; CMC's ``NCECriterion``): with P(i|v) = exp(v·f_i/τ)/Z and uniform
+  noise P_n = 1/|pool|, P(D=1|i,v) = P(i|v) / (P(i|v) + m·P_n) and
+        L = −log P(D=1 | positive) − Σ_j log(1 − P(D=1 | negative j)),
+  averaged over the batch. Z is estimated once, on the first batch where L_D is on, as
+  Z = |pool| · mean_j exp(v·f_j/τ) over that batch's negatives (Wu et al.; CMC do the same), one
+  constant per anchor side (a, o), and then kept fixed. Computed in log space (no overflow for
+  small τ).
+- **Randomness**: negatives and the bank-initialisation attack draw from their own
+  ``torch.Generator`` s, seeded from the run seed, so a run is reproducible.
+- **Distributed**: each process updates its banks with its own batches only (no all-gather yet).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import AdvvizError
+from ..memory_bank import MemoryBank, NegativeSampler
+from .base import hp, unwrap
+from .freelb import FreeLB, FreeLBConfig
+
+PAPER_NEGATIVES, PAPER_SST2_TRAIN = 16000, 67349  # §4.3: m = 16,000 on SST-2 (67,349 examples)
+
+
+@dataclass(frozen=True)
+class CARLConfig(FreeLBConfig):
+    tau: float = hp(0.07, "--tau", "CARL temperature τ of h(x1,x2)=exp(x1·x2/τ) on unit vectors (Eq. 4)")
+    bank_momentum: float = hp(0.5, "--bank-momentum", "CARL memory-bank momentum M (Eq. 5)")
+    negatives: int = hp(0, "--negatives", "CARL negatives m per example (0: 16000·N/67349, the paper's "
+                                           "SST-2 ratio)")
+    carl_start: int = hp(6315, "--carl-start", "CARL: optimiser steps before L_D is on and the banks are "
+                                               "filled (paper Table 3, SST-2: 6315)")
+    carl_loss: str = hp("nce", "--carl-loss", "CARL: NCE approximation (Wu et al. 2018) or exact InfoNCE",
+                        choices=["nce", "infonce"])
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.tau > 0:
+            raise ValueError(f"--tau must be > 0, got {self.tau}")
+        if not 0 <= self.bank_momentum < 1:
+            raise ValueError(f"--bank-momentum must be in [0, 1), got {self.bank_momentum}")
+        if self.negatives < 0:
+            raise ValueError(f"--negatives must be >= 0 (0: automatic), got {self.negatives}")
+        if self.carl_start < 0:
+            raise ValueError(f"--carl-start must be >= 0, got {self.carl_start}")
+        if self.carl_loss not in ("nce", "infonce"):
+            raise ValueError(f"--carl-loss must be nce or infonce, got {self.carl_loss!r}")
+
+
+def default_negatives(num_train: int) -> int:
+    """The paper's SST-2 ratio m/N = 16000/67349, scaled to N, in [1, 16000]."""
+    return int(min(PAPER_NEGATIVES, max(1, round(PAPER_NEGATIVES * num_train / PAPER_SST2_TRAIN))))
+
+
+# -- the two contrastive estimators ---------------------------------------------------------------
+
+
+def contrastive_logits(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
+                       tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """log h: (<float>[B] anchor·positive/τ, <float>[B,m] anchor·negative_j/τ).
+
+    anchor, positive <float>[B,d] and negatives <float>[B,m,d] are expected L2-normalised."""
+    pos = (anchor * positive).sum(-1) / tau
+    neg = torch.einsum("bd,bmd->bm", anchor, negatives) / tau
+    return pos, neg
+
+
+def infonce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """−log e^{pos} / (e^{pos} + Σ_j e^{neg_j}), mean over B (Eq. 2 with the positive in the
+    denominator)."""
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
+def nce_log_z(neg: torch.Tensor, pool_size: torch.Tensor) -> float:
+    """log Z = log(|pool| · mean exp(neg)) (Wu et al. 2018: Z estimated from a batch of noise)."""
+    return float(torch.logsumexp(neg.detach().float().flatten(), 0) - math.log(neg.numel())
+                 + torch.log(pool_size.float().mean()))
+
+
+def nce_loss(pos: torch.Tensor, neg: torch.Tensor, log_z: float, pool_size: torch.Tensor) -> torch.Tensor:
+    """NCE (Wu et al. 2018, Eqs. 5–7): −log P(D=1|pos) − Σ_j log P(D=0|neg_j), mean over B.
+
+    pos <float>[B] and neg <float>[B,m] are log h; P = exp(log h − log Z); P_n = 1/pool_size[B]."""
+    m = neg.shape[1]
+    log_mpn = (math.log(m) - torch.log(pool_size.to(pos.device, pos.dtype))).unsqueeze(1)  # (B,1) log m·P_n
+    lp_pos = (pos - log_z).unsqueeze(1)  # (B,1)
+    lp_neg = neg - log_z  # (B,m)
+    log_d1_pos = lp_pos - torch.logaddexp(lp_pos, log_mpn)  # log P(D=1 | positive)
+    log_d0_neg = log_mpn - torch.logaddexp(lp_neg, log_mpn)  # log P(D=0 | negative j)
+    return -(log_d1_pos.squeeze(1) + log_d0_neg.sum(1)).mean()
+
+
+class CARL(FreeLB):
+    name = "carl"
+    Config = CARLConfig
+    is_attack = False  # as an attack it would be FreeLB's; listed as a training method only
+    paper = "Qiu et al. 2021, CARL (§3.2, Eqs. 1–6) on top of FreeLB"
+
+    def __init__(self, config: CARLConfig | None = None):
+        super().__init__(config)
+        self.sampler: NegativeSampler | None = None
+        self.bank_orig: MemoryBank | None = None
+        self.bank_adv: MemoryBank | None = None
+        self.train_texts: list[str] = []
+        self.num_negatives = 0
+        self.completed_steps = 0
+        self.log_z: dict[str, float] = {}
+        self.neg_generator: torch.Generator | None = None
+        self.init_generator: torch.Generator | None = None
+        self._neg_ids: torch.Tensor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def setup(self, model, train_data=None) -> None:
+        super().setup(model, train_data)
+        if train_data is None:
+            raise AdvvizError("CARL needs the training set (memory banks hold one row per example)")
+        seed = int(torch.initial_seed()) % (2**31)
+        self.neg_generator = torch.Generator().manual_seed(seed + 1)
+        self.init_generator = torch.Generator().manual_seed(seed + 2)
+        self.train_texts = list(train_data.texts)
+        self.sampler = NegativeSampler(train_data.labels)
+        self.num_negatives = self.config.negatives or default_negatives(len(self.train_texts))
+        self.bank_orig = self.bank_adv = None
+        self.completed_steps, self.log_z = 0, {}
+
+    def on_step_end(self, model, step: int) -> None:
+        self.completed_steps = step
+
+    def describe(self) -> dict:
+        return {**super().describe(), "negatives_resolved": self.num_negatives}
+
+    @property
+    def active(self) -> bool:
+        """L_D is on once ``carl_start`` optimiser steps are done (Table 3 warm start)."""
+        return self.completed_steps >= self.config.carl_start
+
+    @property
+    def banks_ready(self) -> bool:
+        return self.bank_orig is not None
+
+    # -- bank initialisation (one pass over the training set) -----------------------------------
+    def init_banks(self, model, batch_size: int = 64) -> None:
+        """B_orig[i] = R_i, B_adv[i] = R_adv,i for every training example (FreeLB δ as an attack,
+        eval mode, no parameter gradients)."""
+        core = unwrap(model)
+        if self.sampler is None:
+            raise AdvvizError("CARL.setup(model, train_data) was not called")
+        was_training = core.training
+        core.eval()
+        n, dev = len(self.train_texts), core.device
+        try:
+            for s in range(0, n, batch_size):
+                texts = self.train_texts[s: s + batch_size]
+                batch = {k: v.to(dev) for k, v in core.tokenizer.batch(texts).items()}
+                batch["labels"] = self.sampler.labels[s: s + batch_size].to(dev)
+                idx = torch.arange(s, s + len(texts))
+                delta = FreeLB.perturb(self, core, batch, self.init_generator)
+                with torch.no_grad():
+                    embeds = core.embed(batch["input_ids"])
+                    r = core(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).pooled
+                    r_adv = core(inputs_embeds=embeds + delta, attention_mask=batch["attention_mask"]).pooled
+                if self.bank_orig is None:
+                    self.bank_orig = MemoryBank(n, r.shape[-1], dev)
+                    self.bank_adv = MemoryBank(n, r.shape[-1], dev)
+                self.bank_orig.fill(idx, F.normalize(r.float(), dim=-1))
+                self.bank_adv.fill(idx, F.normalize(r_adv.float(), dim=-1))
+        finally:
+            core.train(was_training)
+
+    # -- training ------------------------------------------------------------------------------
+    def train_step(self, model, batch, backward):
+        if self.active and not self.banks_ready:
+            self.init_banks(model)
+        self._neg_ids = None
+        return super().train_step(model, batch, backward)
+
+    def contrastive_loss(self, r: torch.Tensor, r_adv: torch.Tensor, labels: torch.Tensor,
+                         neg_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """L_D = L_D^o + L_D^a (Eqs. 2–3) for normalised R, R_adv <float>[B,d] and negative ids [B,m]."""
+        cfg = self.config
+        neg_orig = self.bank_orig.read(neg_ids).to(r.dtype)  # (B,m,d) negatives' original reps
+        neg_adv = self.bank_adv.read(neg_ids).to(r.dtype)  # (B,m,d) negatives' adversarial reps
+        pos_a, neg_a = contrastive_logits(r_adv, r, neg_orig, cfg.tau)  # anchored on R_adv: L_D^a
+        pos_o, neg_o = contrastive_logits(r, r_adv, neg_adv, cfg.tau)  # anchored on R: L_D^o
+        if cfg.carl_loss == "infonce":
+            la, lo = infonce_loss(pos_a, neg_a), infonce_loss(pos_o, neg_o)
+        else:
+            pool = self.sampler.pool_size(labels)
+            if not self.log_z:
+                self.log_z = {"a": nce_log_z(neg_a, pool), "o": nce_log_z(neg_o, pool)}
+            la = nce_loss(pos_a, neg_a, self.log_z["a"], pool)
+            lo = nce_loss(pos_o, neg_o, self.log_z["o"], pool)
+        return lo + la, {"carl_loss": float((lo + la).detach()), "carl_loss_orig": float(lo.detach()),
+                         "carl_loss_adv": float(la.detach())}
+
+    def extra_loss(self, model, batch, adv_out, step):
+        if not self.active:
+            return None, {}
+        if "index" not in batch:
+            raise AdvvizError("CARL needs each batch's example ids ('index') for its memory banks")
+        ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        clean = model(input_ids=ids, attention_mask=att)  # R, with gradient (recomputed per ascent step)
+        r = F.normalize(clean.pooled.float(), dim=-1)
+        r_adv = F.normalize(adv_out.pooled.float(), dim=-1)
+        if self._neg_ids is None:  # one draw per optimiser step, shared by the K ascent steps
+            self._neg_ids = self.sampler.sample(y, self.num_negatives, self.neg_generator)
+        loss, logs = self.contrastive_loss(r, r_adv, y, self._neg_ids)
+        logs["carl_pos_cos"] = float((r * r_adv).sum(-1).mean().detach())
+        if step == self.config.steps - 1:  # Eq. 5, once per optimiser step, with the final δ
+            idx = batch["index"]
+            self.bank_orig.update(idx, r, self.config.bank_momentum)
+            self.bank_adv.update(idx, r_adv, self.config.bank_momentum)
+        return loss, logs
