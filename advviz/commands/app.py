@@ -1,5 +1,65 @@
-"""Placeholder: sub-commands of this area are added here."""
+"""``advviz app [--port P] [--models-dir DIR]``: the Streamlit app on 127.0.0.1.
+
+When the models root holds no checkpoint, the short default training (GloVe-LSTM on sst2-sent with
+each registered method of baseline, spgd, freelb, carl, rar) runs first, in the foreground, with
+its progress bars on the terminal; ``--no-train`` skips it (the app then offers it on Models).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import AdvvizError
+
+APP_FILE = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 
 
 def add_parsers(sub, eval_parser) -> None:
-    return None
+    p = sub.add_parser("app", help="open the Streamlit app (trains the default models first if there are none)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--models-dir", default=None, help="models root (env ADVVIZ_MODELS_DIR; default models/)")
+    p.add_argument("--no-train", action="store_true", help="do not run the default training when there is no model")
+    p.add_argument("--max-upload-mb", type=int, default=5, help="largest file a user may upload")
+    p.set_defaults(func=cmd_app)
+
+
+def train_default_suite(root: Path) -> None:
+    """Run the default training, one method after another, progress bars on this terminal."""
+    from ..background import default_suite
+
+    suite = default_suite(root)
+    print(f"no checkpoint under {root}: training the default models first "
+          f"({', '.join(n for n, _ in suite)}); this takes a few minutes on CPU", file=sys.stderr)
+    for i, (name, argv) in enumerate(suite, 1):
+        print(f"[{i}/{len(suite)}] {name}", file=sys.stderr)
+        rc = subprocess.call([sys.executable, "-m", "advviz", *argv])
+        if rc != 0:
+            raise AdvvizError(f"default training of {name} failed (exit {rc}); the app can still be opened "
+                              f"with --no-train")
+
+
+def cmd_app(args) -> int:
+    from ..registry import MODELS_DIR_ENV, models_root, scan
+
+    if not (1 <= args.port <= 65535):
+        raise AdvvizError(f"--port must be in 1..65535, got {args.port}")
+    if not APP_FILE.is_file():
+        raise AdvvizError(f"the app is not installed beside the package ({APP_FILE} is missing); "
+                          f"run from a source checkout")
+    root = models_root(args.models_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if not any(r["status"] == "ok" for r in scan(root)) and not args.no_train:
+        train_default_suite(root)
+    env = {**os.environ, MODELS_DIR_ENV: str(root)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.address", args.host,
+           "--server.port", str(args.port), "--server.headless", "true",
+           "--server.maxUploadSize", str(args.max_upload_mb), "--browser.gatherUsageStats", "false"]
+    print(f"advviz app: http://{args.host}:{args.port}  (models root {root})", file=sys.stderr)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,220 @@
+"""The models root: which checkpoints exist under it, what they are, and safe access by name.
+
+    root = registry.models_root()               # $ADVVIZ_MODELS_DIR, else <repo>/models
+    rows = registry.scan(root)                  # one dict per checkpoint directory
+    path = registry.resolve(root, "lstm-sst2-sent-rar-s0")   # AdvvizError unless inside root
+
+Only the JSON files of a checkpoint are read here (never the weights), so a scan is cheap. A
+name is a single directory component; anything that would leave the root (``..``, ``/``, a
+symlink pointing elsewhere) is refused, so the app never opens a path a widget made up.
+
+``eval.json`` (optional, written by :func:`record_eval`) holds what was measured after training:
+
+    {"clean": {"dataset", "split", "accuracy", "n", ...},
+     "attacks": [{"name", "epsilon", "accuracy", "n", ...}, ...],   # one per (attack, ε)
+     "updated": ISO time}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import AdvvizError
+
+MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
+RAR_METHODS = ("rar", "carl+rar")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
+JOBS_DIR = ".jobs"  # background training jobs (hidden: never listed as a model)
+CACHE_DIR = ".cache"  # app caches (projections, robustness results)
+
+
+def models_root(value: str | os.PathLike | None = None) -> Path:
+    """``value``, else ``$ADVVIZ_MODELS_DIR``, else the ``models/`` folder ``advviz train`` writes to."""
+    if value:
+        return Path(value).expanduser().resolve()
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    from .train import DEFAULT_MODELS_DIR
+
+    return DEFAULT_MODELS_DIR.resolve()
+
+
+def check_name(name: str) -> str:
+    """A model name is one path component of letters, digits and ``._+=-`` (not starting with ``.``)."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
+        raise AdvvizError(f"'{name}' is not a valid model name (letters, digits and . _ + = - only, "
+                          f"at most 100 characters, not starting with a dot)")
+    return name
+
+
+def resolve(root: str | os.PathLike, name: str) -> Path:
+    """The directory of model ``name`` under ``root``; refuses anything outside the root."""
+    check_name(name)
+    root = Path(root).resolve()
+    path = (root / name).resolve()
+    if path.parent != root:  # a symlink out of the root resolves elsewhere
+        raise AdvvizError(f"'{name}' is not inside the models root {root}")
+    return path
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def robustness_summary(ev: dict | None) -> str:
+    """``"spgd ε=1: 0.612; pgd ε=0.5: 0.55"`` from an eval.json (empty when nothing was attacked)."""
+    if not isinstance(ev, dict):
+        return ""
+    parts = []
+    for r in ev.get("attacks") or []:
+        if isinstance(r, dict) and "accuracy" in r:
+            eps = r.get("epsilon")
+            eps_s = f" ε={eps:g}" if isinstance(eps, (int, float)) else ""
+            parts.append(f"{r.get('name', '?')}{eps_s}: {float(r['accuracy']):.3f}")
+    return "; ".join(parts)
+
+
+def describe(path: Path) -> dict:
+    """One registry row from a checkpoint's JSON files (``status`` says if they are unreadable)."""
+    cfg = _read_json(path / "config.json")
+    metrics = _read_json(path / "metrics.json") or {}
+    ev = _read_json(path / "eval.json")
+    row = {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None,
+           "dataset": None, "dev_accuracy": None, "robustness": robustness_summary(ev),
+           "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
+    try:
+        row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "model.safetensors").stat().st_mtime))
+    except OSError:
+        row["status"] = "missing weights"
+    if not isinstance(cfg, dict):
+        row["status"] = "unreadable config.json"
+        return row
+    row["arch"] = (cfg.get("model") or {}).get("arch") or (cfg.get("train") or {}).get("arch")
+    row["method"] = (cfg.get("method") or {}).get("name")
+    row["dataset"] = (cfg.get("data") or {}).get("name")
+    row["dev_accuracy"] = metrics.get("dev_accuracy")
+    row["parameters"] = metrics.get("parameters")
+    row["train_seconds"] = metrics.get("total_train_seconds", metrics.get("train_seconds"))
+    if isinstance(ev, dict) and isinstance(ev.get("clean"), dict):
+        row["clean_accuracy"] = ev["clean"].get("accuracy")
+    return row
+
+
+def scan(root: str | os.PathLike | None = None) -> list[dict]:
+    """Every checkpoint directly under ``root``, sorted by name (hidden and temporary dirs skipped)."""
+    root = models_root(root)
+    if not root.is_dir():
+        return []
+    rows = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".") or not p.is_dir() or not NAME_RE.match(p.name):
+            continue
+        try:
+            if p.resolve().parent != root:
+                continue  # symlink leaving the root
+        except OSError:
+            continue
+        if (p / "config.json").is_file():
+            rows.append(describe(p))
+    return rows
+
+
+def is_rar(row: dict) -> bool:
+    return row.get("method") in RAR_METHODS
+
+
+def rar_models(rows: list[dict]) -> list[dict]:
+    """The checkpoints trained with a reconstruction head (RAR, CARL+RAR)."""
+    return [r for r in rows if is_rar(r) and r.get("status") == "ok"]
+
+
+def fingerprint(path: Path) -> float:
+    """Changes whenever the weights are rewritten (cache key next to the path)."""
+    try:
+        return (path / "model.safetensors").stat().st_mtime
+    except OSError:
+        raise AdvvizError(f"model '{path.name}' is gone: its files were deleted or moved") from None
+
+
+def load(root: str | os.PathLike, name: str, device: str = "cpu"):
+    """:func:`advviz.load` for a model of this root, by name only."""
+    from .api import load as load_model
+
+    path = resolve(root, name)
+    if not is_checkpoint(path):
+        raise AdvvizError(f"model '{name}' is gone or incomplete (no config.json / model.safetensors)")
+    return load_model(path, device)
+
+
+def delete(root: str | os.PathLike, name: str) -> None:
+    """Remove one checkpoint directory of the root (only a directory that is a checkpoint)."""
+    path = resolve(root, name)
+    if not path.is_dir() or path.is_symlink() or not (path / "config.json").is_file():
+        raise AdvvizError(f"'{name}' is not a checkpoint under {Path(root)}")
+    shutil.rmtree(path)
+
+
+def record_eval(path: str | os.PathLike, clean: dict | None = None, attacks: list[dict] | None = None) -> dict:
+    """Merge results into ``eval.json`` (attacks replace earlier rows with the same name and ε)."""
+    from .checkpoint import write_json_atomic
+
+    path = Path(path)
+    ev = _read_json(path / "eval.json")
+    ev = ev if isinstance(ev, dict) else {}
+    if clean is not None:
+        ev["clean"] = clean
+    if attacks:
+        keep = {(r.get("name"), r.get("epsilon")): r for r in ev.get("attacks") or [] if isinstance(r, dict)}
+        for r in attacks:
+            keep[(r.get("name"), r.get("epsilon"))] = {k: v for k, v in r.items() if k != "per_example"}
+        ev["attacks"] = sorted(keep.values(), key=lambda r: (str(r.get("name")), r.get("epsilon") or 0))
+    ev["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(path / "eval.json", ev)
+    return ev
+
+
+def train_log(root: str | os.PathLike, name: str) -> list[dict]:
+    """The logged steps and evaluations of model ``name`` (``train_log.jsonl``; bad lines skipped)."""
+    path = resolve(root, name) / "train_log.jsonl"
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def read_json(root: str | os.PathLike, name: str, file: str) -> dict | None:
+    """config.json / metrics.json / eval.json of model ``name`` (None when missing or unreadable)."""
+    if file not in ("config.json", "metrics.json", "eval.json"):
+        raise AdvvizError(f"{file} is not a checkpoint JSON file")
+    obj = _read_json(resolve(root, name) / file)
+    return obj if isinstance(obj, dict) else None
+
+
+def cache_dir(root: str | os.PathLike, kind: str) -> Path:
+    """``ROOT/.cache/KIND`` (created) for on-disk caches of the app."""
+    d = models_root(root) / CACHE_DIR / check_name(kind)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
