@@ -88,9 +88,17 @@ class LSTMLanguageModel(nn.Module):
         h, _ = self.lstm(self.drop(self.embedding(input_ids)))
         return self.decoder(self.drop(h))
 
-    def encode_batch(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_words(self, item: str | list[str]) -> list[int]:
+        """A text (tokenized like training text) or a list of words already tokenized (a classifier's
+        word tokens: its ``<unk>`` maps to this LM's ``<unk>``) -> ids."""
+        if isinstance(item, str):
+            return self.tokenizer.encode(item)
+        index, unk = self.tokenizer.index, self.tokenizer.unk_id
+        return [index.get(w.lower() if self.tokenizer.lowercase else w, unk) for w in item]
+
+    def encode_batch(self, texts: list, max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs <s> w_1..w_n, targets w_1..w_n </s>), padded with 0 (ignored in the loss)."""
-        seqs = [self.tokenizer.encode(t)[: max_length or None] for t in texts]
+        seqs = [self.encode_words(t)[: max_length or None] for t in texts]
         width = max(len(s) for s in seqs) + 1
         inp = torch.zeros((len(seqs), width), dtype=torch.long)
         tgt = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -113,9 +121,10 @@ def build_lm_tokenizer(texts, max_vocab: int | None = 30000, min_freq: int = 2) 
 
 
 @torch.no_grad()
-def sentence_nll(lm: LSTMLanguageModel, texts: list[str], batch_size: int = 64, include_eos: bool = True,
+def sentence_nll(lm: LSTMLanguageModel, texts: list, batch_size: int = 64, include_eos: bool = True,
                  max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per text: (summed −log p in nats <float64>[N], number of predicted tokens <int64>[N])."""
+    """Per text (a string, or a list of words): (summed −log p in nats <float64>[N], number of
+    predicted tokens <int64>[N])."""
     was = lm.training
     lm.eval()
     nll = np.zeros(len(texts), dtype=np.float64)
@@ -136,8 +145,8 @@ def sentence_nll(lm: LSTMLanguageModel, texts: list[str], batch_size: int = 64, 
     return nll, count
 
 
-def perplexity(lm: LSTMLanguageModel, texts: list[str], include_eos: bool = True, batch_size: int = 64) -> float:
-    """Per-word perplexity of a corpus: exp(total −log p / total predicted tokens)."""
+def perplexity(lm: LSTMLanguageModel, texts: list, include_eos: bool = True, batch_size: int = 64) -> float:
+    """Per-word perplexity of a corpus (strings or word lists): exp(total −log p / total predicted tokens)."""
     if not texts:
         raise AdvvizError("perplexity of an empty list of texts is undefined")
     nll, count = sentence_nll(lm, list(texts), batch_size, include_eos)
@@ -290,19 +299,52 @@ def _oov_rate(tok: WordTokenizer, texts: list[str]) -> float:
     return float(np.mean([i == tok.unk_id for i in ids])) if ids else 0.0
 
 
-def adversarial_perplexity(model, lm: LSTMLanguageModel, texts: list[str], labels: list[int], attack: str,
-                           overrides: dict | None = None, seed: int = 0) -> dict:
-    """SPGD Table 1 for one attack: LM perplexity of the originals, of their discretized adversarial
-    texts (``advviz.inspection``), and the gap (adversarial − original)."""
+def _lm_words(lm: LSTMLanguageModel, tokenizer, tokens: list[str]) -> list[str] | str:
+    """A classifier's tokens as LM input: word tokens pass through (so <unk> stays <unk>); sub-word
+    tokens are joined back into text and re-tokenized by the LM."""
+    return list(tokens) if getattr(tokenizer, "kind", "") == "word" else tokenizer.join(tokens)
+
+
+def _inspect_by_label(model, texts, labels, attack, overrides, seed, bar) -> list[dict]:
+    """``advviz.inspection.inspect`` against each text's gold label (it takes one label per call)."""
     from .inspection import inspect
 
-    rows = inspect(model, list(texts), attack, overrides or {}, label=list(labels), seed=seed)
-    adv_texts = [r["discretized_text"] for r in rows]
-    orig = perplexity(lm, list(texts))
-    adv = perplexity(lm, adv_texts)
-    changed = float(np.mean([a.strip() != lm.tokenizer.join(lm.tokenizer.tokenize(t)).strip()
-                             for a, t in zip(adv_texts, texts)]))
-    return {"attack": attack, "overrides": {k: v for k, v in (overrides or {}).items() if v is not None},
-            "n": len(texts), "original_perplexity": orig, "adversarial_perplexity": adv, "gap": adv - orig,
-            "changed_texts": changed, "examples": [{"text": t, "adversarial": a} for t, a in
-                                                    zip(texts[:5], adv_texts[:5])]}
+    rows: list = [None] * len(texts)
+    for c in sorted(set(labels)):
+        idx = [i for i, y in enumerate(labels) if y == c]
+        for s in range(0, len(idx), 32):
+            chunk = idx[s: s + 32]
+            for i, r in zip(chunk, inspect(model, [texts[i] for i in chunk], attack, overrides, label=c, seed=seed)):
+                rows[i] = r
+            if bar is not None:
+                bar.update(len(chunk))
+    return rows
+
+
+def adversarial_perplexity(model, lm: LSTMLanguageModel, texts: list[str], labels: list[int], attack: str,
+                           overrides: dict | None = None, seed: int = 0, progress: bool = False) -> dict:
+    """SPGD Table 1 for one attack: LM perplexity of the originals and of their discretized
+    adversarial texts (``advviz.inspection``: each perturbed token replaced by the neighbour it
+    moved towards), and the gap (adversarial − original). Both sides go through the classifier's
+    tokenizer (same truncation, same <unk>), so the gap measures the substitutions only."""
+    texts, labels = list(texts), [int(y) for y in labels]
+    if len(texts) != len(labels) or not texts:
+        raise AdvvizError("perplexity needs a non-empty list of texts with one label each")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    tok = model.classifier.tokenizer
+    bar = tqdm(total=len(texts), desc=f"{attack}", leave=False) if progress else None
+    rows = _inspect_by_label(model, texts, labels, attack, overrides, seed, bar)
+    if bar is not None:
+        bar.close()
+    orig_tokens = [[t["token"] for t in r["tokens"]] for r in rows]
+    adv_tokens = [[t["moved_to"] if t["norm"] > 0 and t["moved_to"] else t["token"] for t in r["tokens"]]
+                  for r in rows]
+    changed = [sum(a != b for a, b in zip(o, v)) for o, v in zip(orig_tokens, adv_tokens)]
+    orig = perplexity(lm, [_lm_words(lm, tok, t) for t in orig_tokens])
+    adv = perplexity(lm, [_lm_words(lm, tok, t) for t in adv_tokens])
+    return {"attack": attack, "overrides": overrides, "n": len(texts), "original_perplexity": orig,
+            "adversarial_perplexity": adv, "gap": adv - orig,
+            "changed_texts": float(np.mean([c > 0 for c in changed])),
+            "changed_tokens_per_text": float(np.mean(changed)),
+            "adv_accuracy": float(np.mean([r["adv_pred"] == y for r, y in zip(rows, labels)])),
+            "examples": [{"text": r["text"], "adversarial": r["discretized_text"]} for r in rows[:5]]}

@@ -80,6 +80,7 @@ def test_empty_texts_error():
         perplexity(lm, [])
 
 
+@pytest.mark.slow
 def test_train_lm_small_real_data(tmp_path, data_dir):
     cfg = LMTrainConfig(epochs=2, max_train=300, batch_size=32, max_vocab=2000, min_freq=1)
     lm, metrics = train_lm("sst2-sent", tmp_path / "lm", cfg, LMConfig(embedding_dim=16, hidden_size=32),
