@@ -1,0 +1,58 @@
+"""Widgets generated from config dataclasses: each field's default, help and choices are written
+once, on the field (``metadata['flag'|'help'|'choices']``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+
+def field_kind(f: dataclasses.Field) -> type:
+    """bool / int / float / str from the field's annotation (``int | None`` counts as int)."""
+    if "type" in f.metadata:
+        return f.metadata["type"]
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    for name, typ in (("bool", bool), ("int", int), ("float", float)):
+        if t.startswith(name):
+            return typ
+    return str
+
+
+def flagged_fields(config_cls) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(config_cls) if f.metadata.get("flag")]
+
+
+def _widget(f: dataclasses.Field, default, key: str, container):
+    label, helptext = f.name.replace("_", " "), f"{f.metadata.get('help', '')} (`{f.metadata['flag']}`)"
+    kind = field_kind(f)
+    choices = f.metadata.get("choices")
+    if choices:
+        choices = list(choices)
+        return container.selectbox(label, choices, index=choices.index(default) if default in choices else 0,
+                                   key=key, help=helptext)
+    if kind is bool:
+        return container.checkbox(label, value=bool(default), key=key, help=helptext)
+    if kind is int:
+        return int(container.number_input(label, value=int(default or 0), step=1, key=key, help=helptext))
+    if kind is float:
+        return float(container.number_input(label, value=float(default or 0.0), step=0.01, format="%g",
+                                            key=key, help=helptext))
+    return container.text_input(label, value="" if default is None else str(default), key=key, help=helptext)
+
+
+def config_widgets(config_cls, key_prefix: str, container=st) -> dict:
+    """One widget per flagged field of ``config_cls`` (default: the field's default); returns
+    field name -> value. Invalid combinations are caught by the config's own validation later."""
+    defaults = config_cls()
+    return {f.name: _widget(f, getattr(defaults, f.name), f"{key_prefix}_{f.name}", container)
+            for f in flagged_fields(config_cls)}
+
+
+def validate(config_cls, values: dict) -> str | None:
+    """The config's own ``ValueError`` message for these values, or None when they are valid."""
+    try:
+        config_cls.from_overrides(values)
+    except (ValueError, TypeError) as e:
+        return str(e)
+    return None

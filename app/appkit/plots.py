@@ -1,0 +1,93 @@
+"""Plotly figures for the pages (drawing only: every number comes from a library result)."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+
+SEQUENTIAL = "Cividis"  # colour-blind-safe, perceptually uniform
+# Okabe–Ito: a qualitative palette that colour-blind readers can tell apart
+QUALITATIVE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+CELL_W, ROW_H = 92, 64
+
+
+def _cell(t: dict) -> tuple[str, str]:
+    """(label, hover) of one token cell: ``moved_to (nearest)`` as in SPGD's Figure 2."""
+    moved, nearest = t.get("moved_to"), t.get("nearest")
+    label = f"{html.escape(moved or '·')}<br>({html.escape(str(nearest))})"
+    cos, rank = t.get("cosine"), t.get("neighbor_rank")
+    hover = (f"<b>{html.escape(t['token'])}</b> → {html.escape(moved or '(not moved)')}<br>"
+             f"‖δ‖ = {t['norm']:.4f}<br>nearest to v+δ: {html.escape(str(nearest))}"
+             + (f"<br>cosine(δ, direction) = {cos:.3f}" if cos is not None else "")
+             + (f"<br>neighbour rank = {rank}" if rank is not None else ""))
+    return label, hover
+
+
+def token_heatmap(rows: list[tuple[str, dict]], zmax: float) -> go.Figure:
+    """Rows = (row label, inspect result) sharing one tokenization; columns = tokens; colour = ‖δᵢ‖.
+
+    ``zmax`` is shared by every heatmap on the page so rows and figures compare honestly."""
+    tokens = [t["token"] for t in rows[0][1]["tokens"]]
+    z, text, hover = [], [], []
+    for _, r in rows:
+        z.append([t["norm"] for t in r["tokens"]])
+        cells = [_cell(t) for t in r["tokens"]]
+        text.append([c[0] for c in cells])
+        hover.append([c[1] for c in cells])
+    labels = [lab for lab, _ in rows]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(len(tokens))), y=labels, text=text, customdata=hover, texttemplate="%{text}",
+        textfont={"size": 11}, hovertemplate="%{customdata}<extra>%{y}</extra>", colorscale=SEQUENTIAL,
+        zmin=0.0, zmax=max(zmax, 1e-9), xgap=2, ygap=2, colorbar={"title": {"text": "‖δᵢ‖"}, "thickness": 12}))
+    fig.update_xaxes(tickvals=list(range(len(tokens))), ticktext=[html.escape(t) for t in tokens], side="top",
+                     tickfont={"size": 13})
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 12})
+    fig.update_layout(height=90 + ROW_H * len(rows), width=max(520, 220 + CELL_W * len(tokens)),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def accuracy_curves(df: pd.DataFrame, attack: str) -> go.Figure:
+    """Accuracy under attack vs ε, one line per model."""
+    fig = go.Figure()
+    for i, (model, g) in enumerate(df.groupby("model", sort=False)):
+        g = g.sort_values("epsilon")
+        fig.add_trace(go.Scatter(x=g["epsilon"], y=g["accuracy"], mode="lines+markers", name=model,
+                                 line={"color": QUALITATIVE[i % len(QUALITATIVE)]},
+                                 marker={"symbol": ["circle", "square", "diamond", "triangle-up"][i % 4], "size": 9}))
+    fig.update_layout(xaxis_title="ε", yaxis_title=f"accuracy under {attack}", yaxis_range=[0, 1.02],
+                      height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def projection_scatter(df: pd.DataFrame, segments: bool, title: str) -> go.Figure:
+    """Sentence representations in 2-D: colour = gold label, marker = original / adversarial."""
+    fig = go.Figure()
+    has_pairs = "pair" in df and (df["kind"] != "orig").any()
+    if segments and has_pairs:
+        xs, ys = [], []
+        for _, g in df.groupby("pair"):
+            if len(g) == 2:
+                xs += [*g["x"], None]
+                ys += [*g["y"], None]
+        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line={"color": "rgba(120,120,120,0.35)", "width": 1},
+                                   hoverinfo="skip", name="orig → adv", showlegend=True))
+    label_col = "label_name" if "label_name" in df else "label"
+    pred_col = "pred_name" if "pred_name" in df else "pred"
+    for i, (lab, g) in enumerate(df.groupby(label_col, sort=True)):
+        for kind, symbol in (("orig", "circle"), ("adv", "x")):
+            gk = g[g["kind"] == kind]
+            if gk.empty:
+                continue
+            hover = [f"{html.escape(str(t)[:120])}<br>label {lab} · pred {p}" for t, p in zip(gk["text"], gk[pred_col])]
+            fig.add_trace(go.Scattergl(
+                x=gk["x"], y=gk["y"], mode="markers", name=f"{lab} ({'original' if kind == 'orig' else 'adversarial'})",
+                marker={"color": QUALITATIVE[i % len(QUALITATIVE)], "symbol": symbol, "size": 7,
+                        "opacity": 0.8 if kind == "orig" else 0.9, "line": {"width": 0}},
+                text=hover, hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=title, height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.08}, xaxis={"showticklabels": False},
+                      yaxis={"showticklabels": False})
+    return fig

@@ -1,0 +1,92 @@
+"""The one sidebar every page shares: model(s), data set, attack and its parameters, seed.
+
+Rendered by the entry script before the page runs, so its widgets keep their values across
+pages; pages read the choice with :func:`selection`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from . import core, forms
+
+
+@dataclass
+class Selection:
+    models: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    attack: str | None = None
+    overrides: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+def _keep_valid(key: str, options: list, multi: bool) -> None:
+    """Drop a remembered value that is no longer an option (a model deleted meanwhile)."""
+    if key not in st.session_state:
+        return
+    v = st.session_state[key]
+    if multi:
+        st.session_state[key] = [x for x in (v or []) if x in options]
+    elif v not in options:
+        del st.session_state[key]
+
+
+def _models(rows: list[dict]) -> list[str]:
+    names = [r["name"] for r in rows if r["status"] == "ok"]
+    _keep_valid("sb_models", names, multi=True)
+    if "sb_models" not in st.session_state:
+        st.session_state["sb_models"] = names[:1]
+    return st.sidebar.multiselect("Model(s)", names, key="sb_models", max_selections=4,
+                                  help="Checkpoints under the models root; pages compare them side by side.",
+                                  placeholder="no model yet" if not names else "choose models")
+
+
+def _dataset(rows: list[dict], chosen: list[str]) -> str | None:
+    names = core.available_datasets()
+    if not names:
+        st.sidebar.caption("No data set found in the data directory (set ADVVIZ_DATA_DIR).")
+        return None
+    _keep_valid("sb_dataset", names, multi=False)
+    by_name = {r["name"]: r for r in rows}
+    first = by_name.get(chosen[0], {}).get("dataset") if chosen else None
+    index = names.index(first) if first in names else (names.index("sst2-sent") if "sst2-sent" in names else 0)
+    return st.sidebar.selectbox("Data set", names, index=index, key="sb_dataset")
+
+
+def _attack() -> tuple[str | None, dict]:
+    from advviz.methods import attacks
+
+    table = attacks()
+    if not table:
+        st.sidebar.caption("No attack is registered.")
+        return None, {}
+    names = list(table)
+    _keep_valid("sb_attack", names, multi=False)
+    default = names.index("spgd") if "spgd" in names else 0
+    name = st.sidebar.selectbox("Attack", names, index=default, key="sb_attack",
+                                help="The adversary used by Which words move, Representation space and Robustness.")
+    with st.sidebar.expander(f"{name} parameters"):
+        values = forms.config_widgets(table[name].Config, f"sb_{name}")
+        err = forms.validate(table[name].Config, values)
+        if err:
+            st.error(err)
+            values = {}  # fall back to the method's defaults until the value is fixed
+    return name, values
+
+
+def render() -> Selection:
+    rows = core.models()
+    st.sidebar.caption(f"Models root: `{core.root()}`")
+    chosen = _models(rows)
+    dataset = _dataset(rows, chosen)
+    attack, overrides = _attack()
+    seed = int(st.sidebar.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sb_seed"))
+    sel = Selection(list(chosen), dataset, attack, overrides, seed)
+    st.session_state["selection"] = sel
+    return sel
+
+
+def selection() -> Selection:
+    return st.session_state.get("selection") or Selection()

@@ -1,0 +1,139 @@
+"""Models page parts: the train-a-model form and the live panel of background jobs."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from advviz import background, registry
+
+from . import core, forms
+
+ARCHS = ["lstm", "bigru", "minilm"]
+
+
+def _train_values(method: str) -> dict:
+    """The TrainConfig / model widgets of the form (inside an st.form)."""
+    datasets = core.available_datasets() or ["sst2-sent"]
+    c1, c2, c3 = st.columns(3)
+    v = {"method": method}
+    v["dataset"] = c1.selectbox("Data set", datasets, index=datasets.index("sst2-sent") if "sst2-sent" in datasets else 0,
+                                key="tr_dataset")
+    v["arch"] = c2.selectbox("Architecture", ARCHS, key="tr_arch",
+                             help="lstm: GloVe-50d LSTM; bigru: BiGRU; minilm: all-MiniLM-L6-v2 (slow on CPU)")
+    v["seed"] = int(c3.number_input("Seed", 0, 10_000, 0, key="tr_seed"))
+    v["epochs"] = int(c1.number_input("Epochs", 1, 50, 2, key="tr_epochs"))
+    n = int(c2.number_input("Train on N examples (0: all)", 0, 1_000_000, 0, step=500, key="tr_max_train"))
+    v["max_train"] = n or None
+    s = int(c3.number_input("Stop after N steps (0: no limit)", 0, 1_000_000, 0, step=50, key="tr_max_steps"))
+    v["max_steps"] = s or None
+    v["batch_size"] = int(c1.number_input("Batch size", 1, 512, 32, key="tr_batch"))
+    h = int(c2.number_input("RNN hidden size (0: default)", 0, 2048, 0, step=16, key="tr_hidden"))
+    v["hidden_size"] = h or None
+    e = int(c3.number_input("Evaluate on N dev examples (0: all)", 0, 100_000, 0, step=100, key="tr_max_eval"))
+    v["max_eval"] = e or None
+    return v
+
+
+def train_form() -> None:
+    """Method first (its config fields generate the widgets), then the rest in a form."""
+    from advviz.methods import METHODS
+
+    methods = list(METHODS)
+    method = st.selectbox("Method", methods, key="tr_method",
+                          help="Registered training methods; each one's hyperparameters appear below.")
+    cls = METHODS[method]
+    if cls.paper:
+        st.caption(cls.paper)
+    with st.form("train_form"):
+        values = _train_values(method)
+        method_values = {}
+        if forms.flagged_fields(cls.Config):
+            st.markdown(f"**{method} hyperparameters** (defaults: the method's own)")
+            cols = st.columns(3)
+            for i, f in enumerate(forms.flagged_fields(cls.Config)):
+                method_values.update(_one(cls.Config, f, cols[i % 3]))
+        default_name = f"{values['arch']}-{values['dataset']}-{method}-s{values['seed']}"
+        name = st.text_input("Name (folder under the models root)", value="", placeholder=default_name,
+                             key="tr_name")
+        submitted = st.form_submit_button("Start training", type="primary")
+    if submitted:
+        _submit(name.strip() or default_name, values, method_values, cls.Config)
+
+
+def _one(config_cls, f, container) -> dict:
+    defaults = config_cls()
+    return {f.name: forms._widget(f, getattr(defaults, f.name), f"tr_{config_cls.__name__}_{f.name}", container)}
+
+
+def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
+    err = forms.validate(config_cls, method_values)
+    if err:
+        st.error(f"Not started: {err}")
+        return
+    with core.shown_errors("Could not start training"):
+        path = registry.resolve(core.root(), name)
+        if path.exists():
+            st.error(f"A model named '{name}' already exists; choose another name or delete it first.")
+            return
+        if name in background.running_names(core.root()):
+            st.error(f"'{name}' is being trained already.")
+            return
+        argv = background.train_argv(path, values, method_values)
+        job = background.start(core.root(), [(name, argv)])
+        st.success(f"Training '{name}' started in the background (job {job}).")
+
+
+def default_suite_button() -> None:
+    suite = background.default_suite(core.root())
+    names = ", ".join(n.split("-")[-2] for n, _ in suite)
+    st.markdown(f"**Default set:** GloVe-LSTM on sst2-sent, {len(suite)} methods ({names}), "
+                f"{background.DEFAULT_TRAIN['epochs']} epochs each: a few minutes on CPU.")
+    if st.button("Train the default set", type="primary", key="train_default"):
+        with core.shown_errors("Could not start the default training"):
+            todo = [(n, a) for n, a in suite if not registry.is_checkpoint(registry.resolve(core.root(), n))]
+            if not todo:
+                st.info("Every model of the default set exists already.")
+                return
+            job = background.start(core.root(), todo)
+            st.success(f"Default training started (job {job}); progress below.")
+
+
+def _job_card(j: dict) -> None:
+    label = f"**{j['current']}** ({j['done'] + (j['state'] == 'running')}/{j['n']})" if j["n"] > 1 else f"**{j['current']}**"
+    icon = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️"}[j["state"]]
+    with st.container(border=True):
+        st.markdown(f"{icon} {label} — {j['state']}, started {time.strftime('%H:%M:%S', time.localtime(j['started']))}")
+        if j["state"] == "running":
+            frac = j["step"] / j["total"] if j["total"] else 0.0
+            acc = f", last dev accuracy {j['dev_accuracy']:.3f}" if j["dev_accuracy"] is not None else ""
+            st.progress(min(1.0, frac), text=f"step {j['step']}/{j['total'] or '?'}{acc}")
+            if st.button("Cancel", key=f"cancel_{j['id']}"):
+                background.cancel(core.root(), j["id"])
+                st.rerun()
+        else:
+            if st.button("Dismiss", key=f"forget_{j['id']}"):
+                with core.shown_errors("Could not dismiss"):
+                    background.forget(core.root(), j["id"])
+                st.rerun(scope="fragment")
+        with st.expander("log", expanded=j["state"] in ("running", "failed")):
+            st.code(j["log_tail"] or "(no output yet)", language=None)
+
+
+@st.fragment(run_every=2)
+def jobs_panel() -> None:
+    """Live progress of background jobs (re-drawn every 2 s, the rest of the page stays)."""
+    jobs = background.jobs(core.root())
+    if not jobs:
+        return
+    st.subheader("Training jobs")
+    for j in jobs[:6]:
+        _job_card(j)
+    if any(j["state"] == "running" for j in jobs) or st.session_state.get("_jobs_running"):
+        # when one finishes, refresh the whole page once so the registry table shows the new model
+        running = any(j["state"] == "running" for j in jobs)
+        if st.session_state.get("_jobs_running") and not running:
+            st.session_state["_jobs_running"] = False
+            st.rerun()
+        st.session_state["_jobs_running"] = running

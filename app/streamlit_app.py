@@ -1,0 +1,31 @@
+"""advviz app entry: ``advviz app`` or ``streamlit run app/streamlit_app.py`` (127.0.0.1 by default).
+
+st.navigation over the pages in ``views/``; the shared sidebar is drawn here, before the page.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # appkit/ lives beside this file
+    sys.path.insert(0, str(HERE))
+
+import streamlit as st  # noqa: E402
+
+from appkit import sidebar  # noqa: E402
+
+st.set_page_config(page_title="advviz", page_icon="🧭", layout="wide")
+
+PAGES = [
+    st.Page("views/models.py", title="Models", icon="🗂️", default=True),
+    st.Page("views/words.py", title="Which words move", icon="🔤"),
+    st.Page("views/reconstructions.py", title="Reconstructions", icon="♻️"),
+    st.Page("views/space.py", title="Representation space", icon="🌌"),
+    st.Page("views/robustness.py", title="Robustness", icon="🛡️"),
+]
+
+page = st.navigation(PAGES)
+sidebar.render()
+page.run()

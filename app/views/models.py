@@ -1,0 +1,132 @@
+"""Models: the registry of the models root; train (background), evaluate, delete."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from advviz import registry
+from appkit import core, sidebar, training
+
+COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset", "dev_accuracy": "dev acc",
+           "clean_accuracy": "eval acc", "robustness": "robustness (attack ε: acc)", "parameters": "params",
+           "train_seconds": "train s", "date": "date", "status": "status"}
+
+
+def registry_table(rows: list[dict]) -> None:
+    running = training.background.running_names(core.root())
+    df = pd.DataFrame(rows)[list(COLUMNS)].rename(columns=COLUMNS)
+    df.loc[df["name"].isin(running), "status"] = "training…"
+    st.dataframe(df, hide_index=True, key="registry_table",
+                 column_config={"dev acc": st.column_config.NumberColumn(format="%.3f"),
+                                "eval acc": st.column_config.NumberColumn(format="%.3f"),
+                                "params": st.column_config.NumberColumn(format="localized"),
+                                "train s": st.column_config.NumberColumn(format="%.1f")})
+    st.download_button("Download registry (CSV)", df.to_csv(index=False), "models.csv", "text/csv", key="dl_registry")
+
+
+def evaluate_panel(name: str, row: dict) -> None:
+    sel = sidebar.selection()
+    c1, c2 = st.columns(2)
+    n = int(c1.number_input("Dev examples (0: all)", 0, 100_000, 500, step=100, key="ev_n"))
+    with_attack = c2.checkbox(f"also under the sidebar attack ({sel.attack or 'none'})", key="ev_attack",
+                              value=False, disabled=sel.attack is None)
+    if not st.button("Evaluate", key="ev_go", type="primary"):
+        return
+    with core.shown_errors(f"Evaluating {name}"):
+        model = core.get_model(name)
+        dataset = row["dataset"] or sel.dataset
+        with st.spinner(f"Evaluating {name} on {dataset}/dev…"):
+            res = model.evaluate(dataset, "dev", n or None)
+        clean = {"dataset": dataset, "split": "dev", **res}
+        attacks = None
+        if with_attack:
+            fn = core.need("evaluate_under_attack")
+            if fn is None:
+                core.show_needs("evaluate_under_attack", "Evaluating under attack")
+            else:
+                ds = core.get_dataset(dataset, "dev").subset(n or None, sel.seed)
+                with st.spinner(f"Attacking with {sel.attack}…"):
+                    attacks = fn(model, ds.texts, ds.labels, sel.attack, sel.overrides, seed=sel.seed)
+        registry.record_eval(registry.resolve(core.root(), name), clean, attacks)
+        st.success(f"{dataset}/dev: accuracy {res['accuracy']:.4f}, macro-F1 {res['macro_f1']:.4f} (n {res['n']}); "
+                   f"saved to eval.json")
+        if attacks:
+            st.dataframe(pd.DataFrame(attacks).drop(columns=["per_example"], errors="ignore"), hide_index=True)
+
+
+def delete_panel(name: str) -> None:
+    st.warning(f"Deleting removes the folder `{name}` and everything in it.")
+    confirm = st.checkbox(f"Yes, delete {name}", key=f"del_confirm_{name}")
+    if st.button("Delete", key="del_go", disabled=not confirm):
+        with core.shown_errors(f"Deleting {name}"):
+            if name in training.background.running_names(core.root()):
+                st.error("It is being trained; cancel the job first.")
+                return
+            registry.delete(core.root(), name)
+            _load_clear()
+            st.success(f"Deleted {name}.")
+            st.rerun()
+
+
+def _load_clear() -> None:
+    core._load.clear()
+
+
+def details(rows: list[dict]) -> None:
+    names = [r["name"] for r in rows]
+    name = st.selectbox("Model", names, key="models_detail")
+    row = next(r for r in rows if r["name"] == name)
+    tab_log, tab_cfg, tab_eval, tab_del = st.tabs(["Training curve", "Config & metrics", "Evaluate", "Delete"])
+    with tab_log:
+        log = registry.train_log(core.root(), name)
+        evals = [ln for ln in log if "dev_accuracy" in ln]
+        steps = [ln for ln in log if "loss" in ln]
+        if not log:
+            st.caption("No train_log.jsonl lines.")
+        c1, c2 = st.columns(2)
+        if steps:
+            c1.line_chart(pd.DataFrame(steps).set_index("step")[["loss"]], height=220)
+        if evals:
+            c2.line_chart(pd.DataFrame(evals).set_index("step")[["dev_accuracy"]], height=220)
+    with tab_cfg:
+        cfg = registry.read_json(core.root(), name, "config.json") or {}
+        metrics = registry.read_json(core.root(), name, "metrics.json") or {}
+        c1, c2 = st.columns(2)
+        c1.json({k: cfg.get(k) for k in ("method", "train", "model", "data") if k in cfg}, expanded=1)
+        c2.json(metrics, expanded=True)
+        ev = registry.read_json(core.root(), name, "eval.json")
+        if ev:
+            c2.json(ev, expanded=False)
+        st.download_button("Download config + metrics (JSON)", json.dumps({"config": cfg, "metrics": metrics,
+                                                                          "eval": ev}, indent=2),
+                           f"{name}.json", "application/json", key="dl_model_json")
+    with tab_eval:
+        evaluate_panel(name, row)
+    with tab_del:
+        delete_panel(name)
+
+
+def main() -> None:
+    st.title("Models")
+    rows = core.models()
+    if not any(r["status"] == "ok" for r in rows):
+        st.info(f"No trained model under `{core.root()}` yet. Train the default set below (it is what "
+                f"`advviz app` trains on first start), or a model of your choice.", icon="📭")
+        training.default_suite_button()
+    else:
+        registry_table(rows)
+    training.jobs_panel()
+    with st.expander("Train a new model", expanded=not rows):
+        training.train_form()
+        if rows:
+            st.divider()
+            training.default_suite_button()
+    if rows:
+        st.subheader("Model details")
+        details(rows)
+
+
+main()

@@ -1,0 +1,142 @@
+"""Reconstructions: what a RAR model's head reads back from adversarial representations (Table 6)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from advviz import registry
+from appkit import core, render, sidebar
+
+CHUNK = 32  # examples per library call, so the progress bar moves
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def run_reconstruct(model_key: tuple, judge_key: tuple | None, texts: tuple, labels: tuple, attack: str,
+                    overrides_json: str, seed: int, _bar=None) -> pd.DataFrame:
+    model = core._load(*model_key)
+    judge = core._load(*judge_key) if judge_key else None
+    fn = core.need("reconstruct_dataset")
+    parts = []
+    for s in range(0, len(texts), CHUNK):
+        parts.append(fn(model, list(texts[s:s + CHUNK]), list(labels[s:s + CHUNK]), attack,
+                        json.loads(overrides_json), judge=judge, seed=seed + s))
+        if _bar is not None:
+            _bar.progress(min(1.0, (s + CHUNK) / len(texts)), text=f"{min(s + CHUNK, len(texts))}/{len(texts)} reconstructed")
+    return pd.concat(parts, ignore_index=True)
+
+
+def _names(df: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
+    out = df.copy()
+    for c in ("label", "pred", "pred_on_reconstructed", "judge_pred", "judge_pred_on_reconstructed"):
+        if c in out and out[c].notna().any():
+            out[c] = out[c].map(lambda v: label_names[int(v)] if pd.notna(v) and 0 <= int(v) < len(label_names) else v)
+    return out
+
+
+def choose_models(sel) -> tuple[str, str | None] | None:
+    rar = [r["name"] for r in registry.rar_models(core.models())]
+    if not rar:
+        st.info("No RAR model yet — train one on **Models** with method `rar` or `carl+rar`. Its reconstruction "
+                "head is what this page shows.", icon="📭")
+        st.page_link("views/models.py", label="Go to Models", icon="🗂️")
+        return None
+    c1, c2 = st.columns(2)
+    default = next((m for m in sel.models if m in rar), rar[0])
+    model = c1.selectbox("RAR model", rar, index=rar.index(default), key="rec_model")
+    others = [n for n in core.ok_names() if n != model]
+    judge = c2.selectbox("Judge model (predicts on both sentences)", ["(none)"] + others, key="rec_judge",
+                         index=1 if others else 0)
+    return model, None if judge == "(none)" else judge
+
+
+def one_sentence(model: str, judge: str | None, sel) -> None:
+    with st.form("rec_form", border=False):
+        text = st.text_input("Sentence", value="a charming and often affecting journey .", key="rec_text",
+                             max_chars=20_000)
+        st.form_submit_button("Reconstruct", type="primary")
+    text, warning = core.clean_text(text)
+    if warning:
+        st.warning(warning)
+    if not text:
+        return
+    with core.shown_errors(f"Reconstructing with {model}"):
+        m = core.get_model(model)
+        label = int(m.predict([text]).argmax())  # attack the model's own prediction
+        df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, (text,), (label,),
+                             sel.attack or "pgd", json.dumps(sel.overrides, sort_keys=True), sel.seed)
+        r = _names(df, m.label_names).iloc[0]
+        st.markdown(f"**Original** — {render.highlight_changes(r['text'], r['text'])}", unsafe_allow_html=True)
+        st.markdown(f"**Reconstructed** — {render.highlight_changes(r['text'], r['reconstructed_text'])}",
+                    unsafe_allow_html=True)
+        preds = {"": ["original", "reconstructed"], f"{model}": [r["pred"], r["pred_on_reconstructed"]]}
+        if judge:
+            preds[f"judge: {judge}"] = [r["judge_pred"], r["judge_pred_on_reconstructed"]]
+        st.dataframe(pd.DataFrame(preds), hide_index=True, key="rec_one_table")
+
+
+def data_slice(model: str, judge: str | None, sel) -> None:
+    if not sel.dataset:
+        st.warning("No data set is available (see the sidebar).")
+        return
+    ds = core.get_dataset(sel.dataset, "dev")
+    c1, c2 = st.columns(2)
+    n = int(c1.number_input("Examples", 1, 2000, 64, step=32, key="rec_n"))
+    start = int(c2.number_input("Starting at", 0, max(0, len(ds) - 1), 0, step=64, key="rec_start"))
+    if st.button(f"Reconstruct {sel.dataset}/dev[{start}:{start + n}]", key="rec_go"):
+        st.session_state["rec_request"] = (model, judge, sel.dataset, start, n, sel.attack, sel.seed,
+                                           json.dumps(sel.overrides, sort_keys=True))
+    req = st.session_state.get("rec_request")
+    if not req or req[:2] != (model, judge) or req[2] != sel.dataset:
+        st.caption("Choose a slice and press the button; results are cached.")
+        return
+    _, _, dataset, start, n, attack, seed, overrides_json = req
+    texts, labels = tuple(ds.texts[start:start + n]), tuple(ds.labels[start:start + n])
+    with core.shown_errors(f"Reconstructing {dataset} with {model}"):
+        bar = st.progress(0.0, text="reconstructing…")
+        df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, texts, labels,
+                             attack or "pgd", overrides_json, seed, _bar=bar)
+        bar.empty()
+        show_table(df, core.get_model(model).label_names, judge)
+
+
+def show_table(df: pd.DataFrame, label_names: list[str], judge: str | None) -> None:
+    flips = df["judge_pred"].notna() & (df["judge_pred"] != df["judge_pred_on_reconstructed"]) if judge else None
+    c1, c2, c3 = st.columns(3)
+    c1.metric("reconstructions that differ", f"{int(df['changed'].astype(bool).sum())}/{len(df)}")
+    c2.metric("flip the RAR model", f"{int((df['pred'] != df['pred_on_reconstructed']).sum())}")
+    if flips is not None:
+        c3.metric("flip the judge", f"{int(flips.sum())}")
+    only = st.checkbox("only rows that flip the judge", key="rec_only_flips", disabled=flips is None)
+    view = df[flips] if only and flips is not None else df
+    st.dataframe(_names(view, label_names), hide_index=True, key="rec_table",
+                 column_config={"text": st.column_config.TextColumn(width="large"),
+                                "reconstructed_text": st.column_config.TextColumn(width="large")})
+    st.download_button("Download table (CSV)", view.to_csv(index=False), "reconstructions.csv", "text/csv",
+                       key="rec_dl")
+
+
+def main() -> None:
+    st.title("Reconstructions")
+    st.caption("RAR: the sentence a reconstruction head reads from adversarial token representations, "
+               "with the RAR model's and a judge model's predictions on both (CARL/RAR paper, Table 6).")
+    if core.empty_state_no_models():
+        return
+    sel = sidebar.selection()
+    chosen = choose_models(sel)
+    if chosen is None:
+        return
+    if core.need("reconstruct_dataset") is None:
+        core.show_needs("reconstruct_dataset", "Reconstructions")
+        return
+    st.caption(f"Attack: **{sel.attack}** with the sidebar's parameters.")
+    tab1, tab2 = st.tabs(["One sentence", "A data-set slice"])
+    with tab1:
+        one_sentence(*chosen, sel)
+    with tab2:
+        data_slice(*chosen, sel)
+
+
+main()

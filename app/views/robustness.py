@@ -1,0 +1,177 @@
+"""Robustness: accuracy vs ε under the sidebar's attack, representation drift, perplexity gaps and
+pairwise significance; computed on demand, cached, downloadable."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pandas as pd
+import streamlit as st
+
+from advviz import registry
+from appkit import core, plots, sidebar
+
+SCALARS = ("name", "epsilon", "accuracy", "cosine", "euclidean", "flip_rate", "n")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def attack_curve(key: tuple, dataset: str, n: int, attack: str, overrides_json: str, epsilons: tuple,
+                 seed: int) -> list[dict]:
+    model = core._load(*key)
+    ds = core.get_dataset(dataset, "dev").subset(n, seed)
+    res = core.need("evaluate_under_attack")(model, ds.texts, ds.labels, attack, json.loads(overrides_json),
+                                             epsilons=list(epsilons), seed=seed)
+    return [{k: r.get(k) for k in SCALARS if k in r} for r in res]
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the language model…")
+def load_lm(path: str, mtime: float):
+    from advviz.lm import load_lm as load
+
+    return load(path)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str, overrides_json: str,
+                   seed: int) -> dict:
+    model = core._load(*key)
+    ds = core.get_dataset(dataset, "dev").subset(n, seed)
+    res = core.need("adversarial_perplexity")(model, load_lm(*lm_key), ds.texts, ds.labels, attack,
+                                              json.loads(overrides_json), seed=seed)
+    return {k: v for k, v in res.items() if k != "examples"}
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def significance(key_a: tuple, key_b: tuple, dataset: str, n: int, seed: int) -> dict:
+    ds = core.get_dataset(dataset, "dev").subset(n, seed)
+    res = core.need("compare_models")(core._load(*key_a), core._load(*key_b), ds.texts, ds.labels, seed=seed)
+    return {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def default_eps(sel) -> str:
+    from advviz.methods import get_method
+
+    e = sel.overrides.get("epsilon") or getattr(get_method(sel.attack).Config(), "epsilon", 0.0) or 1.0
+    return ", ".join(f"{e * f:g}" for f in (0.5, 1, 2))
+
+
+def parse_eps(text: str) -> list[float]:
+    from advviz.robustness import parse_epsilons
+
+    return parse_epsilons(text)
+
+
+def curves(sel, n: int, eps: list[float]) -> pd.DataFrame | None:
+    rows, bar = [], st.progress(0.0, text="attacking…")
+    overrides = json.dumps(sel.overrides, sort_keys=True)
+    for i, name in enumerate(sel.models):
+        bar.progress(i / len(sel.models), text=f"{name}: {sel.attack} at ε = {', '.join(f'{e:g}' for e in eps)}")
+        with core.shown_errors(f"Attacking {name}"):
+            key = core.model_key(name)
+            res = attack_curve(key, sel.dataset, n, sel.attack, overrides, tuple(eps), sel.seed)
+            registry.record_eval(key[0], attacks=[{**r, "dataset": sel.dataset, "split": "dev"} for r in res])
+            rows += [{"model": name, **r} for r in res]
+    bar.empty()
+    return pd.DataFrame(rows) if rows else None
+
+
+def show_curves(df: pd.DataFrame, attack: str) -> None:
+    st.plotly_chart(plots.accuracy_curves(df, attack), key="rob_curves", config={"displaylogo": False})
+    st.markdown("**Original vs adversarial sentence representations** (mean cosine similarity and Euclidean "
+                "distance, CARL/RAR Table 4) and the share of flipped predictions")
+    st.dataframe(df, hide_index=True, key="rob_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                for c in ("accuracy", "cosine", "euclidean", "flip_rate")})
+    c1, c2 = st.columns(2)
+    c1.download_button("Download (CSV)", df.to_csv(index=False), "robustness.csv", "text/csv", key="rob_dl_csv")
+    c2.download_button("Download (JSON)", df.to_json(orient="records", indent=2), "robustness.json",
+                       "application/json", key="rob_dl_json")
+
+
+def perplexity_section(sel, n: int) -> None:
+    lms = registry.language_models(core.models())
+    if core.need("adversarial_perplexity") is None:
+        core.show_needs("adversarial_perplexity", "Perplexity gaps")
+        return
+    if not lms:
+        st.info(f"No language model under the models root. Train one with `advviz lm train --dataset "
+                f"{sel.dataset or 'sst2-sent'} --out {core.root()}/lm-{sel.dataset or 'sst2-sent'}`; it then "
+                f"appears here.", icon="📭")
+        return
+    lm = st.selectbox("Language model", [r["name"] for r in lms], key="rob_lm")
+    if not st.button("Compute perplexity gaps", key="rob_ppl_go"):
+        return
+    rows = []
+    for name in sel.models:
+        with core.shown_errors(f"Perplexity of {name}'s adversarial texts"), st.spinner(f"{name}…"):
+            lm_path = registry.resolve(core.root(), lm)
+            res = perplexity_gap(core.model_key(name), (str(lm_path), registry.fingerprint(lm_path)), sel.dataset,
+                                 n, sel.attack, json.dumps(sel.overrides, sort_keys=True), sel.seed)
+            rows.append({"model": name, **{k: v for k, v in res.items() if k != "overrides"}})
+    if rows:
+        df = pd.DataFrame(rows)
+        st.dataframe(df, hide_index=True, key="rob_ppl_table")
+        st.download_button("Download perplexity gaps (CSV)", df.to_csv(index=False), "perplexity.csv", "text/csv",
+                           key="rob_ppl_dl")
+
+
+def significance_section(sel, n: int) -> None:
+    if core.need("compare_models") is None:
+        core.show_needs("compare_models", "Pairwise significance")
+        return
+    if len(sel.models) < 2:
+        st.caption("Select two or more models in the sidebar to compare them pairwise.")
+        return
+    if not st.button("Compare models pairwise (clean dev accuracy)", key="rob_sig_go"):
+        return
+    rows = []
+    for a, b in itertools.combinations(sel.models, 2):
+        with core.shown_errors(f"Comparing {a} and {b}"), st.spinner(f"{a} vs {b}…"):
+            rows.append({"model_a": a, "model_b": b, **{k: v for k, v in significance(
+                core.model_key(a), core.model_key(b), sel.dataset, n, sel.seed).items() if k not in ("model_a", "model_b")}})
+    if rows:
+        df = pd.DataFrame(rows)
+        st.dataframe(df, hide_index=True, key="rob_sig_table")
+        st.download_button("Download comparisons (CSV)", df.to_csv(index=False), "significance.csv", "text/csv",
+                           key="rob_sig_dl")
+
+
+def main() -> None:
+    st.title("Robustness")
+    if core.empty_state_no_models():
+        return
+    sel = sidebar.selection()
+    if not sel.models:
+        st.info("Choose one or more models in the sidebar.", icon="👈")
+        return
+    if not sel.dataset or not sel.attack:
+        st.warning("A data set and an attack are needed (see the sidebar).")
+        return
+    if core.need("evaluate_under_attack") is None:
+        core.show_needs("evaluate_under_attack", "Robustness curves")
+        return
+    c1, c2 = st.columns(2)
+    eps_text = c1.text_input("ε values (comma-separated)", value=default_eps(sel), key=f"rob_eps_{sel.attack}",
+                             help="Default: half, once and twice the attack's ε (sidebar).")
+    n = int(c2.number_input("Dev examples", 10, 5000, 200, step=50, key="rob_n"))
+    try:
+        eps = parse_eps(eps_text)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's input
+        st.error(f"ε values: {e}")
+        return
+    st.caption(f"Attack **{sel.attack}** with the sidebar's parameters, on {n} examples of {sel.dataset}/dev "
+               f"(seed {sel.seed}). Results are cached and saved to each model's eval.json.")
+    if st.button("Compute curves", type="primary", key="rob_go"):
+        st.session_state["rob_request"] = True
+    if st.session_state.get("rob_request"):
+        df = curves(sel, n, eps)
+        if df is not None and not df.empty:
+            show_curves(df, sel.attack)
+    with st.expander("Perplexity gaps (SPGD Table 1)"):
+        perplexity_section(sel, n)
+    with st.expander("Pairwise significance"):
+        significance_section(sel, n)
+
+
+main()
