@@ -47,10 +47,38 @@ class Model:
         logits = predict_logits(self.classifier, list(texts), batch_size)
         return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
-    def reconstruct(self, token_reps: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+    @property
+    def rar_head(self):
+        """The RAR reconstructor (``advviz.methods.rar.RARHead``) of a ``rar`` / ``carl+rar``
+        checkpoint, its decoder weight re-tied to this classifier's embedding matrix; else None."""
+        if not hasattr(self, "_rar_head"):
+            self._rar_head = None
+            state = self.checkpoint.extra_state.get("rar")
+            if state is not None:
+                from .methods.rar import load_rar_head
+
+                layout = (self.config.get("method") or {}).get("rar_head", "ln-first")
+                self._rar_head = load_rar_head(self.classifier, state, layout)
+        return self._rar_head
+
+    @torch.no_grad()
+    def reconstruct(self, token_reps: torch.Tensor, attention_mask: torch.Tensor,
+                    chunk: int = 2048) -> torch.Tensor | None:
         """RAR: <long>[B,T] argmax token ids from (adversarial) token representations <float>[B,T,H],
-        or None when this checkpoint has no RAR head. (Filled in by the CARL/RAR work.)"""
-        return None
+        or None when this checkpoint has no RAR head. Padding positions (mask 0) get the pad id;
+        every attended position, [CLS]/[SEP] included, gets the head's argmax (the head was trained
+        on real tokens only, so callers usually keep the original ids at special positions)."""
+        head = self.rar_head
+        if head is None:
+            return None
+        device = next(head.parameters()).device
+        mask = attention_mask.to(device).bool()
+        out = torch.full(mask.shape, self.classifier.tokenizer.pad_id, dtype=torch.long, device=device)
+        reps = token_reps.to(device)[mask]  # (N, H) attended positions
+        ids = [head(reps[s: s + chunk]).argmax(-1) for s in range(0, len(reps), chunk)]  # chunks bound N·V
+        if ids:
+            out[mask] = torch.cat(ids)
+        return out
 
     def evaluate(self, dataset: str | None = None, split: str = "dev", max_examples: int | None = None,
                  data_dir=None, seed: int = 0) -> dict:

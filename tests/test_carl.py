@@ -1,0 +1,243 @@
+"""CARL (Qiu et al. 2021, §3.2): memory banks (Eq. 5), different-label negatives, the contrastive
+loss (Eqs. 2–4, NCE and InfoNCE), the warm start, and FreeLB's L_C-only ascent under extra terms."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advviz.errors import AdvvizError
+from advviz.memory_bank import MemoryBank, NegativeSampler
+from advviz.methods import METHODS, build_method
+from advviz.methods.carl import CARL, CARLConfig, default_negatives, infonce_loss, nce_loss, contrastive_logits
+from advviz.methods.freelb import FreeLB, FreeLBConfig
+from conftest import LABELS, SENTENCES, batch_for, make_tiny_rnn
+
+TRAIN = SimpleNamespace(texts=SENTENCES, labels=LABELS)
+
+
+def _backward(loss):
+    loss.backward()
+
+
+# -- Eq. 5 -----------------------------------------------------------------------------------
+
+
+def test_bank_update_follows_eq5_exactly():
+    bank = MemoryBank(4, 2)
+    bank.fill(torch.tensor([0, 1, 2, 3]), torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [4.0, -4.0]]))
+    bank.update(torch.tensor([1, 3]), torch.tensor([[1.0, 0.0], [0.0, 0.0]]), momentum=0.5)
+    # B[1] = 0.5·(0,1) + 0.5·(1,0) = (0.5, 0.5); B[3] = 0.5·(4,−4) + 0.5·0 = (2, −2); others untouched
+    assert bank.memory.tolist() == [[1.0, 0.0], [0.5, 0.5], [2.0, 2.0], [2.0, -2.0]]
+    bank.update(torch.tensor([0]), torch.tensor([[0.0, 1.0]]), momentum=0.75)
+    assert bank.memory[0].tolist() == [0.75, 0.25]  # 0.75·(1,0) + 0.25·(0,1)
+    # read() L2-normalises without changing the stored rows
+    torch.testing.assert_close(bank.read(torch.tensor([3])), torch.tensor([[1, -1.0]]) / math.sqrt(2))
+    assert bank.memory[3].tolist() == [2.0, -2.0]
+
+
+# -- negatives ---------------------------------------------------------------------------------
+
+
+def test_negatives_never_share_the_anchor_label_and_are_reproducible():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2, 0])
+    s = NegativeSampler(labels)
+    anchors = torch.tensor([0, 1, 2, 2, 0, 1])
+    ids = s.sample(anchors, 500, torch.Generator().manual_seed(3))
+    assert ids.shape == (6, 500)
+    assert (labels[ids] != anchors.unsqueeze(1)).all()
+    # every different-label example is reachable; same seed -> same draw
+    assert set(ids[0].tolist()) == {2, 3, 4, 5, 6}
+    assert torch.equal(ids, s.sample(anchors, 500, torch.Generator().manual_seed(3)))
+    assert s.pool_size(torch.tensor([0, 2])).tolist() == [5.0, 5.0]
+
+
+def test_single_label_data_has_no_negatives():
+    with pytest.raises(AdvvizError, match="two labels"):
+        NegativeSampler([1, 1, 1])
+
+
+def test_default_negatives_scale_with_the_data_set():
+    assert default_negatives(67349) == 16000  # the paper's SST-2 setting
+    assert default_negatives(6920) == round(16000 * 6920 / 67349)
+    assert default_negatives(3) == 1 and default_negatives(10**7) == 16000
+
+
+# -- the loss (Eqs. 2–4) -------------------------------------------------------------------------
+
+
+def _method_with_banks(kind: str, neg_orig: torch.Tensor, neg_adv: torch.Tensor, tau=0.07) -> CARL:
+    """A CARL whose banks hold ``neg_*`` (rows 1..m, label 1); row 0 is the anchor (label 0)."""
+    m = CARL(CARLConfig(tau=tau, carl_loss=kind, negatives=len(neg_orig)))
+    n, d = len(neg_orig) + 1, neg_orig.shape[1]
+    m.sampler = NegativeSampler([0] + [1] * (n - 1))
+    m.bank_orig, m.bank_adv = MemoryBank(n, d), MemoryBank(n, d)
+    m.bank_orig.fill(torch.arange(1, n), neg_orig)
+    m.bank_adv.fill(torch.arange(1, n), neg_adv)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["infonce", "nce"])
+def test_loss_is_minimal_when_radv_equals_r_and_negatives_are_far(kind):
+    g = torch.Generator().manual_seed(0)
+    d, mneg = 8, 6
+    r = F.normalize(torch.randn(1, d, generator=g), dim=-1)
+    far = -r.repeat(mneg, 1)  # antipodal: h = e^{-1/τ}, as far as the unit sphere allows
+    near = F.normalize(r.repeat(mneg, 1) + 0.3 * torch.randn(mneg, d, generator=g), dim=-1)
+    neg_ids = torch.arange(1, mneg + 1).view(1, -1)
+    y = torch.tensor([0])
+
+    def loss(r_adv, negs):
+        m = _method_with_banks(kind, negs, negs, tau=0.5)  # τ=0.07 underflows float32 at the optimum
+        # NCE's Z is fixed from the first batch; fix it from the same reference batch for all cases
+        m.log_z = {"a": 0.0, "o": 0.0}
+        return float(m.contrastive_loss(r, F.normalize(r_adv, dim=-1), y, neg_ids)[0])
+
+    best = loss(r.clone(), far)
+    for _ in range(5):
+        moved = r + 0.5 * torch.randn(1, d, generator=g)
+        assert loss(moved, far) > best  # R_adv away from R costs
+        assert loss(r.clone(), near) > best  # negatives close to R cost
+    if kind == "infonce":
+        # hand value: each side is −log e^{1/τ}/(e^{1/τ} + m e^{−1/τ}) = log(1 + m e^{−2/τ})
+        assert best == pytest.approx(2 * math.log1p(mneg * math.exp(-2 / 0.5)), rel=1e-5)
+
+
+def test_nce_hand_value_and_small_tau_is_finite():
+    pos, neg = torch.tensor([2.0]), torch.tensor([[0.0, 1.0]])
+    pool = torch.tensor([4.0])
+    # P = e^{s − log Z}; m·P_n = 2/4 = 0.5
+    mpn = 0.5
+    expect = -(math.log(math.e**2 / (math.e**2 + mpn)) + math.log(mpn / (1 + mpn)) + math.log(mpn / (math.e + mpn)))
+    assert float(nce_loss(pos, neg, 0.0, pool)) == pytest.approx(expect, rel=1e-6)
+    a = F.normalize(torch.randn(3, 4), dim=-1)
+    p_, n_ = contrastive_logits(a, a, F.normalize(torch.randn(3, 5, 4), dim=-1), tau=1e-3)  # logits ~1000
+    assert torch.isfinite(nce_loss(p_, n_, 0.0, torch.full((3,), 10.0)))
+    assert torch.isfinite(infonce_loss(p_, n_))
+
+
+# -- warm start and the FreeLB integration ----------------------------------------------------
+
+
+def _grads(model):
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def test_before_carl_start_the_step_equals_freelb():
+    outs = []
+    for cls, cfg in ((FreeLB, FreeLBConfig()), (CARL, CARLConfig(carl_start=3))):
+        model = make_tiny_rnn("lstm", seed=1).train()
+        torch.manual_seed(5)
+        method = cls(cfg)
+        method.setup(model, TRAIN)
+        out = method.train_step(model, batch_for(model), _backward)
+        outs.append((out.loss, _grads(model), out.logs))
+    (l0, g0, _), (l1, g1, logs1) = outs
+    assert float(l0) == float(l1)
+    assert g0.keys() == g1.keys()
+    for k in g0:
+        assert torch.equal(g0[k], g1[k]), k
+    assert "carl_loss" not in logs1
+
+
+def test_carl_start_fills_the_banks_then_adds_L_D_and_updates_by_eq5():
+    model = make_tiny_rnn("lstm", seed=1).train()
+    torch.manual_seed(0)
+    m = CARL(CARLConfig(carl_start=1, negatives=4, carl_loss="infonce"))
+    m.setup(model, TRAIN)
+    b = batch_for(model)
+    m.train_step(model, b, _backward)
+    assert not m.banks_ready  # warm start: nothing before carl_start steps
+    m.on_step_end(model, 1)
+    model.zero_grad()
+    m.train_step(model, b, _backward)  # fills the banks (one pass), then L_D on every ascent step
+    assert m.banks_ready and bool(m.bank_orig.filled.all()) and bool(m.bank_adv.filled.all())
+    assert m.bank_orig.memory.shape == (len(SENTENCES), model.hidden_size)
+    before = m.bank_orig.memory.clone()
+    model.zero_grad()
+    out = m.train_step(model, b, _backward)
+    assert out.logs["carl_loss"] > 0 and 0 < out.logs["carl_pos_cos"] <= 1.0 + 1e-6
+    # the row update is Eq. 5 with this step's (normalised, clean) R
+    with torch.no_grad():
+        model.eval()
+        r = F.normalize(model(b["input_ids"], b["attention_mask"]).pooled, dim=-1)
+    torch.testing.assert_close(m.bank_orig.memory, 0.5 * before + 0.5 * r, atol=1e-5, rtol=0)
+    assert m.describe()["negatives_resolved"] == 4
+
+
+def test_negative_sampling_is_reproducible_from_the_run_seed():
+    draws = []
+    for _ in range(2):
+        model = make_tiny_rnn("lstm", seed=1)
+        torch.manual_seed(11)
+        m = CARL(CARLConfig(carl_start=0, negatives=3))
+        m.setup(model, TRAIN)
+        draws.append(m.sampler.sample(torch.tensor(LABELS), 3, m.neg_generator))
+    assert torch.equal(*draws)
+
+
+def test_extra_term_trains_theta_but_the_ascent_uses_L_C_only():
+    """FreeLB's δ path must not change when a subclass adds a δ-dependent term (Eq. 1)."""
+    seen = {}
+
+    class Probe(FreeLB):
+        def __init__(self, key, extra):
+            super().__init__(FreeLBConfig(steps=3))
+            self.key, self.extra = key, extra
+
+        def extra_loss(self, model, batch, adv_out, step):
+            seen.setdefault(self.key, []).append(adv_out.logits.detach().clone())
+            return (100 * adv_out.pooled.pow(2).sum() if self.extra else None), {}
+
+    for key, extra in (("plain", False), ("extra", True)):
+        model = make_tiny_rnn("lstm", seed=2)
+        torch.manual_seed(0)
+        p = Probe(key, extra)
+        p.setup(model)
+        p.train_step(model, batch_for(model), _backward)
+    for a, b in zip(seen["plain"], seen["extra"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_registered_with_flags_and_validation():
+    assert {"carl", "rar", "carl+rar"} <= set(METHODS)
+    from advviz.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--method", "carl+rar", "--tau", "0.1", "--bank-momentum", "0.9",
+                                      "--negatives", "64", "--carl-start", "10", "--carl-loss", "infonce",
+                                      "--rar-weight", "0.2"])
+    from advviz.cli import method_overrides
+
+    m = build_method(args.method, method_overrides(args))
+    assert (m.config.tau, m.config.bank_momentum, m.config.negatives, m.config.carl_start, m.config.carl_loss,
+            m.config.rar_weight) == (0.1, 0.9, 64, 10, "infonce", 0.2)
+    for bad in ({"tau": 0}, {"bank_momentum": 1.0}, {"negatives": -1}, {"carl_loss": "x"}):
+        with pytest.raises(AdvvizError):
+            build_method("carl", bad)
+    assert not METHODS["carl"].is_attack  # a training method; as an attack it would be FreeLB
+
+
+def test_carl_needs_the_training_set(tiny_lstm):
+    with pytest.raises(AdvvizError, match="training set"):
+        CARL().setup(tiny_lstm, None)
+
+
+@pytest.mark.slow
+def test_carl_trains_on_real_data(data_dir, tmp_path):
+    import json
+
+    from advviz.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(dataset="sst2-sent", arch="lstm", method="carl", epochs=1, max_train=160, max_eval=64,
+                      batch_size=32, log_every=1, data_dir=str(data_dir), out=str(tmp_path / "c"))
+    method = build_method("carl", {"carl_start": 2, "negatives": 32})
+    res = Trainer(cfg, method, progress=False).fit()
+    logged = [line for line in res.log if "carl_loss" in line]
+    assert [line["step"] for line in logged] == [3, 4, 5]  # L_D only after 2 completed steps
+    assert all(math.isfinite(line["carl_loss"]) for line in logged)
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert "extra_parameters" not in metrics  # CARL adds no parameters (Table 7)
