@@ -1,5 +1,140 @@
-"""Placeholder: sub-commands of this area are added here."""
+"""``advviz inspect`` (what the adversary does to a text) and ``advviz eval --attack``
+(accuracy and representation drift under attack, CARL paper Tables 4–5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import AdvvizError
 
 
 def add_parsers(sub, eval_parser) -> None:
-    return None
+    from ..cli import add_method_flags, method_defaults_table
+
+    p = sub.add_parser("inspect", help="show the adversary's per-token perturbation of a text",
+                       epilog=method_defaults_table(), formatter_class=_raw())
+    p.add_argument("checkpoint")
+    p.add_argument("--text", action="append", default=[], help="a text to attack (repeatable)")
+    p.add_argument("--input", default=None, help="a file with one text per line")
+    p.add_argument("--attack", default="spgd", help="advt | fgsm | iadvt | spgd | pgd | freelb (default spgd)")
+    p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")
+    add_method_flags(p)
+    p.set_defaults(func=cmd_inspect)
+
+    g = eval_parser.add_argument_group("attack (advviz eval --attack NAME)")
+    g.add_argument("--attack", default=None, help="also evaluate under this attack (e.g. pgd)")
+    g.add_argument("--eps", default=None, help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default: the attack's)")
+    g.add_argument("--per-example", default=None, metavar="FILE", help="write per-example rows (JSON lines)")
+    g.add_argument("--attack-seed", type=int, default=0)
+    if not any("--epsilon" in a.option_strings for a in eval_parser._actions):
+        add_method_flags(eval_parser)
+    previous = eval_parser.get_default("func")
+    eval_parser.set_defaults(func=lambda args: cmd_eval_attack(args, previous))
+
+
+def _raw():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
+def read_texts(args) -> list[str]:
+    texts = list(args.text or [])
+    if args.input:
+        try:
+            lines = Path(args.input).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise AdvvizError(f"cannot read --input {args.input}: {getattr(e, 'strerror', None) or e}") from None
+        texts += [ln for ln in lines if ln.strip()]
+    if not texts:
+        raise AdvvizError("give at least one --text or an --input file")
+    return texts
+
+
+def cmd_inspect(args) -> int:
+    import sys
+
+    from ..api import load
+    from ..cli import method_overrides
+    from ..inspection import inspect
+
+    texts = read_texts(args)
+    model = load(args.checkpoint)
+    results = inspect(model, texts, args.attack, method_overrides(args), args.label, args.seed)
+    for r in results:
+        if r["truncated"]:
+            print(f"advviz: note: text of {r['n_tokens']} tokens truncated to {model.classifier.tokenizer.max_length}",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+    else:
+        for r in results:
+            print(format_result(r))
+    return 0
+
+
+def _label(r, i) -> str:
+    names = r.get("label_names") or []
+    return f"{i} ({names[i]})" if i < len(names) else str(i)
+
+
+def format_result(r: dict) -> str:
+    hp = ", ".join(f"{k} {v}" for k, v in r["attack"].items() if k != "name")
+    lines = [f"{r['model']}  attack {r['attack']['name']} ({hp})",
+             f"text:        {r['text']}",
+             f"prediction:  {_label(r, r['pred'])} p={max(r['probs']):.3f}  ->  adversarial {_label(r, r['adv_pred'])} "
+             f"p={max(r['adv_probs']):.3f}",
+             f"{'idx':>4}  {'token':<16} {'norm':>8}  {'moved_to':<16} {'nearest':<16} {'cos':>6}"]
+    for t in r["tokens"]:
+        cos = f"{t['cosine']:.3f}" if t["cosine"] is not None else ""
+        lines.append(f"{t['index']:>4}  {t['token'][:16]:<16} {t['norm']:>8.4f}  {(t['moved_to'] or '-')[:16]:<16} "
+                     f"{t['nearest'][:16]:<16} {cos:>6}")
+    lines.append(f"discretized: {r['discretized_text']}")
+    if r["reconstructed_text"] is not None:
+        lines.append(f"reconstructed: {r['reconstructed_text']}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_eval_attack(args, previous) -> int:
+    if getattr(args, "attack", None) is None:
+        return previous(args)
+    from ..api import load
+    from ..cli import method_overrides
+    from ..data import load_dataset
+    from ..evaluate import evaluate
+    from ..robustness import evaluate_under_attack, parse_epsilons
+
+    eps = parse_epsilons(args.eps) if args.eps is not None else None
+    model = load(args.checkpoint)
+    name = args.dataset or model.config["data"]["name"]
+    ds = load_dataset(name, args.split, args.data_dir).subset(args.max_examples, 0)
+    res = {"model": str(args.checkpoint), "dataset": name, "split": args.split,
+           **evaluate(model.classifier, ds.texts, ds.labels)}
+    attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, method_overrides(args), eps,
+                                    seed=args.attack_seed, progress=not args.json)
+    if args.per_example:
+        _write_per_example(Path(args.per_example), attacks)
+    res["attacks"] = [{k: v for k, v in a.items() if k != "per_example"} for a in attacks]
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{name}/{args.split}: accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  "
+          f"loss {res['loss']:.4f}  n {res['n']}")
+    for a in res["attacks"]:
+        print(f"  {a['name']} ε={a['epsilon']:g}: accuracy {a['accuracy']:.4f}  flip rate {a['flip_rate']:.4f}  "
+              f"cosine {a['cosine']:.4f}  euclidean {a['euclidean']:.4f}")
+    return 0
+
+
+def _write_per_example(path: Path, attacks: list[dict]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            for a in attacks:
+                for row in a["per_example"]:
+                    f.write(json.dumps({"attack": a["name"], "epsilon": a["epsilon"], **row}) + "\n")
+    except OSError as e:
+        raise AdvvizError(f"cannot write --per-example {path}: {e.strerror or e}") from None

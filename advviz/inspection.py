@@ -1,0 +1,128 @@
+"""See what the adversary does to one text: the library function behind ``advviz inspect``.
+
+    import advviz
+    from advviz.inspection import inspect
+    m = advviz.load("models/lstm-sst2-sent-baseline-s0")
+    [r] = inspect(m, ["a charming and often affecting journey ."], attack="spgd")
+    r["adv_pred"], [(t["token"], t["norm"], t["moved_to"]) for t in r["tokens"]]
+
+Each result has the keys of issue #3 (``model, text, attack, pred, probs, adv_pred, adv_probs,
+tokens, discretized_text, reconstructed_text``; per token ``index, token, norm, moved_to,
+nearest, reconstructed``) plus ``label`` (the label attacked), ``label_names``, ``truncated``,
+``n_tokens`` and per token ``cosine`` (of δᵢ with the ``moved_to`` direction) and
+``neighbor_rank`` (1 = ``moved_to`` is the token's nearest neighbour).
+
+Conventions, the same for every method: ``norm`` = ‖δᵢ‖₂ (0.0 where untouched); ``moved_to`` =
+the neighbour (of the token's K cosine neighbours, K = the attack's ``k`` or 15) whose unit
+direction from the token has the highest cosine with δᵢ (SPGD Fig. 2, first word), null where
+the norm is 0; ``nearest`` = the vocabulary entry nearest in L2 to vᵢ + δᵢ (second word);
+special tokens and padding are neither shown nor perturbed. The attack runs in eval mode on the
+model's own prediction (or ``label``), seeded by ``seed``; weights are never changed.
+
+Cost per call on a warm model: the neighbour indexes are memoised per embedding matrix (and the
+cosine table is cached under ``DIR/cache/``), so a call is the attack's forward/backward passes
+plus a K-NN query of the sentence's tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import neighbors
+from .errors import AdvvizError
+from .methods import attacks, build_method, get_method
+from .methods.adversarial import NeighborMixin
+
+DEFAULT_K = 15
+
+
+def build_attack(attack: str, overrides: dict | None = None):
+    """An attack method from its name and flag values (one clear line for a bad name/value)."""
+    cls = get_method(attack)
+    if not cls.is_attack:
+        raise AdvvizError(f"'{attack}' is a training method, not an attack; attacks: {', '.join(attacks())}")
+    return build_method(attack, overrides)
+
+
+def attach_index(method, core, cache_dir=None) -> neighbors.NeighborIndex:
+    """The cosine neighbour index the method (if it uses one) and the discretization share."""
+    k = int(getattr(method.config, "k", DEFAULT_K))
+    index = neighbors.index_for(core, k, "cosine", cache_dir)
+    if isinstance(method, NeighborMixin):
+        method.set_index(index)
+    return index
+
+
+def _check_text(text: Any, i: int) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise AdvvizError(f"text {i + 1} is empty")
+    return text
+
+
+def inspect(model, texts: list[str] | str, attack: str = "spgd", overrides: dict | None = None,
+            label: int | None = None, seed: int = 0) -> list[dict]:
+    """One result dict per text (see the module docstring)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = [_check_text(t, i) for i, t in enumerate(texts)]
+    if not texts:
+        raise AdvvizError("no text to inspect")
+    core = model.classifier
+    if label is not None and not 0 <= int(label) < core.num_labels:
+        raise AdvvizError(f"--label must be in 0..{core.num_labels - 1}, got {label}")
+    method = build_attack(attack, overrides)
+    cache_dir = model.directory / "cache" if getattr(model, "directory", None) else None
+    was_training = core.training
+    core.eval()
+    try:
+        cos_index = attach_index(method, core, cache_dir)
+        l2_index = neighbors.index_for(core, 1, "l2")
+        results = [_inspect_one(model, core, method, text, label, seed, cos_index, l2_index) for text in texts]
+    finally:
+        core.train(was_training)
+    neighbors.persist(cos_index)
+    return results
+
+
+def _inspect_one(model, core, method, text, label, seed, cos_index, l2_index) -> dict:
+    tok = core.tokenizer
+    n_tokens = len(tok.encode(text))
+    batch = {k: v.to(core.device) for k, v in tok.batch([text]).items()}
+    ids, att = batch["input_ids"], batch["attention_mask"]  # (1, T)
+    mask = core.perturbable_mask(ids, att)[0]  # (T,)
+    if not bool(mask.any()):
+        raise AdvvizError(f"text {text[:40]!r} has no tokens the adversary could perturb")
+    with torch.no_grad():
+        probs = torch.softmax(core(input_ids=ids, attention_mask=att).logits.float(), -1)[0]  # (C,)
+    pred = int(probs.argmax())
+    batch["labels"] = torch.tensor([pred if label is None else int(label)], device=ids.device)
+    delta = method.perturb(core, batch, torch.Generator().manual_seed(seed))  # (1, T, D)
+    with torch.no_grad():
+        adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att)
+        adv_probs = torch.softmax(adv.logits.float(), -1)[0]  # (C,)
+    recon = model.reconstruct(adv.tokens, att) if hasattr(model, "reconstruct") else None  # (1, T) | None
+    pos = mask.nonzero().flatten()  # (N,)
+    d = neighbors.discretize(core.embedding_matrix(), cos_index, l2_index, ids[0, pos], delta[0, pos])
+    norms = delta[0, pos].float().norm(dim=-1)  # (N,)
+    vocab = tok.vocab
+    tokens, disc_words, recon_words = [], [], []
+    for j, p in enumerate(pos.tolist()):
+        word = vocab[int(ids[0, p])]
+        moved = norms[j] > 0
+        rec = vocab[int(recon[0, p])] if recon is not None else None
+        tokens.append({"index": p, "token": word, "norm": float(norms[j]),
+                       "moved_to": vocab[int(d.moved_to[j])] if moved else None,
+                       "nearest": vocab[int(d.nearest[j])], "reconstructed": rec,
+                       "cosine": float(d.cosine[j]) if moved else None,
+                       "neighbor_rank": int(d.rank[j]) if moved else None})
+        disc_words.append(tokens[-1]["moved_to"] if moved else word)
+        recon_words.append(rec)
+    return {"model": model.name if hasattr(model, "name") else core.arch, "text": text,
+            "attack": method.describe(), "label": int(batch["labels"][0]),
+            "label_names": list(getattr(model, "label_names", [])),
+            "pred": pred, "probs": probs.tolist(), "adv_pred": int(adv_probs.argmax()), "adv_probs": adv_probs.tolist(),
+            "tokens": tokens, "discretized_text": tok.join(disc_words),
+            "reconstructed_text": tok.join(recon_words) if recon is not None else None,
+            "truncated": n_tokens > tok.max_length, "n_tokens": n_tokens}
