@@ -339,11 +339,16 @@ def adversarial_perplexity(model, lm: LSTMLanguageModel, texts: list[str], label
     orig_tokens = [[t["token"] for t in r["tokens"]] for r in rows]
     adv_tokens = [[t["moved_to"] if t["norm"] > 0 and t["moved_to"] else t["token"] for t in r["tokens"]]
                   for r in rows]
+    near_tokens = [[t["nearest"] if t["norm"] > 0 else t["token"] for t in r["tokens"]] for r in rows]
     changed = [sum(a != b for a, b in zip(o, v)) for o, v in zip(orig_tokens, adv_tokens)]
     orig = perplexity(lm, [_lm_words(lm, tok, t) for t in orig_tokens])
     adv = perplexity(lm, [_lm_words(lm, tok, t) for t in adv_tokens])
+    near = perplexity(lm, [_lm_words(lm, tok, t) for t in near_tokens])
     return {"attack": attack, "overrides": overrides, "n": len(texts), "original_perplexity": orig,
             "adversarial_perplexity": adv, "gap": adv - orig,
+            "nearest_perplexity": near, "nearest_gap": near - orig,
+            "nearest_changed_tokens_per_text": float(np.mean([sum(a != b for a, b in zip(o, v))
+                                                              for o, v in zip(orig_tokens, near_tokens)])),
             "changed_texts": float(np.mean([c > 0 for c in changed])),
             "changed_tokens_per_text": float(np.mean(changed)),
             "adv_accuracy": float(np.mean([r["adv_pred"] == y for r, y in zip(rows, labels)])),

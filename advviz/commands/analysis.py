@@ -1,5 +1,245 @@
-"""Placeholder: sub-commands of this area are added here."""
+"""``advviz lm train``, ``perplexity``, ``compare``, ``project`` and ``report`` (analysis issue)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import AdvvizError
 
 
 def add_parsers(sub, eval_parser) -> None:
-    return None
+    from ..cli import add_method_flags, method_defaults_table
+
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("lm", help="word-level LSTM language model (perplexity of adversarial text)")
+    lsub = p.add_subparsers(dest="lm_command", required=True)
+    t = lsub.add_parser("train", help="train an LSTM LM on a data set's text; held-out perplexity in metrics.json")
+    t.add_argument("--dataset", default="sst2-sent")
+    t.add_argument("--split", default="train")
+    t.add_argument("--out", default=None, help="LM directory (default models/lm-DATASET)")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--max-train", type=int, default=None, help="seeded subset of N texts")
+    t.add_argument("--max-length", type=int, default=200, help="words per text")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--embedding-dim", type=int, default=128)
+    t.add_argument("--hidden-size", type=int, default=256)
+    t.add_argument("--layers", type=int, default=1)
+    t.add_argument("--dropout", type=float, default=0.3)
+    t.add_argument("--max-vocab", type=int, default=30000)
+    t.add_argument("--min-freq", type=int, default=2)
+    t.add_argument("--held-out", type=float, default=0.05, help="share of texts kept for held-out perplexity")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_lm_train)
+
+    p = sub.add_parser("perplexity", help="LM perplexity of original vs discretized adversarial text (SPGD Table 1)",
+                       epilog=method_defaults_table(), formatter_class=raw)
+    p.add_argument("checkpoint")
+    p.add_argument("--lm", required=True, help="an LM directory from `advviz lm train`")
+    p.add_argument("--attack", action="append", required=True,
+                   help="attack name(s): repeat or comma-separate, e.g. advt,iadvt,spgd")
+    _split_flags(p)
+    add_method_flags(p)
+    p.set_defaults(func=cmd_perplexity)
+
+    p = sub.add_parser("compare", help="significance of the difference between two checkpoints")
+    p.add_argument("checkpoint_a")
+    p.add_argument("checkpoint_b")
+    _split_flags(p)
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("project", help="2-D map of original (and adversarial) representations",
+                       epilog=method_defaults_table(), formatter_class=raw)
+    p.add_argument("checkpoint")
+    _split_flags(p, n_flag="--n")
+    p.add_argument("--attack", default=None, help="also project adversarial points (e.g. pgd, freelb)")
+    p.add_argument("--reducer", default="umap", choices=["umap", "pca", "tsne"])
+    p.add_argument("--out", required=True, help="table: .parquet or .csv (metrics go to OUT.metrics.json)")
+    p.add_argument("--cache-dir", default=None, help="default $ADVVIZ_CACHE_DIR/projections or ~/.cache/advviz")
+    p.add_argument("--no-cache", action="store_true")
+    add_method_flags(p)
+    p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("report", help="markdown + JSON tables over several checkpoints (papers' table shapes)",
+                       epilog=method_defaults_table(), formatter_class=raw)
+    p.add_argument("checkpoints", nargs="+")
+    _split_flags(p)
+    p.add_argument("--attack", default="pgd", help="robustness attack (default pgd: k-PGD as in CARL)")
+    p.add_argument("--eps", default="0.02,0.075,0.1", help="comma-separated ε values")
+    p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
+    p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table")
+    p.add_argument("--title", default=None)
+    p.add_argument("--out", required=True, help="report.md (report.json is written beside it)")
+    add_method_flags(p)
+    p.set_defaults(func=cmd_report)
+
+
+def _split_flags(p, n_flag: str = "--max-examples") -> None:
+    p.add_argument("--dataset", default=None, help="default: the (first) checkpoint's training data set")
+    p.add_argument("--split", default="dev")
+    p.add_argument(n_flag, dest="max_examples", type=int, default=None,
+                   help="a seeded subset of N examples (all when N >= the split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _examples(args, model):
+    """The (sub)set of the split, saying so when --n/--max-examples exceeds it."""
+    from ..data import load_dataset
+
+    if args.max_examples is not None and args.max_examples <= 0:
+        raise AdvvizError("--n / --max-examples must be positive")
+    name = args.dataset or model.config["data"]["name"]
+    ds = load_dataset(name, args.split, args.data_dir)
+    if list(model.label_names) != list(ds.label_names):
+        raise AdvvizError(f"{model.name} was trained on labels {list(model.label_names)} but {name} has "
+                          f"{list(ds.label_names)}")
+    if args.max_examples is not None and args.max_examples > len(ds):
+        print(f"advviz: note: asked for {args.max_examples} examples but {name}/{args.split} has {len(ds)}; "
+              f"using all {len(ds)}", file=sys.stderr)
+    return name, ds.subset(args.max_examples, args.seed)
+
+
+def _attack_list(values) -> list[str]:
+    from ..methods import attacks
+
+    names = [a.strip() for v in values for a in v.split(",") if a.strip()]
+    known = attacks()
+    for a in names:
+        if a not in known:
+            raise AdvvizError(f"unknown attack '{a}'; attacks: {', '.join(known)}")
+    if not names:
+        raise AdvvizError("give at least one attack")
+    return names
+
+
+def cmd_lm_train(args) -> int:
+    from ..lm import LMConfig, LMTrainConfig, train_lm
+
+    try:
+        cfg = LMTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train,
+                            max_length=args.max_length, max_vocab=args.max_vocab, min_freq=args.min_freq,
+                            held_out=args.held_out, seed=args.seed)
+        mcfg = LMConfig(embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, num_layers=args.layers,
+                        dropout=args.dropout)
+    except ValueError as e:
+        raise AdvvizError(str(e)) from None
+    out = Path(args.out or Path("models") / f"lm-{Path(args.dataset).stem}")
+    _, m = train_lm(args.dataset, out, cfg, mcfg, args.split, args.data_dir, progress=not args.quiet)
+    print(f"held-out perplexity {m['held_out_perplexity']:.2f} ({m['held_out_texts']} texts, vocab "
+          f"{m['vocab_size']:,}); language model: {out}")
+    return 0
+
+
+def cmd_perplexity(args) -> int:
+    from ..api import load
+    from ..cli import method_overrides
+    from ..lm import adversarial_perplexity, load_lm
+
+    names = _attack_list(args.attack)
+    lm = load_lm(args.lm)
+    model = load(args.checkpoint)
+    dataset, ds = _examples(args, model)
+    out = {"model": str(args.checkpoint), "lm": str(args.lm), "dataset": dataset, "split": args.split, "n": len(ds),
+           "lm_held_out_perplexity": lm.metrics.get("held_out_perplexity"), "attacks": []}
+    for a in names:
+        out["attacks"].append(adversarial_perplexity(model, lm, ds.texts, ds.labels, a, method_overrides(args),
+                                                     args.seed, progress=not args.json))
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{dataset}/{args.split}, {len(ds)} texts; LM {args.lm}")
+    print(f"{'attack':10s} {'original':>10s} {'adversarial':>12s} {'gap':>8s} {'changed/text':>13s}")
+    for r in out["attacks"]:
+        print(f"{r['attack']:10s} {r['original_perplexity']:10.2f} {r['adversarial_perplexity']:12.2f} "
+              f"{r['gap']:8.2f} {r['changed_tokens_per_text']:13.2f}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from ..api import load
+    from ..stats import check_same_labels, compare_models
+
+    a, b = load(args.checkpoint_a), load(args.checkpoint_b)
+    check_same_labels(a, b)
+    dataset, ds = _examples(args, a)
+    r = compare_models(a, b, ds.texts, ds.labels, args.n_boot, args.seed, progress=not args.json)
+    r = {"dataset": dataset, "split": args.split, **r}
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    mc = r["mcnemar"]
+    print(f"{dataset}/{args.split}, n {r['n']}")
+    print(f"  A {a.name}: accuracy {r['accuracy_a']:.4f}  loss {r['loss_a']:.4f}")
+    print(f"  B {b.name}: accuracy {r['accuracy_b']:.4f}  loss {r['loss_b']:.4f}")
+    print(f"  difference A−B {r['accuracy_diff']:+.4f}, 95% bootstrap CI [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
+    print(f"  paired t-test on losses: t {r['t']:.3f}, p {r['p']:.4g}")
+    print(f"  McNemar ({mc['method']}, b={mc['b']}, c={mc['c']}): statistic {mc['statistic']:.3f}, p {mc['p']:.4g}")
+    return 0
+
+
+def cmd_project(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..api import load
+    from ..cli import method_overrides
+    from ..projection import default_cache_dir, project_representations, write_table
+
+    if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
+        raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
+    model = load(args.checkpoint)
+    _, ds = _examples(args, model)
+    cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    bar = tqdm(total=100, desc="project", disable=args.json, bar_format="{l_bar}{bar}| {postfix}")
+
+    def progress(frac: float, msg: str) -> None:
+        bar.n = int(100 * frac)
+        bar.set_postfix_str(msg)
+        bar.refresh()
+
+    df, m = project_representations(model, ds.texts, ds.labels, args.attack,
+                                    method_overrides(args) if args.attack else None, args.reducer, args.seed,
+                                    cache, progress)
+    bar.close()
+    out = write_table(df, args.out)
+    side = out.with_suffix(".metrics.json")
+    side.write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    if m.get("fallback"):
+        print(f"advviz: note: {m['fallback']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"table": str(out), "metrics_file": str(side), **m}))
+        return 0
+    sil = m["silhouette_2d"]
+    line = f"{len(df)} points ({m['reducer']}) -> {out}; silhouette by label {sil:.3f}" if sil is not None \
+        else f"{len(df)} points ({m['reducer']}) -> {out}"
+    if "mean_distance_2d" in m:
+        line += (f"; mean orig–adv distance 2-D {m['mean_distance_2d']:.3f}, full {m['mean_euclidean_full']:.3f} "
+                 f"(cosine {m['mean_cosine_full']:.3f})")
+    print(line + f"; metrics: {side}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ..api import load
+    from ..cli import method_overrides
+    from ..report import build_report
+    from ..robustness import parse_epsilons
+
+    eps = parse_epsilons(args.eps)
+    ppl = _attack_list([args.ppl_attacks]) if args.lm else []
+    dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
+    rep = build_report(args.checkpoints, dataset, args.split, args.attack, eps, method_overrides(args), args.lm,
+                       ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
+                       title=args.title, progress=not args.json)
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        print(f"report over {len(rep['rows'])} checkpoints -> {args.out} (and {Path(args.out).with_suffix('.json')})")
+    return 0

@@ -1,0 +1,173 @@
+"""A reproduction report over several checkpoints, in the shape of the papers' tables.
+
+    build_report(["models/a", "models/b"], "sst2-sent", split="dev", out_md="report.md")
+
+One row per checkpoint: clean accuracy (CARL Table 2 / SPGD Table 3), accuracy under k-PGD at
+each ε (CARL Table 5), mean orig–adv cosine / Euclidean distance of sentence representations
+(CARL Table 4), LM perplexity of original vs discretized adversarial text and the gap (SPGD
+Table 1, when an LM is given), parameter count (CARL Table 7) and training time. Written as
+markdown and JSON (``out_md`` with ``.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .errors import AdvvizError
+
+DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
+
+
+def _count_parameters(model) -> dict:
+    core = model.classifier.num_parameters()
+    extra = sum(int(t.numel()) for state in model.checkpoint.extra_state.values() for t in state.values())
+    return {"parameters": core + extra, "parameters_classifier": core, "parameters_extra": extra}
+
+
+def _describe(model) -> dict:
+    cfg, m = model.config, model.metrics
+    train = cfg.get("train", {})
+    method = m.get("method") or (cfg.get("method") or {}).get("name") or train.get("method")
+    return {"checkpoint": str(model.directory), "name": model.name, "arch": train.get("arch"),
+            "method": method, "trained_on": cfg.get("data", {}).get("name"),
+            "dev_accuracy_at_training": m.get("dev_accuracy"), "steps": m.get("total_steps", m.get("steps")),
+            "train_seconds": m.get("total_train_seconds", m.get("train_seconds")), **_count_parameters(model)}
+
+
+def check_labels(models, label_names: list[str], dataset: str) -> None:
+    for mdl in models:
+        if list(mdl.label_names) != list(label_names):
+            raise AdvvizError(f"{mdl.name} was trained on labels {list(mdl.label_names)} but {dataset} has "
+                              f"{list(label_names)}; a report compares checkpoints on one label set")
+
+
+def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
+               batch_size=32, progress=False) -> dict:
+    from .evaluate import evaluate
+    from .robustness import evaluate_under_attack
+
+    row = _describe(model)
+    clean = evaluate(model.classifier, texts, labels, batch_size)
+    row.update(clean_accuracy=clean["accuracy"], clean_loss=clean["loss"], n=clean["n"])
+    t0 = time.perf_counter()
+    res = evaluate_under_attack(model, texts, labels, attack, overrides, epsilons, batch_size, seed, progress)
+    row["attack_seconds"] = time.perf_counter() - t0
+    row["attacks"] = [{k: r[k] for k in ("epsilon", "accuracy", "cosine", "euclidean", "flip_rate")} for r in res]
+    row["perplexity"] = []
+    if lm is not None:
+        from .lm import adversarial_perplexity
+
+        for a in ppl_attacks:
+            p = adversarial_perplexity(model, lm, texts, labels, a, {}, seed, progress)
+            row["perplexity"].append({k: p[k] for k in ("attack", "original_perplexity", "adversarial_perplexity",
+                                                        "gap", "changed_tokens_per_text", "nearest_gap",
+                                                        "nearest_changed_tokens_per_text", "adv_accuracy")})
+    return row
+
+
+def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", epsilons: list[float] | None = None,
+                 overrides: dict | None = None, lm_dir: str | os.PathLike | None = None,
+                 ppl_attacks: list[str] | tuple = ("advt", "iadvt", "spgd"), max_examples: int | None = None,
+                 seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
+                 title: str | None = None, progress: bool = False) -> dict:
+    """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc)."""
+    from .api import load
+    from .data import load_dataset
+
+    if not dirs:
+        raise AdvvizError("give at least one checkpoint directory")
+    epsilons = list(DEFAULT_EPSILONS if epsilons is None else epsilons)
+    ds = load_dataset(dataset, split, data_dir)
+    sub = ds.subset(max_examples, seed)
+    if max_examples is not None and max_examples > len(ds):
+        import sys
+
+        print(f"advviz: note: asked for {max_examples} examples but {dataset}/{split} has {len(ds)}; using all",
+              file=sys.stderr)
+    models = [load(d) for d in dirs]
+    check_labels(models, ds.label_names, dataset)
+    lm = None
+    if lm_dir is not None:
+        from .lm import load_lm
+
+        lm = load_lm(lm_dir)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None and k != "epsilon"}
+    rows = []
+    for i, mdl in enumerate(models):
+        if progress:
+            print(f"[{i + 1}/{len(models)}] {mdl.name}", flush=True)
+        rows.append(report_row(mdl, sub.texts, sub.labels, attack, epsilons, overrides, lm,
+                               ppl_attacks if lm else (), seed, batch_size, progress))
+    report = {"title": title or f"advviz reproduction report: {dataset}/{split}", "dataset": dataset, "split": split,
+              "n": len(sub), "split_size": len(ds), "attack": attack, "epsilons": epsilons, "overrides": overrides,
+              "seed": seed, "lm": str(lm_dir) if lm_dir else None,
+              "lm_held_out_perplexity": (lm.metrics or {}).get("held_out_perplexity") if lm else None,
+              "rows": rows}
+    if out_md is not None:
+        write_report(report, out_md)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+
+
+def _f(v, digits=4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def render_markdown(report: dict) -> str:
+    rows, eps = report["rows"], report["epsilons"]
+    lines = [f"## {report['title']}", "",
+             f"{report['n']} examples of {report['dataset']}/{report['split']} (of {report['split_size']}); "
+             f"attack `{report['attack']}` {report['overrides'] or ''} at ε ∈ {eps}; seed {report['seed']}.", ""]
+    lines += ["### Clean accuracy, size and cost (CARL Tables 2 and 7, SPGD Table 3)", ""]
+    lines += _table(["checkpoint", "arch", "method", "clean acc", "parameters", "train s", "attack eval s"],
+                    [[r["name"], r["arch"] or "–", r["method"] or "–", r["clean_accuracy"], f"{r['parameters']:,}",
+                      _f(r["train_seconds"], 1), _f(r["attack_seconds"], 1)] for r in rows])
+    lines += [f"### Accuracy under {report['attack']} (CARL Table 5)", ""]
+    lines += _table(["checkpoint"] + [f"ε={e:g}" for e in eps] + [f"flip ε={eps[-1]:g}" if eps else "flip"],
+                    [[r["name"]] + [a["accuracy"] for a in r["attacks"]] +
+                     [r["attacks"][-1]["flip_rate"] if r["attacks"] else None] for r in rows])
+    lines += ["### Original vs adversarial sentence representations (CARL Table 4)", ""]
+    lines += _table(["checkpoint"] + [f"cosine ε={e:g}" for e in eps] + [f"Euclidean ε={e:g}" for e in eps],
+                    [[r["name"]] + [a["cosine"] for a in r["attacks"]] + [a["euclidean"] for a in r["attacks"]]
+                     for r in rows])
+    if any(r["perplexity"] for r in rows):
+        lm_note = f" (LM held-out perplexity {_f(report['lm_held_out_perplexity'], 2)})" \
+            if report.get("lm_held_out_perplexity") else ""
+        lines += [f"### Perplexity of discretized adversarial text (SPGD Table 1){lm_note}", ""]
+        lines += ["`moved_to`: each perturbed token replaced by the neighbour it moved towards; `nearest`: by "
+                  "the vocabulary entry nearest to the perturbed embedding.", ""]
+        lines += _table(["checkpoint", "attack", "original ppl", "adversarial ppl", "gap (moved_to)",
+                         "changed/text", "gap (nearest)", "changed/text (nearest)", "adv acc"],
+                        [[r["name"], p["attack"], _f(p["original_perplexity"], 2), _f(p["adversarial_perplexity"], 2),
+                          _f(p["gap"], 2), _f(p["changed_tokens_per_text"], 2), _f(p["nearest_gap"], 2),
+                          _f(p["nearest_changed_tokens_per_text"], 2), p["adv_accuracy"]]
+                         for r in rows for p in r["perplexity"]])
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out_md: str | os.PathLike) -> tuple[Path, Path]:
+    out_md = Path(out_md)
+    out_json = out_md.with_suffix(".json")
+    try:
+        out_md.parent.mkdir(parents=True, exist_ok=True)
+        out_md.write_text(render_markdown(report) + "\n", encoding="utf-8")
+        out_json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise AdvvizError(f"cannot write the report to {out_md}: {e.strerror or e}") from None
+    return out_md, out_json
