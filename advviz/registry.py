@@ -30,6 +30,7 @@ from .errors import AdvvizError
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
 RAR_METHODS = ("rar", "carl+rar")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
+LM_KIND = "advviz-lstm-lm"  # config.json "kind" of a language model directory (advviz.lm)
 JOBS_DIR = ".jobs"  # background training jobs (hidden: never listed as a model)
 CACHE_DIR = ".cache"  # app caches (projections, robustness results)
 
@@ -103,6 +104,10 @@ def describe(path: Path) -> dict:
     if not isinstance(cfg, dict):
         row["status"] = "unreadable config.json"
         return row
+    if cfg.get("kind") == LM_KIND:  # a language model (perplexity), not a classifier
+        row.update(status="language model", method="lm", dataset=(cfg.get("data") or {}).get("name"),
+                   parameters=metrics.get("parameters"), train_seconds=metrics.get("train_seconds"))
+        return row
     row["arch"] = (cfg.get("model") or {}).get("arch") or (cfg.get("train") or {}).get("arch")
     row["method"] = (cfg.get("method") or {}).get("name")
     row["dataset"] = (cfg.get("data") or {}).get("name")
@@ -140,6 +145,11 @@ def is_rar(row: dict) -> bool:
 def rar_models(rows: list[dict]) -> list[dict]:
     """The checkpoints trained with a reconstruction head (RAR, CARL+RAR)."""
     return [r for r in rows if is_rar(r) and r.get("status") == "ok"]
+
+
+def language_models(rows: list[dict]) -> list[dict]:
+    """Language-model directories of the root (``advviz lm train --out ROOT/NAME``)."""
+    return [r for r in rows if r.get("status") == "language model"]
 
 
 def fingerprint(path: Path) -> float:

@@ -28,6 +28,10 @@ def _keep_valid(key: str, options: list, multi: bool) -> None:
         return
     v = st.session_state[key]
     if multi:
+        gone = [x for x in (v or []) if x not in options]
+        if gone:
+            st.sidebar.warning(f"No longer available (files deleted, moved or incomplete): {', '.join(gone)}. "
+                               f"Removed from the selection.")
         st.session_state[key] = [x for x in (v or []) if x in options]
     elif v not in options:
         del st.session_state[key]

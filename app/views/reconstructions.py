@@ -13,18 +13,25 @@ from appkit import core, render, sidebar
 CHUNK = 32  # examples per library call, so the progress bar moves
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def run_reconstruct(model_key: tuple, judge_key: tuple | None, texts: tuple, labels: tuple, attack: str,
-                    overrides_json: str, seed: int, _bar=None) -> pd.DataFrame:
+@st.cache_data(max_entries=256, show_spinner=False)
+def reconstruct_chunk(model_key: tuple, judge_key: tuple | None, texts: tuple, labels: tuple, attack: str,
+                      overrides_json: str, seed: int) -> pd.DataFrame:
     model = core._load(*model_key)
     judge = core._load(*judge_key) if judge_key else None
-    fn = core.need("reconstruct_dataset")
+    return core.need("reconstruct_dataset")(model, list(texts), list(labels), attack, json.loads(overrides_json),
+                                            judge=judge, seed=seed)
+
+
+def run_reconstruct(model_key, judge_key, texts: tuple, labels: tuple, attack: str, overrides_json: str,
+                    seed: int, bar=None) -> pd.DataFrame:
+    """Chunks of :data:`CHUNK` examples (each cached), so a progress bar can follow."""
     parts = []
     for s in range(0, len(texts), CHUNK):
-        parts.append(fn(model, list(texts[s:s + CHUNK]), list(labels[s:s + CHUNK]), attack,
-                        json.loads(overrides_json), judge=judge, seed=seed + s))
-        if _bar is not None:
-            _bar.progress(min(1.0, (s + CHUNK) / len(texts)), text=f"{min(s + CHUNK, len(texts))}/{len(texts)} reconstructed")
+        parts.append(reconstruct_chunk(model_key, judge_key, texts[s:s + CHUNK], labels[s:s + CHUNK], attack,
+                                       overrides_json, seed + s))
+        if bar is not None:
+            done = min(s + CHUNK, len(texts))
+            bar.progress(done / len(texts), text=f"{done}/{len(texts)} reconstructed")
     return pd.concat(parts, ignore_index=True)
 
 
@@ -97,7 +104,7 @@ def data_slice(model: str, judge: str | None, sel) -> None:
     with core.shown_errors(f"Reconstructing {dataset} with {model}"):
         bar = st.progress(0.0, text="reconstructing…")
         df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, texts, labels,
-                             attack or "pgd", overrides_json, seed, _bar=bar)
+                             attack or "pgd", overrides_json, seed, bar=bar)
         bar.empty()
         show_table(df, core.get_model(model).label_names, judge)
 
