@@ -1,0 +1,123 @@
+"""Report tables and the analysis CLI commands on tiny checkpoints and a toy data file."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from advviz.checkpoint import save_checkpoint
+from advviz.cli import main
+from advviz.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, save_lm
+from advviz.report import build_report, render_markdown
+from tests.conftest import SENTENCES, make_tiny_rnn
+
+ROWS = [(s, y) for s, y in zip(SENTENCES, [1, 0, 1, 0, 1, 0])] * 4  # 24 rows
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analysis")
+    data = root / "toy.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in ROWS), encoding="utf-8")
+    labels = {"name": str(data), "label_names": ["0", "1"]}
+    a, b = root / "a", root / "b"
+    save_checkpoint(a, make_tiny_rnn("lstm", seed=0), {"data": labels, "train": {"arch": "lstm"}},
+                    {"method": "baseline", "train_seconds": 1.5})
+    save_checkpoint(b, make_tiny_rnn("lstm", seed=1), {"data": labels, "train": {"arch": "lstm"}},
+                    {"method": "freelb", "train_seconds": 2.5})
+    other = root / "agnews"
+    save_checkpoint(other, make_tiny_rnn("lstm"), {"data": {"name": "x", "label_names": ["w", "s"]}}, {})
+    tok = build_lm_tokenizer(SENTENCES, max_vocab=None, min_freq=1)
+    save_lm(LSTMLanguageModel(tok, LMConfig(embedding_dim=4, hidden_size=4, dropout=0.0)), root / "lm", {})
+    return {"data": str(data), "a": str(a), "b": str(b), "other": str(other), "lm": str(root / "lm"), "root": root}
+
+
+def _train_size(toy) -> int:
+    from advviz.data import load_dataset
+
+    return len(load_dataset(toy["data"], "train"))
+
+
+def test_build_report_tables(toy):
+    out = toy["root"] / "rep" / "report.md"
+    rep = build_report([toy["a"], toy["b"]], toy["data"], "train", attack="freelb", epsilons=[0.1, 0.5],
+                       lm_dir=toy["lm"], ppl_attacks=["freelb"], out_md=out)
+    assert rep["n"] == rep["split_size"] == _train_size(toy)
+    r0 = rep["rows"][0]
+    assert [a["epsilon"] for a in r0["attacks"]] == [0.1, 0.5]
+    assert r0["method"] == "baseline" and r0["train_seconds"] == 1.5
+    assert r0["parameters"] == sum(p.numel() for p in make_tiny_rnn("lstm").parameters())
+    assert r0["perplexity"][0]["attack"] == "freelb" and r0["perplexity"][0]["original_perplexity"] > 1
+    md = out.read_text()
+    assert "CARL Table 5" in md and "CARL Table 4" in md and "SPGD Table 1" in md and "| a |" in md
+    assert json.loads(out.with_suffix(".json").read_text())["rows"][1]["method"] == "freelb"
+
+
+def test_render_markdown_without_lm():
+    rep = {"title": "t", "dataset": "d", "split": "dev", "n": 2, "split_size": 2, "attack": "pgd",
+           "epsilons": [0.1], "overrides": {}, "seed": 0,
+           "rows": [{"name": "m", "arch": "lstm", "method": "baseline", "clean_accuracy": 0.5, "parameters": 1234,
+                     "train_seconds": None, "attack_seconds": 0.25, "perplexity": [],
+                     "attacks": [{"epsilon": 0.1, "accuracy": 0.25, "cosine": 0.9, "euclidean": 1.0,
+                                  "flip_rate": 0.5}]}]}
+    md = render_markdown(rep)
+    assert "| m | lstm | baseline | 0.5000 | 1,234 | – | 0.2 |" in md
+    assert "| m | 0.2500 | 0.5000 |" in md and "SPGD Table 1" not in md
+
+
+def test_report_label_mismatch(toy):
+    from advviz.errors import AdvvizError
+
+    with pytest.raises(AdvvizError, match="labels"):
+        build_report([toy["a"], toy["other"]], toy["data"], "train", attack="freelb", epsilons=[0.1])
+
+
+def test_cli_compare_json(toy, capsys):
+    assert main(["compare", toy["a"], toy["b"], "--dataset", toy["data"], "--split", "train", "--json",
+                 "--n-boot", "50"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert {"accuracy_a", "accuracy_b", "t", "p", "mcnemar", "ci95"} <= set(r) and r["n"] == _train_size(toy)
+
+
+def test_cli_compare_different_label_sets(toy, capsys):
+    assert main(["compare", toy["a"], toy["other"], "--dataset", toy["data"], "--split", "train"]) == 2
+    assert "different label sets" in capsys.readouterr().err
+
+
+def test_cli_report_malformed_eps(toy, capsys):
+    assert main(["report", toy["a"], "--dataset", toy["data"], "--split", "train", "--attack", "freelb",
+                 "--eps", "0.1,abc", "--out", str(toy["root"] / "r.md")]) == 2
+    assert "--eps" in capsys.readouterr().err
+
+
+def test_cli_project_n_larger_than_split(toy, capsys, tmp_path):
+    out = tmp_path / "p.csv"
+    assert main(["project", toy["a"], "--dataset", toy["data"], "--split", "train", "--n", "1000",
+                 "--attack", "freelb", "--reducer", "pca", "--out", str(out), "--no-cache", "--json"]) == 0
+    cap = capsys.readouterr()
+    n = _train_size(toy)
+    assert "asked for 1000 examples" in cap.err and f"has {n}; using all {n}" in cap.err
+    df = pd.read_csv(out)
+    assert len(df) == 2 * n and {"x", "y", "label", "pred", "kind", "pair", "text"} <= set(df.columns)
+    m = json.loads((tmp_path / "p.metrics.json").read_text())
+    assert m["reducer"] == "pca" and "mean_distance_2d" in m
+
+
+def test_cli_perplexity(toy, capsys):
+    assert main(["perplexity", toy["a"], "--lm", toy["lm"], "--attack", "freelb", "--dataset", toy["data"],
+                 "--split", "train", "--max-examples", "6", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    a = r["attacks"][0]
+    assert r["n"] == 6 and a["gap"] == pytest.approx(a["adversarial_perplexity"] - a["original_perplexity"])
+
+
+def test_cli_perplexity_rejects_classifier_as_lm(toy, capsys):
+    assert main(["perplexity", toy["a"], "--lm", toy["b"], "--attack", "freelb", "--dataset", toy["data"]]) == 2
+    assert "not a language model" in capsys.readouterr().err
+
+
+def test_cli_unknown_attack(toy, capsys):
+    assert main(["perplexity", toy["a"], "--lm", toy["lm"], "--attack", "nope", "--dataset", toy["data"]]) == 2
+    assert "unknown attack" in capsys.readouterr().err
