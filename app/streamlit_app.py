@@ -16,14 +16,14 @@ import streamlit as st  # noqa: E402
 
 from appkit import sidebar  # noqa: E402
 
-st.set_page_config(page_title="advviz", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="advviz", page_icon=":material/explore:", layout="wide")
 
 PAGES = [
-    st.Page("views/models.py", title="Models", icon="🗂️", default=True),
-    st.Page("views/words.py", title="Which words move", icon="🔤"),
-    st.Page("views/reconstructions.py", title="Reconstructions", icon="♻️"),
-    st.Page("views/space.py", title="Representation space", icon="🌌"),
-    st.Page("views/robustness.py", title="Robustness", icon="🛡️"),
+    st.Page("views/models.py", title="Models", icon=":material/inventory_2:", default=True),
+    st.Page("views/words.py", title="Which words move", icon=":material/text_fields:"),
+    st.Page("views/reconstructions.py", title="Reconstructions", icon=":material/autorenew:"),
+    st.Page("views/space.py", title="Representation space", icon=":material/scatter_plot:"),
+    st.Page("views/robustness.py", title="Robustness", icon=":material/shield:"),
 ]
 
 page = st.navigation(PAGES)

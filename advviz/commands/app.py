@@ -57,7 +57,8 @@ def cmd_app(args) -> int:
     env = {**os.environ, MODELS_DIR_ENV: str(root)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.address", args.host,
            "--server.port", str(args.port), "--server.headless", "true",
-           "--server.maxUploadSize", str(args.max_upload_mb), "--browser.gatherUsageStats", "false"]
+           "--server.maxUploadSize", str(args.max_upload_mb), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]
     print(f"advviz app: http://{args.host}:{args.port}  (models root {root})", file=sys.stderr)
     try:
         return subprocess.call(cmd, env=env)

@@ -84,7 +84,7 @@ def need(key: str):
 def show_needs(key: str, what: str) -> None:
     mod, attr, who = NEEDS[key]
     st.info(f"**{what}** needs `{mod}.{attr}`, which is not in this installation yet (it comes with "
-            f"{who}). The rest of the app works; come back once it lands.", icon="🧩")
+            f"{who}). The rest of the app works; come back once it lands.", icon=":material/extension:")
 
 
 @contextlib.contextmanager
@@ -135,6 +135,6 @@ def empty_state_no_models() -> bool:
     if ok_names():
         return False
     st.info(f"No trained model under `{root()}` yet. Open **Models** to train the default set "
-            f"(GloVe-LSTM on sst2-sent, a few minutes on CPU) or one model of your choice.", icon="📭")
-    st.page_link("views/models.py", label="Go to Models", icon="🗂️")
+            f"(GloVe-LSTM on sst2-sent, a few minutes on CPU) or one model of your choice.", icon=":material/inbox:")
+    st.page_link("views/models.py", label="Go to Models", icon=":material/inventory_2:")
     return True

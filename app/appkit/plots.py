@@ -91,3 +91,10 @@ def projection_scatter(df: pd.DataFrame, segments: bool, title: str) -> go.Figur
                       legend={"orientation": "h", "y": -0.08}, xaxis={"showticklabels": False},
                       yaxis={"showticklabels": False})
     return fig
+
+
+def train_curve(df: pd.DataFrame, column: str, title: str) -> go.Figure:
+    """One logged quantity against the optimiser step (markers, so a single evaluation shows)."""
+    fig = go.Figure(go.Scatter(x=df["step"], y=df[column], mode="lines+markers", line={"color": QUALITATIVE[0]}))
+    fig.update_layout(title=title, xaxis_title="step", height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

@@ -25,6 +25,17 @@ def highlight_changes(original: str, new: str) -> str:
     return " ".join(out)
 
 
+def highlight_tokens(tokens: list[str], new: list[str | None]) -> str:
+    """Token-aligned: ``new[i]`` highlighted where it differs from ``tokens[i]`` (None = unchanged)."""
+    out = []
+    for t, n in zip(tokens, new):
+        if n is None or n == t:
+            out.append(html.escape(t))
+        else:
+            out.append(f'<span style="{STRIKE}">{html.escape(t)}</span> <mark style="{MARK}">{html.escape(n)}</mark>')
+    return " ".join(out)
+
+
 def label_prob(pred: int, probs: list[float], names: list[str]) -> str:
     name = names[pred] if 0 <= pred < len(names) else str(pred)
     return f"{name} ({probs[pred]:.2f})"

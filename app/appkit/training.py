@@ -102,7 +102,8 @@ def default_suite_button() -> None:
 
 def _job_card(j: dict) -> None:
     label = f"**{j['current']}** ({j['done'] + (j['state'] == 'running')}/{j['n']})" if j["n"] > 1 else f"**{j['current']}**"
-    icon = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️"}[j["state"]]
+    icon = {"running": ":material/hourglass_top:", "done": ":material/check_circle:", "failed": ":material/error:",
+            "cancelled": ":material/stop_circle:"}[j["state"]]
     with st.container(border=True):
         st.markdown(f"{icon} {label} — {j['state']}, started {time.strftime('%H:%M:%S', time.localtime(j['started']))}")
         if j["state"] == "running":

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
-from appkit import core, sidebar, training
+from appkit import core, plots, sidebar, training
 
 COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset", "dev_accuracy": "dev acc",
            "clean_accuracy": "eval acc", "robustness": "robustness (attack ε: acc)", "parameters": "params",
@@ -88,9 +88,9 @@ def details(rows: list[dict]) -> None:
             st.caption("No train_log.jsonl lines.")
         c1, c2 = st.columns(2)
         if steps:
-            c1.line_chart(pd.DataFrame(steps).set_index("step")[["loss"]], height=220)
+            c1.plotly_chart(plots.train_curve(pd.DataFrame(steps), "loss", "training loss"), key="curve_loss")
         if evals:
-            c2.line_chart(pd.DataFrame(evals).set_index("step")[["dev_accuracy"]], height=220)
+            c2.plotly_chart(plots.train_curve(pd.DataFrame(evals), "dev_accuracy", "dev accuracy"), key="curve_dev")
     with tab_cfg:
         cfg = registry.read_json(core.root(), name, "config.json") or {}
         metrics = registry.read_json(core.root(), name, "metrics.json") or {}
@@ -114,7 +114,7 @@ def main() -> None:
     rows = core.models()
     if not any(r["status"] == "ok" for r in rows):
         st.info(f"No trained model under `{core.root()}` yet. Train the default set below (it is what "
-                f"`advviz app` trains on first start), or a model of your choice.", icon="📭")
+                f"`advviz app` trains on first start), or a model of your choice.", icon=":material/inbox:")
         training.default_suite_button()
     else:
         registry_table(rows)

@@ -47,8 +47,8 @@ def choose_models(sel) -> tuple[str, str | None] | None:
     rar = [r["name"] for r in registry.rar_models(core.models())]
     if not rar:
         st.info("No RAR model yet — train one on **Models** with method `rar` or `carl+rar`. Its reconstruction "
-                "head is what this page shows.", icon="📭")
-        st.page_link("views/models.py", label="Go to Models", icon="🗂️")
+                "head is what this page shows.", icon=":material/inbox:")
+        st.page_link("views/models.py", label="Go to Models", icon=":material/inventory_2:")
         return None
     c1, c2 = st.columns(2)
     default = next((m for m in sel.models if m in rar), rar[0])

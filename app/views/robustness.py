@@ -97,7 +97,7 @@ def perplexity_section(sel, n: int) -> None:
     if not lms:
         st.info(f"No language model under the models root. Train one with `advviz lm train --dataset "
                 f"{sel.dataset or 'sst2-sent'} --out {core.root()}/lm-{sel.dataset or 'sst2-sent'}`; it then "
-                f"appears here.", icon="📭")
+                f"appears here.", icon=":material/inbox:")
         return
     lm = st.selectbox("Language model", [r["name"] for r in lms], key="rob_lm")
     if not st.button("Compute perplexity gaps", key="rob_ppl_go"):
@@ -143,7 +143,7 @@ def main() -> None:
         return
     sel = sidebar.selection()
     if not sel.models:
-        st.info("Choose one or more models in the sidebar.", icon="👈")
+        st.info("Choose one or more models in the sidebar.", icon=":material/arrow_back:")
         return
     if not sel.dataset or not sel.attack:
         st.warning("A data set and an attack are needed (see the sidebar).")

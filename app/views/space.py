@@ -46,7 +46,7 @@ def umap_or_pca(name: str, sel, n: int, adversarial: bool) -> tuple[pd.DataFrame
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
-    rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    rows = [(k, f"{v:.4g}") for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return pd.DataFrame(rows, columns=["metric", "value"])
 
 
@@ -57,7 +57,7 @@ def one_model(name: str, sel, n: int, adversarial: bool, segments: bool, reducer
         if reducer == "umap":
             df, metrics, note = umap_or_pca(name, sel, n, adversarial)
             if note:
-                st.info(note, icon="⏳")
+                st.info(note, icon=":material/hourglass_top:")
                 pending = True
         else:
             with st.spinner(f"Projecting {name}…"):
@@ -67,8 +67,7 @@ def one_model(name: str, sel, n: int, adversarial: bool, segments: bool, reducer
                         config={"displaylogo": False})
         if metrics.get("fallback"):
             st.caption(metrics["fallback"])
-        st.dataframe(metrics_table(metrics), hide_index=True, key=f"space_metrics_{name}",
-                     column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(metrics_table(metrics), hide_index=True, key=f"space_metrics_{name}")
         st.download_button(f"Download points (CSV) — {name}", df.to_csv(index=False), f"projection_{name}.csv",
                            "text/csv", key=f"space_dl_{name}")
     return pending
@@ -91,7 +90,7 @@ def main() -> None:
         return
     sel = sidebar.selection()
     if not sel.models:
-        st.info("Choose one or two models in the sidebar (e.g. freelb and carl).", icon="👈")
+        st.info("Choose one or two models in the sidebar (e.g. freelb and carl).", icon=":material/arrow_back:")
         return
     if core.need("project_representations") is None:
         core.show_needs("project_representations", "Representation space")

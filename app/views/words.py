@@ -44,7 +44,7 @@ def pick_from_dataset(sel) -> str | None:
     if idx.size == 0:
         st.warning("No sentence matches these filters.")
         return None
-    if st.button("🎲 Random sentence", key="words_random"):
+    if st.button("Random sentence", icon=":material/casino:", key="words_random"):
         st.session_state["words_pick"] = int(np.random.default_rng().choice(idx))
     options = idx[:500].tolist()
     pick = st.session_state.get("words_pick")
@@ -120,10 +120,12 @@ def show(rows: list[tuple[str, dict]]) -> None:
     st.dataframe(pd.DataFrame(table), hide_index=True, key="words_preds")
     st.markdown("**Discretized sentences** (each moved token replaced by the word it moved to)")
     for label, r in rows:
-        st.markdown(f"`{label}` — {render.highlight_changes(r['text'], r['discretized_text'])}",
+        toks = [t["token"] for t in r["tokens"]]
+        st.markdown(f"`{label}` — {render.highlight_tokens(toks, [t['moved_to'] for t in r['tokens']])}",
                     unsafe_allow_html=True)
         if r.get("reconstructed_text"):
-            st.markdown(f"&nbsp;&nbsp;RAR reconstruction — {render.highlight_changes(r['text'], r['reconstructed_text'])}",
+            st.markdown(f"&nbsp;&nbsp;RAR reconstruction — "
+                        f"{render.highlight_tokens(toks, [t.get('reconstructed') for t in r['tokens']])}",
                         unsafe_allow_html=True)
     downloads(rows)
 
@@ -145,7 +147,7 @@ def main() -> None:
         return
     sel = sidebar.selection()
     if not sel.models:
-        st.info("Choose one or more models in the sidebar.", icon="👈")
+        st.info("Choose one or more models in the sidebar.", icon=":material/arrow_back:")
         return
     if core.need("inspect") is None:
         core.show_needs("inspect", "Which words move")

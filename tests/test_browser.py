@@ -1,0 +1,117 @@
+"""The app in a real browser: ``streamlit run`` on 127.0.0.1 and a free port, headless Chromium
+(Debian's /usr/bin/chromium driven by Playwright's Python package), every page opened, a sentence
+submitted on "Which words move", no error element anywhere; screenshots under
+``test-artifacts/browser/``. Run: ``pytest -m browser tests/test_browser.py``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("ADVVIZ_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = [("", "Models"), ("words", "Which words move"), ("reconstructions", "Reconstructions"),
+         ("space", "Representation space"), ("robustness", "Robustness")]
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, data_dir):
+    from test_app import build_models_root
+
+    root = build_models_root(tmp_path_factory.mktemp("browser-models"))
+    port = free_port()
+    env = {**os.environ, "ADVVIZ_MODELS_DIR": str(root), "OMP_NUM_THREADS": "1"}
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
+                             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"streamlit did not start; see {log.name}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1500, "height": 1000})
+        yield pg
+        browser.close()
+
+
+def wait_idle(pg, timeout_s: float = 60) -> None:
+    """Until Streamlit's status widget says the script is no longer running."""
+    pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
+    end = time.time() + timeout_s
+    time.sleep(1.0)
+    while time.time() < end:
+        if pg.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        time.sleep(0.3)
+
+
+def check_page(pg, name: str) -> None:
+    errors = pg.locator(ERRORS)
+    assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:500]}"
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_every_page_opens_without_errors(server, page):
+    for path, title in PAGES:
+        page.goto(f"{server}/{path}")
+        wait_idle(page)
+        page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+        check_page(page, path or "models")
+
+
+def test_words_page_draws_heatmap_for_a_typed_sentence(server, page):
+    page.goto(f"{server}/words")
+    wait_idle(page)
+    box = page.locator("textarea[aria-label=\"Sentence\"]")
+    box.fill("the plot is dull , boring and bad")
+    page.get_by_role("button", name="Show which words move").click()
+    wait_idle(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .heatmaplayer', timeout=60_000)
+    assert page.locator('[data-testid="stPlotlyChart"] .heatmaplayer').count() >= 1
+    labels = page.locator('[data-testid="stPlotlyChart"] .xtick text').evaluate_all(
+        "els => els.map(e => e.textContent)")
+    assert {"dull", "boring", "bad"} <= set(labels), labels  # one column per token
+    check_page(page, "words-submitted")
