@@ -68,6 +68,9 @@ class NeighborIndex:
     def fit(self, matrix) -> "NeighborIndex":
         import faiss
 
+        # faiss 1.15 defaults to its non-BLAS kernel below 128,000 queries, ~5x slower for the
+        # tens of queries of one `inspect`; 20 is faiss's classic threshold
+        faiss.cvar.distance_compute_blas_threshold = min(faiss.cvar.distance_compute_blas_threshold, 20)
         m = _np32(matrix)  # (V, D)
         V, D = m.shape
         keep = np.array([i for i in range(V) if i not in self.exclude], dtype=np.int64)  # (V',)
