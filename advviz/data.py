@@ -251,7 +251,8 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.
 
 def _take(ds: TextDataset, idx, split: str, info: dict) -> TextDataset:
     return TextDataset(ds.name, split, [ds.texts[i] for i in idx], [ds.labels[i] for i in idx],
-                       ds.label_names, ds.source, info, 0, ds.label_mapping)
+                       ds.label_names, ds.source, info, ds.skipped_empty if split == "train" else 0,
+                       ds.label_mapping)
 
 
 def derive_splits(full: dict[str, TextDataset], derive=("dev", "test")) -> dict[str, TextDataset]:

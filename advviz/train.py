@@ -104,6 +104,20 @@ def _lr_lambda(total: int, warmup: float, is_rnn: bool):
     return lambda step: min((step + 1) / w, max(0.0, (total - step) / max(1, total - w)))
 
 
+def train_one_step(method: Method, model, batch, optimizer, scheduler, accelerator, params, clip: float):
+    """One optimisation step: gradients from the method, clip, step. Returns None (and leaves the
+    weights untouched) when the loss is not finite."""
+    optimizer.zero_grad(set_to_none=True)
+    out = method.train_step(model, batch, accelerator.backward)
+    if not torch.isfinite(out.loss):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    accelerator.clip_grad_norm_(params, clip)
+    optimizer.step()
+    scheduler.step()
+    return out
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -184,17 +198,13 @@ class Trainer:
                 for m in extras.values():
                     m.train()
                 t0 = time.perf_counter()
-                optimizer.zero_grad(set_to_none=True)
-                out = self.method.train_step(model, batch, accelerator.backward)
-                if not torch.isfinite(out.loss):
+                out = train_one_step(self.method, model, batch, optimizer, scheduler, accelerator, params, clip)
+                if out is None:
                     bar.close()
                     where = (f"the last good checkpoint (step {best.get('steps')}) is kept at {self.out_dir}"
                              if best["dev_accuracy"] >= 0 else "no checkpoint had been written yet")
-                    raise AdvvizError(f"training diverged: loss is {out.loss.item()} at step {step + 1}; {where}. "
+                    raise AdvvizError(f"training diverged: loss is nan or inf at step {step + 1}; {where}. "
                                       f"Try a lower --lr or a smaller --epsilon")
-                accelerator.clip_grad_norm_(params, clip)
-                optimizer.step()
-                scheduler.step()
                 step += 1
                 self.method.on_step_end(model, step)
                 train_time += time.perf_counter() - t0

@@ -54,7 +54,7 @@ def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelO
                                   0.5 if opts.dropout is None else opts.dropout, "lstm")
             with torch.no_grad():
                 model.embedding.weight.copy_(torch.from_numpy(matrix))
-            info["glove_coverage"] = found / len(tok)
+            info["glove_coverage"] = found / max(1, len(tok) - 2)  # <pad>, <unk> have no vector
         else:
             model = RNNClassifier(tok, num_labels, "gru", True, opts.embedding_dim or 200, opts.hidden_size or 200,
                                   256 if opts.mlp_hidden is None else opts.mlp_hidden,
