@@ -117,24 +117,29 @@ def _job_card(j: dict) -> None:
             if st.button("Dismiss", key=f"forget_{j['id']}"):
                 with core.shown_errors("Could not dismiss"):
                     background.forget(core.root(), j["id"])
-                st.rerun(scope="fragment")
+                st.rerun()
         with st.expander("log", expanded=j["state"] in ("running", "failed")):
             st.code(j["log_tail"] or "(no output yet)", language=None)
 
 
-@st.fragment(run_every=2)
 def jobs_panel() -> None:
-    """Live progress of background jobs (re-drawn every 2 s, the rest of the page stays)."""
+    """Background jobs: redrawn every 2 s while one runs (a fragment: the rest of the page stays)."""
     jobs = background.jobs(core.root())
-    if not jobs:
-        return
+    if any(j["state"] == "running" for j in jobs):
+        _live_jobs()
+    elif jobs:
+        _draw_jobs(jobs)
+
+
+def _draw_jobs(jobs: list[dict]) -> None:
     st.subheader("Training jobs")
     for j in jobs[:6]:
         _job_card(j)
-    if any(j["state"] == "running" for j in jobs) or st.session_state.get("_jobs_running"):
-        # when one finishes, refresh the whole page once so the registry table shows the new model
-        running = any(j["state"] == "running" for j in jobs)
-        if st.session_state.get("_jobs_running") and not running:
-            st.session_state["_jobs_running"] = False
-            st.rerun()
-        st.session_state["_jobs_running"] = running
+
+
+@st.fragment(run_every=2)
+def _live_jobs() -> None:
+    jobs = background.jobs(core.root())
+    if not any(j["state"] == "running" for j in jobs):
+        st.rerun()  # finished: redraw the whole page so the registry table lists the new model
+    _draw_jobs(jobs)
