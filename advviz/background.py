@@ -193,18 +193,36 @@ def cancel(root: str | os.PathLike, job_id: str) -> None:
     d = _job_dir(root, job_id)
     (d / "cancelled").write_text(str(time.time()))
     pid = int((d / "pid").read_text()) if (d / "pid").is_file() else -1
-    if pid > 0 and _alive(job_id, pid):
-        try:
-            os.killpg(pid, signal.SIGTERM)  # pid is the group leader (start_new_session)
-        except (ProcessLookupError, PermissionError):
-            pass
+    if pid <= 0 or (d / "rc").is_file() or not _alive(job_id, pid):
+        return  # already over (and the pid may belong to someone else by now)
+    _signal_group(pid, signal.SIGTERM)  # pid leads its own group (start_new_session)
     proc = _CHILDREN.pop(job_id, None)
     if proc is not None:
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)
             proc.wait(timeout=5)
+    for _ in range(100):  # the train process leaves a moment after the runner
+        if not _group_alive(pid):
+            return
+        time.sleep(0.1)
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def forget(root: str | os.PathLike, job_id: str) -> None:

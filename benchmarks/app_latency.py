@@ -49,10 +49,11 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
 
 
 def _painted(pg, title: str, selector: str) -> None:
+    from test_browser import IDLE_JS
+
     pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
     pg.wait_for_selector(selector, timeout=120_000)
-    while pg.locator('[data-testid="stStatusWidget"]').count():
-        time.sleep(0.05)
+    pg.wait_for_function(IDLE_JS, timeout=120_000)
 
 
 def first_paint(pg, url: str, title: str, selector: str) -> float:

@@ -268,8 +268,11 @@ def test_background_cancel(app_env):
                                                          "max_train": None, "epochs": 50})
     job = background.start(app_env, [("zz-cancel", argv)])
     time.sleep(1.0)
+    pid = int((app_env / ".jobs" / job / "pid").read_text())
     background.cancel(app_env, job)
     assert background.status(app_env, job)["state"] == "cancelled"
+    with pytest.raises(ProcessLookupError):  # the runner and its train process are gone
+        os.killpg(pid, 0)
     background.forget(app_env, job)
     shutil.rmtree(app_env / "zz-cancel", ignore_errors=True)
     assert os.environ["ADVVIZ_MODELS_DIR"] == str(app_env)

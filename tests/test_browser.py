@@ -77,15 +77,15 @@ def page(server):
         browser.close()
 
 
-def wait_idle(pg, timeout_s: float = 60) -> None:
-    """Until Streamlit's status widget says the script is no longer running."""
+IDLE_JS = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+           " return a !== null && a.getAttribute('data-test-script-state') === 'notRunning'; }")
+
+
+def wait_idle(pg, timeout_s: float = 90) -> None:
+    """Until the app's script run has finished (stApp's data-test-script-state is notRunning)."""
     pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
-    end = time.time() + timeout_s
-    time.sleep(1.0)
-    while time.time() < end:
-        if pg.locator('[data-testid="stStatusWidget"]').count() == 0:
-            return
-        time.sleep(0.3)
+    time.sleep(0.5)  # a rerun triggered by the last action may not have started yet
+    pg.wait_for_function(IDLE_JS, timeout=timeout_s * 1000)
 
 
 def check_page(pg, name: str) -> None:

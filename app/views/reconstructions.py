@@ -37,8 +37,8 @@ def run_reconstruct(model_key, judge_key, texts: tuple, labels: tuple, attack: s
 
 def _names(df: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
     out = df.copy()
-    for c in ("label", "pred", "pred_on_reconstructed", "judge_pred", "judge_pred_on_reconstructed"):
-        if c in out and out[c].notna().any():
+    for c in [c for c in out.columns if c == "label" or "pred" in c]:
+        if out[c].notna().any() and pd.api.types.is_integer_dtype(out[c].dropna()):
             out[c] = out[c].map(lambda v: label_names[int(v)] if pd.notna(v) and 0 <= int(v) < len(label_names) else v)
     return out
 
@@ -123,6 +123,9 @@ def show_table(df: pd.DataFrame, label_names: list[str], judge: str | None) -> N
                                 "reconstructed_text": st.column_config.TextColumn(width="large")})
     st.download_button("Download table (CSV)", view.to_csv(index=False), "reconstructions.csv", "text/csv",
                        key="rec_dl")
+    with st.expander(f"Changed words highlighted (first {min(20, len(view))} rows of the table)"):
+        for _, r in view.head(20).iterrows():
+            st.markdown(f"{render.highlight_changes(r['text'], r['reconstructed_text'])}", unsafe_allow_html=True)
 
 
 def main() -> None:

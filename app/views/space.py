@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -40,9 +41,8 @@ def umap_or_pca(name: str, sel, n: int, adversarial: bool) -> tuple[pd.DataFrame
         else:
             df, metrics = fut.result()
             return df, metrics, None
-    frac, msg = threads.jobs().status(key)
     df, metrics = project_now(_args(name, sel, n, adversarial, "pca"))
-    return df, metrics, f"UMAP is being computed in the background ({frac:.0%}: {msg}); PCA meanwhile."
+    return df, metrics, "UMAP is being computed in the background (progress below the maps); PCA meanwhile."
 
 
 def metrics_table(metrics: dict) -> pd.DataFrame:
@@ -80,6 +80,9 @@ def wait_for_umap() -> None:
     if keys and all((f := threads.jobs().get(k)) is None or f.done() for k in keys):
         st.session_state["space_pending_keys"] = []
         st.rerun()
+    for k in keys:
+        frac, msg = threads.jobs().status(k)
+        st.progress(min(1.0, frac), text=f"UMAP of {Path(k[0]).name}: {msg or 'working'}")
 
 
 def main() -> None:
