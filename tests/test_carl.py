@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from advviz.errors import AdvvizError
 from advviz.memory_bank import MemoryBank, NegativeSampler
 from advviz.methods import METHODS, build_method
-from advviz.methods.carl import CARL, CARLConfig, default_negatives, infonce_loss, nce_loss, contrastive_logits
+from advviz.methods.carl import (CARL, CARLConfig, contrastive_logits, default_negatives, infonce_loss, nce_log_z,
+                                 nce_loss)
 from advviz.methods.freelb import FreeLB, FreeLBConfig
 from conftest import LABELS, SENTENCES, batch_for, make_tiny_rnn
 
@@ -70,9 +71,10 @@ def test_default_negatives_scale_with_the_data_set():
 # -- the loss (Eqs. 2–4) -------------------------------------------------------------------------
 
 
-def _method_with_banks(kind: str, neg_orig: torch.Tensor, neg_adv: torch.Tensor, tau=0.07) -> CARL:
+def _method_with_banks(kind: str, neg_orig: torch.Tensor, neg_adv: torch.Tensor, tau=0.07,
+                       positive: str = "live") -> CARL:
     """A CARL whose banks hold ``neg_*`` (rows 1..m, label 1); row 0 is the anchor (label 0)."""
-    m = CARL(CARLConfig(tau=tau, carl_loss=kind, negatives=len(neg_orig)))
+    m = CARL(CARLConfig(tau=tau, carl_loss=kind, negatives=len(neg_orig), carl_positive=positive))
     n, d = len(neg_orig) + 1, neg_orig.shape[1]
     m.sampler = NegativeSampler([0] + [1] * (n - 1))
     m.bank_orig, m.bank_adv = MemoryBank(n, d), MemoryBank(n, d)
@@ -81,8 +83,15 @@ def _method_with_banks(kind: str, neg_orig: torch.Tensor, neg_adv: torch.Tensor,
     return m
 
 
+def _fill_anchor_row(m: CARL, r: torch.Tensor) -> CARL:
+    m.bank_orig.fill(torch.tensor([0]), r)
+    m.bank_adv.fill(torch.tensor([0]), r)
+    return m
+
+
+@pytest.mark.parametrize("positive", ["live", "bank"])
 @pytest.mark.parametrize("kind", ["infonce", "nce"])
-def test_loss_is_minimal_when_radv_equals_r_and_negatives_are_far(kind):
+def test_loss_is_minimal_when_radv_equals_r_and_negatives_are_far(kind, positive):
     g = torch.Generator().manual_seed(0)
     d, mneg = 8, 6
     r = F.normalize(torch.randn(1, d, generator=g), dim=-1)
@@ -92,17 +101,16 @@ def test_loss_is_minimal_when_radv_equals_r_and_negatives_are_far(kind):
     y = torch.tensor([0])
 
     def loss(r_adv, negs):
-        m = _method_with_banks(kind, negs, negs, tau=0.5)  # τ=0.07 underflows float32 at the optimum
-        # NCE's Z is fixed from the first batch; fix it from the same reference batch for all cases
-        m.log_z = {"a": 0.0, "o": 0.0}
-        return float(m.contrastive_loss(r, F.normalize(r_adv, dim=-1), y, neg_ids)[0])
+        m = _method_with_banks(kind, negs, negs, tau=0.5, positive=positive)  # τ=0.07 underflows float32
+        _fill_anchor_row(m, r)  # the anchor's own bank rows hold R (what Eq. 5 converges to)
+        return float(m.contrastive_loss(r, F.normalize(r_adv, dim=-1), y, neg_ids, torch.tensor([0]))[0])
 
     best = loss(r.clone(), far)
     for _ in range(5):
         moved = r + 0.5 * torch.randn(1, d, generator=g)
         assert loss(moved, far) > best  # R_adv away from R costs
         assert loss(r.clone(), near) > best  # negatives close to R cost
-    if kind == "infonce":
+    if kind == "infonce" and positive == "live":
         # hand value: each side is −log e^{1/τ}/(e^{1/τ} + m e^{−1/τ}) = log(1 + m e^{−2/τ})
         assert best == pytest.approx(2 * math.log1p(mneg * math.exp(-2 / 0.5)), rel=1e-5)
 
@@ -116,8 +124,24 @@ def test_nce_hand_value_and_small_tau_is_finite():
     assert float(nce_loss(pos, neg, 0.0, pool)) == pytest.approx(expect, rel=1e-6)
     a = F.normalize(torch.randn(3, 4), dim=-1)
     p_, n_ = contrastive_logits(a, a, F.normalize(torch.randn(3, 5, 4), dim=-1), tau=1e-3)  # logits ~1000
-    assert torch.isfinite(nce_loss(p_, n_, 0.0, torch.full((3,), 10.0)))
+    pool = torch.full((3,), 10.0)
+    assert torch.isfinite(nce_loss(p_, n_, nce_log_z(n_, pool), pool))
     assert torch.isfinite(infonce_loss(p_, n_))
+    # Ẑ per anchor: |pool| · mean_j exp(neg_j)
+    torch.testing.assert_close(nce_log_z(neg, torch.tensor([4.0])), torch.log(4.0 * (1 + torch.tensor([math.e])) / 2))
+
+
+def test_nce_does_not_reward_a_collapsed_encoder():
+    """With Ẑ re-estimated per step, R = R_adv = every negative (a constant encoder) costs
+    −log(1/(1+m)) − m·log(m/(1+m)) per side, well above a separated configuration."""
+    d, mneg = 4, 8
+    r = F.normalize(torch.ones(1, d), dim=-1)
+    m = _method_with_banks("nce", r.repeat(mneg, 1), r.repeat(mneg, 1))
+    collapsed = float(m.contrastive_loss(r, r, torch.tensor([0]), torch.arange(1, mneg + 1).view(1, -1))[0])
+    expect = 2 * (math.log1p(mneg) - mneg * math.log(mneg / (1 + mneg)))
+    assert collapsed == pytest.approx(expect, rel=1e-5)
+    m = _method_with_banks("nce", -r.repeat(mneg, 1), -r.repeat(mneg, 1))
+    assert float(m.contrastive_loss(r, r, torch.tensor([0]), torch.arange(1, mneg + 1).view(1, -1))[0]) < collapsed / 2
 
 
 # -- warm start and the FreeLB integration ----------------------------------------------------
@@ -241,3 +265,25 @@ def test_carl_trains_on_real_data(data_dir, tmp_path):
     assert all(math.isfinite(line["carl_loss"]) for line in logged)
     metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert "extra_parameters" not in metrics  # CARL adds no parameters (Table 7)
+
+
+def test_bank_positive_penalises_the_global_drift_that_live_positives_reward():
+    """All representations move to a new direction u while the banks still hold the old ones:
+    with live positives (R = R_adv) L_D drops; with bank positives it rises (the collapse mode)."""
+    g = torch.Generator().manual_seed(1)
+    d, mneg, B = 16, 32, 4
+    old = F.normalize(torch.randn(1, d, generator=g) * 0.2 + torch.ones(1, d), dim=-1)
+    rows = F.normalize(old + 0.3 * torch.randn(B + mneg, d, generator=g), dim=-1)  # concentrated reps
+    labels = [0] * B + [1] * mneg
+    ids, neg_ids = torch.arange(B), torch.arange(B, B + mneg).repeat(B, 1)
+    u = F.normalize(torch.randn(1, d, generator=g) - 3 * old, dim=-1).repeat(B, 1)  # drifted, collapsed
+    for positive, sign in (("live", -1), ("bank", +1)):
+        m = CARL(CARLConfig(carl_positive=positive, negatives=mneg))
+        m.sampler = NegativeSampler(labels)
+        m.bank_orig, m.bank_adv = MemoryBank(B + mneg, d), MemoryBank(B + mneg, d)
+        m.bank_orig.fill(torch.arange(B + mneg), rows)
+        m.bank_adv.fill(torch.arange(B + mneg), rows)
+        y = torch.zeros(B, dtype=torch.long)
+        before = float(m.contrastive_loss(rows[:B], rows[:B], y, neg_ids, ids)[0])
+        after = float(m.contrastive_loss(u, u, y, neg_ids, ids)[0])
+        assert sign * (after - before) > 0, (positive, before, after)

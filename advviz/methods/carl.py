@@ -6,8 +6,9 @@ loss L_C, CARL adds the contrastive loss L_D = L_D^o + L_D^a (Eqs. 2–3), so on
 
     R      = f_enc(E)          sentence representation: pooled output ([CLS] final hidden state
     R_adv  = f_enc(E + δ_t)    for transformers, final state for LSTM/GRU), L2-normalised
-    L_D^a  = −log h(R_adv, R)      / [h(R_adv, R)     + Σ_j h(R_adv, B_orig[n_j])]   anchor R_adv
-    L_D^o  = −log h(R, R_adv)      / [h(R, R_adv)     + Σ_j h(R, B_adv[n_j])]        anchor R
+    L_D^a  = −log h(R_adv, P_a)    / [h(R_adv, P_a)   + Σ_j h(R_adv, B_orig[n_j])]   anchor R_adv
+    L_D^o  = −log h(R, P_o)        / [h(R, P_o)       + Σ_j h(R, B_adv[n_j])]        anchor R
+             positives P_a = B_orig[i], P_o = B_adv[i] (default; or R, R_adv: --carl-positive live)
     h(x₁, x₂) = exp(x₁·x₂ / τ)     (Eq. 4), τ = 0.07
     B[i] ← M·B[i] + (1−M)·R_i      (Eq. 5), M = 0.5, for B_orig (R) and B_adv (R_adv)
 
@@ -26,10 +27,18 @@ Every choice, explicit (the paper is silent on each unless a section is cited):
 - **Denominator.** Eq. 2 as printed sums h over the negatives only; here the positive is also in
   the denominator (the InfoNCE form of Tian et al. 2020, whose objective the paper adapts), so
   L_D ≥ 0 and is minimal when R_adv = R and the negatives are far.
-- **Positives are live, negatives come from the banks.** Both R and R_adv are computed in the
-  current step, with gradients (CMC reads the positive from the other view's bank; here both views
-  are available so the exact current values are used). Negatives' representations are bank rows,
-  without gradient.
+- **Where the positive comes from** (``--carl-positive``). ``bank`` (default): as in the code the
+  paper adapts (Tian et al.'s CRD/CMC ``ContrastMemory``, whose defaults CARL reports verbatim:
+  τ 0.07, M 0.5, m ≈ 16k, NCE), the anchor's positive is *its own row in the other view's bank*:
+  L_D^a scores R_adv against B_orig[i], L_D^o scores R against B_adv[i]; anchors carry the
+  gradient, bank rows do not. ``live``: Eq. 2 read literally, the positive is the other view
+  computed in this step (R for L_D^a, R_adv for L_D^o), with gradient through both. Measured here
+  (lstm/sst2-sent, 3000 examples, warm start at 0.757 dev accuracy): ``live`` collapses to chance
+  within one epoch, because the banks are stale (a row is refreshed once per epoch) and moving
+  *every* representation, of both classes, to a new direction far from the old rows lowers L_D
+  while R = R_adv holds trivially; with the positive read from the example's own row that global
+  drift costs as much as it gains.
+  Negatives' representations are always bank rows, without gradient.
 - **Which anchor reads which bank**: L_D^a (anchor R_adv) contrasts with negatives' *original*
   representations (B_orig); L_D^o (anchor R) with their *adversarial* ones (B_adv), as Eq. 2 says.
 - **Per ascent step.** L_D is added on each of FreeLB's K ascent steps with R_adv = f(E + δ_t)
@@ -48,13 +57,19 @@ Every choice, explicit (the paper is silent on each unless a section is cited):
 - **m**: ``--negatives 0`` (default) scales the paper's SST-2 ratio to the data set:
   m = round(16000 · N / 67349), at least 1 and at most 16000; any positive value is used as is.
   Negatives are sampled with replacement, uniformly over the different-label pool.
-- **NCE** (Wu et al. 2018, §3.2; CMC's ``NCECriterion``): with P(i|v) = exp(v·f_i/τ)/Z and uniform
-  noise P_n = 1/|pool|, P(D=1|i,v) = P(i|v) / (P(i|v) + m·P_n) and
+- **NCE** (Wu et al. 2018, §3.2; CMC's ``NCECriterion``): with P(i|v) = exp(v·f_i/τ)/Z(v) and
+  uniform noise P_n = 1/|pool|, P(D=1|i,v) = P(i|v) / (P(i|v) + m·P_n) and
         L = −log P(D=1 | positive) − Σ_j log(1 − P(D=1 | negative j)),
-  averaged over the batch. Z is estimated once, on the first batch where L_D is on, as
-  Z = |pool| · mean_j exp(v·f_j/τ) over that batch's negatives (Wu et al.; CMC do the same), one
-  constant per anchor side (a, o), and then kept fixed. Computed in log space (no overflow for
-  small τ).
+  averaged over the batch, computed in log space (no overflow for small τ).
+  Z(v) = Σ_{i∈pool} exp(v·f_i/τ) is estimated by Monte Carlo from the anchor's own m negatives,
+  Ẑ(v) = |pool| · mean_j exp(v·f_j/τ), *on every step, per anchor, without gradient*. Wu et al. and
+  CMC instead fix one constant Z from the first batch; that assumes features spread over the
+  sphere (their encoders start random). CARL's banks are filled from a warm-started encoder whose
+  representations are concentrated (pairwise cosines ≈ 0.9), so a Z frozen then caps
+  P(D=1|positive) far below m·P_n: the positive term becomes a constant floor, the negatives'
+  gradient vanishes, and the only gradient left pulls R_adv onto R, which a constant encoder
+  satisfies. Observed here with a fixed Z: lstm/sst2-sent fell from 0.726 dev accuracy at
+  ``--carl-start`` to 0.509 (constant predictions, dev loss ln 2) one epoch later.
 - **Randomness**: negatives and the bank-initialisation attack draw from their own
   ``torch.Generator`` s, seeded from the run seed, so a run is reproducible.
 - **Distributed**: each process updates its banks with its own batches only (no all-gather yet).
@@ -86,6 +101,9 @@ class CARLConfig(FreeLBConfig):
                                                "filled (paper Table 3, SST-2: 6315)")
     carl_loss: str = hp("nce", "--carl-loss", "CARL: NCE approximation (Wu et al. 2018) or exact InfoNCE",
                         choices=["nce", "infonce"])
+    carl_positive: str = hp("bank", "--carl-positive", "CARL: the positive is the other view's bank row of the "
+                            "same example (CRD/CMC) or the live representation (Eq. 2 read literally)",
+                            choices=["bank", "live"])
 
     def __post_init__(self):
         super().__post_init__()
@@ -99,6 +117,8 @@ class CARLConfig(FreeLBConfig):
             raise ValueError(f"--carl-start must be >= 0, got {self.carl_start}")
         if self.carl_loss not in ("nce", "infonce"):
             raise ValueError(f"--carl-loss must be nce or infonce, got {self.carl_loss!r}")
+        if self.carl_positive not in ("bank", "live"):
+            raise ValueError(f"--carl-positive must be bank or live, got {self.carl_positive!r}")
 
 
 def default_negatives(num_train: int) -> int:
@@ -126,19 +146,24 @@ def infonce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
 
 
-def nce_log_z(neg: torch.Tensor, pool_size: torch.Tensor) -> float:
-    """log Z = log(|pool| · mean exp(neg)) (Wu et al. 2018: Z estimated from a batch of noise)."""
-    return float(torch.logsumexp(neg.detach().float().flatten(), 0) - math.log(neg.numel())
-                 + torch.log(pool_size.float().mean()))
+def nce_log_z(neg: torch.Tensor, pool_size: torch.Tensor) -> torch.Tensor:
+    """<float>[B] log Ẑ(v) = log(|pool| · mean_j exp(neg_j)), detached: the Monte Carlo estimate of
+    each anchor's partition function Σ_{i∈pool} exp(v·f_i/τ) from its m sampled negatives."""
+    neg = neg.detach().float()
+    return (torch.logsumexp(neg, dim=1) - math.log(neg.shape[1])
+            + torch.log(pool_size.to(neg.device, neg.dtype)))
 
 
-def nce_loss(pos: torch.Tensor, neg: torch.Tensor, log_z: float, pool_size: torch.Tensor) -> torch.Tensor:
+def nce_loss(pos: torch.Tensor, neg: torch.Tensor, log_z: torch.Tensor | float, pool_size: torch.Tensor) -> torch.Tensor:
     """NCE (Wu et al. 2018, Eqs. 5–7): −log P(D=1|pos) − Σ_j log P(D=0|neg_j), mean over B.
 
-    pos <float>[B] and neg <float>[B,m] are log h; P = exp(log h − log Z); P_n = 1/pool_size[B]."""
+    pos <float>[B] and neg <float>[B,m] are log h; P = exp(log h − log Z) with log Z a float or
+    <float>[B] (``nce_log_z``); P_n = 1/pool_size[B]."""
     m = neg.shape[1]
     log_mpn = (math.log(m) - torch.log(pool_size.to(pos.device, pos.dtype))).unsqueeze(1)  # (B,1) log m·P_n
-    lp_pos = (pos - log_z).unsqueeze(1)  # (B,1)
+    if isinstance(log_z, torch.Tensor):
+        log_z = log_z.to(pos.device, pos.dtype).view(-1, 1)  # (B,1)
+    lp_pos = pos.unsqueeze(1) - log_z  # (B,1)
     lp_neg = neg - log_z  # (B,m)
     log_d1_pos = lp_pos - torch.logaddexp(lp_pos, log_mpn)  # log P(D=1 | positive)
     log_d0_neg = log_mpn - torch.logaddexp(lp_neg, log_mpn)  # log P(D=0 | negative j)
@@ -159,7 +184,6 @@ class CARL(FreeLB):
         self.train_texts: list[str] = []
         self.num_negatives = 0
         self.completed_steps = 0
-        self.log_z: dict[str, float] = {}
         self.neg_generator: torch.Generator | None = None
         self.init_generator: torch.Generator | None = None
         self._neg_ids: torch.Tensor | None = None
@@ -176,7 +200,7 @@ class CARL(FreeLB):
         self.sampler = NegativeSampler(train_data.labels)
         self.num_negatives = self.config.negatives or default_negatives(len(self.train_texts))
         self.bank_orig = self.bank_adv = None
-        self.completed_steps, self.log_z = 0, {}
+        self.completed_steps = 0
 
     def on_step_end(self, model, step: int) -> None:
         self.completed_steps = step
@@ -230,21 +254,26 @@ class CARL(FreeLB):
         return super().train_step(model, batch, backward)
 
     def contrastive_loss(self, r: torch.Tensor, r_adv: torch.Tensor, labels: torch.Tensor,
-                         neg_ids: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """L_D = L_D^o + L_D^a (Eqs. 2–3) for normalised R, R_adv <float>[B,d] and negative ids [B,m]."""
+                         neg_ids: torch.Tensor, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """L_D = L_D^o + L_D^a (Eqs. 2–3) for normalised R, R_adv <float>[B,d], the anchors' example
+        ids ``idx`` [B] (bank positives) and negative ids [B,m]."""
         cfg = self.config
         neg_orig = self.bank_orig.read(neg_ids).to(r.dtype)  # (B,m,d) negatives' original reps
         neg_adv = self.bank_adv.read(neg_ids).to(r.dtype)  # (B,m,d) negatives' adversarial reps
-        pos_a, neg_a = contrastive_logits(r_adv, r, neg_orig, cfg.tau)  # anchored on R_adv: L_D^a
-        pos_o, neg_o = contrastive_logits(r, r_adv, neg_adv, cfg.tau)  # anchored on R: L_D^o
+        if cfg.carl_positive == "bank":
+            if idx is None:
+                raise AdvvizError("--carl-positive bank needs the anchors' example ids")
+            pos_for_a, pos_for_o = self.bank_orig.read(idx).to(r.dtype), self.bank_adv.read(idx).to(r.dtype)
+        else:
+            pos_for_a, pos_for_o = r, r_adv
+        pos_a, neg_a = contrastive_logits(r_adv, pos_for_a, neg_orig, cfg.tau)  # anchored on R_adv: L_D^a
+        pos_o, neg_o = contrastive_logits(r, pos_for_o, neg_adv, cfg.tau)  # anchored on R: L_D^o
         if cfg.carl_loss == "infonce":
             la, lo = infonce_loss(pos_a, neg_a), infonce_loss(pos_o, neg_o)
         else:
             pool = self.sampler.pool_size(labels)
-            if not self.log_z:
-                self.log_z = {"a": nce_log_z(neg_a, pool), "o": nce_log_z(neg_o, pool)}
-            la = nce_loss(pos_a, neg_a, self.log_z["a"], pool)
-            lo = nce_loss(pos_o, neg_o, self.log_z["o"], pool)
+            la = nce_loss(pos_a, neg_a, nce_log_z(neg_a, pool), pool)
+            lo = nce_loss(pos_o, neg_o, nce_log_z(neg_o, pool), pool)
         return lo + la, {"carl_loss": float((lo + la).detach()), "carl_loss_orig": float(lo.detach()),
                          "carl_loss_adv": float(la.detach())}
 
@@ -259,7 +288,7 @@ class CARL(FreeLB):
         r_adv = F.normalize(adv_out.pooled.float(), dim=-1)
         if self._neg_ids is None:  # one draw per optimiser step, shared by the K ascent steps
             self._neg_ids = self.sampler.sample(y, self.num_negatives, self.neg_generator)
-        loss, logs = self.contrastive_loss(r, r_adv, y, self._neg_ids)
+        loss, logs = self.contrastive_loss(r, r_adv, y, self._neg_ids, batch["index"])
         logs["carl_pos_cos"] = float((r * r_adv).sum(-1).mean().detach())
         if step == self.config.steps - 1:  # Eq. 5, once per optimiser step, with the final δ
             idx = batch["index"]
