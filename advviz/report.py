@@ -44,6 +44,20 @@ def check_labels(models, label_names: list[str], dataset: str) -> None:
                               f"{list(label_names)}; a report compares checkpoints on one label set")
 
 
+def parse_attack_spec(spec: str) -> tuple[str, dict]:
+    """'spgd' -> ('spgd', {}); 'spgd@2.5' -> ('spgd', {'epsilon': 2.5}) (one clear error otherwise)."""
+    name, _, eps = spec.strip().partition("@")
+    if not eps:
+        return name, {}
+    try:
+        value = float(eps)
+    except ValueError:
+        raise AdvvizError(f"attack '{spec}': write NAME or NAME@EPSILON, e.g. spgd@2.5") from None
+    if not value >= 0:
+        raise AdvvizError(f"attack '{spec}': ε must be >= 0")
+    return name, {"epsilon": value}
+
+
 def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
                batch_size=32, progress=False) -> dict:
     from .evaluate import evaluate
@@ -60,11 +74,12 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     if lm is not None:
         from .lm import adversarial_perplexity
 
-        for a in ppl_attacks:
-            p = adversarial_perplexity(model, lm, texts, labels, a, {}, seed, progress)
-            row["perplexity"].append({k: p[k] for k in ("attack", "original_perplexity", "adversarial_perplexity",
-                                                        "gap", "changed_tokens_per_text", "nearest_gap",
-                                                        "nearest_changed_tokens_per_text", "adv_accuracy")})
+        for spec in ppl_attacks:
+            name, ov = parse_attack_spec(spec)
+            p = adversarial_perplexity(model, lm, texts, labels, name, ov, seed, progress)
+            keys = ("original_perplexity", "adversarial_perplexity", "gap", "changed_tokens_per_text", "nearest_gap",
+                    "nearest_changed_tokens_per_text", "adv_accuracy")
+            row["perplexity"].append({"attack": spec, **{k: p[k] for k in keys}})
     return row
 
 

@@ -121,3 +121,13 @@ def test_cli_perplexity_rejects_classifier_as_lm(toy, capsys):
 def test_cli_unknown_attack(toy, capsys):
     assert main(["perplexity", toy["a"], "--lm", toy["lm"], "--attack", "nope", "--dataset", toy["data"]]) == 2
     assert "unknown attack" in capsys.readouterr().err
+
+
+def test_parse_attack_spec():
+    from advviz.errors import AdvvizError
+    from advviz.report import parse_attack_spec
+
+    assert parse_attack_spec("spgd") == ("spgd", {})
+    assert parse_attack_spec("spgd@2.5") == ("spgd", {"epsilon": 2.5})
+    with pytest.raises(AdvvizError, match="NAME@EPSILON"):
+        parse_attack_spec("spgd@big")

@@ -73,7 +73,7 @@ def add_parsers(sub, eval_parser) -> None:
     p.add_argument("--attack", default="pgd", help="robustness attack (default pgd: k-PGD as in CARL)")
     p.add_argument("--eps", default="0.02,0.075,0.1", help="comma-separated ε values")
     p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
-    p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table")
+    p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
     p.add_argument("--title", default=None)
     p.add_argument("--out", required=True, help="report.md (report.json is written beside it)")
     add_method_flags(p)
@@ -113,7 +113,7 @@ def _attack_list(values) -> list[str]:
     names = [a.strip() for v in values for a in v.split(",") if a.strip()]
     known = attacks()
     for a in names:
-        if a not in known:
+        if a.partition("@")[0] not in known:
             raise AdvvizError(f"unknown attack '{a}'; attacks: {', '.join(known)}")
     if not names:
         raise AdvvizError("give at least one attack")
@@ -142,6 +142,7 @@ def cmd_perplexity(args) -> int:
     from ..api import load
     from ..cli import method_overrides
     from ..lm import adversarial_perplexity, load_lm
+    from ..report import parse_attack_spec
 
     names = _attack_list(args.attack)
     lm = load_lm(args.lm)
@@ -149,9 +150,11 @@ def cmd_perplexity(args) -> int:
     dataset, ds = _examples(args, model)
     out = {"model": str(args.checkpoint), "lm": str(args.lm), "dataset": dataset, "split": args.split, "n": len(ds),
            "lm_held_out_perplexity": lm.metrics.get("held_out_perplexity"), "attacks": []}
-    for a in names:
-        out["attacks"].append(adversarial_perplexity(model, lm, ds.texts, ds.labels, a, method_overrides(args),
-                                                     args.seed, progress=not args.json))
+    for spec in names:
+        name, ov = parse_attack_spec(spec)
+        r = adversarial_perplexity(model, lm, ds.texts, ds.labels, name, {**method_overrides(args), **ov},
+                                   args.seed, progress=not args.json)
+        out["attacks"].append({**r, "attack": spec})
     if args.json:
         print(json.dumps(out))
         return 0
