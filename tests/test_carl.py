@@ -287,3 +287,20 @@ def test_bank_positive_penalises_the_global_drift_that_live_positives_reward():
         before = float(m.contrastive_loss(rows[:B], rows[:B], y, neg_ids, ids)[0])
         after = float(m.contrastive_loss(u, u, y, neg_ids, ids)[0])
         assert sign * (after - before) > 0, (positive, before, after)
+
+
+def test_state_dict_round_trip_keeps_banks_counter_and_generators():
+    model = make_tiny_rnn("lstm", seed=1).train()
+    torch.manual_seed(0)
+    m = CARL(CARLConfig(carl_start=0, negatives=3))
+    m.setup(model, TRAIN)
+    m.train_step(model, batch_for(model), _backward)
+    m.on_step_end(model, 1)
+    state = m.state_dict()
+    m2 = CARL(CARLConfig(carl_start=0, negatives=3))
+    m2.setup(model, TRAIN)
+    m2.load_state_dict(state)
+    assert m2.completed_steps == 1 and m2.banks_ready
+    assert torch.equal(m2.bank_orig.memory, m.bank_orig.memory) and torch.equal(m2.bank_adv.memory, m.bank_adv.memory)
+    y = torch.tensor(LABELS)
+    assert torch.equal(m.sampler.sample(y, 3, m.neg_generator), m2.sampler.sample(y, 3, m2.neg_generator))

@@ -208,6 +208,34 @@ class CARL(FreeLB):
     def describe(self) -> dict:
         return {**super().describe(), "negatives_resolved": self.num_negatives}
 
+    # -- resume (``advviz train --resume``) -------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Generators, the optimiser-step counter (warm start) and both banks, so a resumed run
+        continues bit-identically instead of restarting the warm start."""
+        base = super().state_dict() if hasattr(super(), "state_dict") else {}
+        out = {**base, "completed_steps": torch.tensor([self.completed_steps])}
+        for name in ("neg_generator", "init_generator"):
+            gen = getattr(self, name)
+            if gen is not None:
+                out[name] = gen.get_state()
+        if self.banks_ready:
+            out["bank_orig"], out["bank_adv"] = self.bank_orig.memory, self.bank_adv.memory
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if hasattr(super(), "load_state_dict"):
+            super().load_state_dict(state)
+        if "completed_steps" in state:
+            self.completed_steps = int(state["completed_steps"][0])
+        for name in ("neg_generator", "init_generator"):
+            if name in state and getattr(self, name) is not None:
+                getattr(self, name).set_state(state[name])
+        if "bank_orig" in state:
+            n, d = state["bank_orig"].shape
+            self.bank_orig, self.bank_adv = MemoryBank(n, d), MemoryBank(n, d)
+            self.bank_orig.fill(torch.arange(n), state["bank_orig"])
+            self.bank_adv.fill(torch.arange(n), state["bank_adv"])
+
     @property
     def active(self) -> bool:
         """L_D is on once ``carl_start`` optimiser steps are done (Table 3 warm start)."""
@@ -258,12 +286,13 @@ class CARL(FreeLB):
         """L_D = L_D^o + L_D^a (Eqs. 2–3) for normalised R, R_adv <float>[B,d], the anchors' example
         ids ``idx`` [B] (bank positives) and negative ids [B,m]."""
         cfg = self.config
-        neg_orig = self.bank_orig.read(neg_ids).to(r.dtype)  # (B,m,d) negatives' original reps
-        neg_adv = self.bank_adv.read(neg_ids).to(r.dtype)  # (B,m,d) negatives' adversarial reps
+        neg_orig = self.bank_orig.read(neg_ids).to(r.device, r.dtype)  # (B,m,d) negatives' original reps
+        neg_adv = self.bank_adv.read(neg_ids).to(r.device, r.dtype)  # (B,m,d) negatives' adversarial reps
         if cfg.carl_positive == "bank":
             if idx is None:
                 raise AdvvizError("--carl-positive bank needs the anchors' example ids")
-            pos_for_a, pos_for_o = self.bank_orig.read(idx).to(r.dtype), self.bank_adv.read(idx).to(r.dtype)
+            pos_for_a = self.bank_orig.read(idx).to(r.device, r.dtype)
+            pos_for_o = self.bank_adv.read(idx).to(r.device, r.dtype)
         else:
             pos_for_a, pos_for_o = r, r_adv
         pos_a, neg_a = contrastive_logits(r_adv, pos_for_a, neg_orig, cfg.tau)  # anchored on R_adv: L_D^a
