@@ -161,8 +161,13 @@ def test_words_page_heatmap_and_bad_input(app_env):
     assert_clean(at)
     at.radio(key="words_source").set_value("data set").run()
     assert_clean(at)
+    first = at.selectbox[0].value
+    for _ in range(5):  # a random draw picks another sentence (almost surely within 5 draws)
+        at.button(key="words_random").click().run()
+        if at.selectbox[0].value != first:
+            break
+    assert at.selectbox[0].value != first
     at.checkbox(key="words_wrong").check().run()
-    at.button(key="words_random").click().run()
     assert_clean(at)
 
 

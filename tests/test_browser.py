@@ -29,6 +29,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright's Python package (.ci/app-deps.sh)")
 
 
 def free_port() -> int:
@@ -68,11 +69,10 @@ def server(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def page(server):
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1500, "height": 1000})
+        pg = browser.new_page(viewport={"width": 1500, "height": 1600})
         yield pg
         browser.close()
 

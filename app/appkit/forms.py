@@ -23,7 +23,7 @@ def flagged_fields(config_cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(config_cls) if f.metadata.get("flag")]
 
 
-def _widget(f: dataclasses.Field, default, key: str, container):
+def widget(f: dataclasses.Field, default, key: str, container):
     label, helptext = f.name.replace("_", " "), f"{f.metadata.get('help', '')} (`{f.metadata['flag']}`)"
     kind = field_kind(f)
     choices = f.metadata.get("choices")
@@ -45,7 +45,7 @@ def config_widgets(config_cls, key_prefix: str, container=st) -> dict:
     """One widget per flagged field of ``config_cls`` (default: the field's default); returns
     field name -> value. Invalid combinations are caught by the config's own validation later."""
     defaults = config_cls()
-    return {f.name: _widget(f, getattr(defaults, f.name), f"{key_prefix}_{f.name}", container)
+    return {f.name: widget(f, getattr(defaults, f.name), f"{key_prefix}_{f.name}", container)
             for f in flagged_fields(config_cls)}
 
 

@@ -64,7 +64,7 @@ def train_form() -> None:
 
 def _one(config_cls, f, container) -> dict:
     defaults = config_cls()
-    return {f.name: forms._widget(f, getattr(defaults, f.name), f"tr_{config_cls.__name__}_{f.name}", container)}
+    return {f.name: forms.widget(f, getattr(defaults, f.name), f"tr_{config_cls.__name__}_{f.name}", container)}
 
 
 def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:

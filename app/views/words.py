@@ -44,15 +44,19 @@ def pick_from_dataset(sel) -> str | None:
     if idx.size == 0:
         st.warning("No sentence matches these filters.")
         return None
-    if st.button("Random sentence", icon=":material/casino:", key="words_random"):
-        st.session_state["words_pick"] = int(np.random.default_rng().choice(idx))
     options = idx[:500].tolist()
+    key = f"words_choice_{hash((tuple(labels), wrong, lo, hi)) & 0xffff}"
+    if st.button("Random sentence", icon=":material/casino:", key="words_random"):
+        pick = int(np.random.default_rng().choice(idx))
+        st.session_state["words_pick"] = pick
+        st.session_state[key] = pick  # set the selectbox's own state (it ignores index= once it has one)
     pick = st.session_state.get("words_pick")
     if pick in idx and pick not in options:
         options.insert(0, pick)
-    choice = st.selectbox(f"Sentence ({idx.size} match)", options, index=options.index(pick) if pick in options else 0,
-                          format_func=lambda i: f"[{ds.label_names[ds.labels[i]]}] {ds.texts[i][:140]}",
-                          key=f"words_choice_{hash((tuple(labels), wrong, lo, hi)) & 0xffff}")
+    if st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)
+    choice = st.selectbox(f"Sentence ({idx.size} match)", options, key=key,
+                          format_func=lambda i: f"[{ds.label_names[ds.labels[i]]}] {ds.texts[i][:140]}")
     return ds.texts[choice]
 
 
