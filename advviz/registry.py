@@ -31,6 +31,7 @@ MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
 RAR_METHODS = ("rar", "carl+rar")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
 LM_KIND = "advviz-lstm-lm"  # config.json "kind" of a language model directory (advviz.lm)
+MAX_DEPTH = 2  # NAME or GROUP/NAME (e.g. models/repro/lstm-sst2-sent-spgd-s0)
 JOBS_DIR = ".jobs"  # background training jobs (hidden: never listed as a model)
 CACHE_DIR = ".cache"  # app caches (projections, robustness results)
 
@@ -48,7 +49,7 @@ def models_root(value: str | os.PathLike | None = None) -> Path:
 
 
 def check_name(name: str) -> str:
-    """A model name is one path component of letters, digits and ``._+=-`` (not starting with ``.``)."""
+    """A name component is letters, digits and ``._+=-`` (not starting with ``.``)."""
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
         raise AdvvizError(f"'{name}' is not a valid model name (letters, digits and . _ + = - only, "
                           f"at most 100 characters, not starting with a dot)")
@@ -56,11 +57,16 @@ def check_name(name: str) -> str:
 
 
 def resolve(root: str | os.PathLike, name: str) -> Path:
-    """The directory of model ``name`` under ``root``; refuses anything outside the root."""
-    check_name(name)
+    """The directory of model ``name`` (``NAME`` or ``GROUP/NAME``) under ``root``; refuses anything
+    that would leave the root (``..``, absolute paths, symlinks)."""
+    parts = name.split("/") if isinstance(name, str) else [name]
+    if not 1 <= len(parts) <= MAX_DEPTH:
+        raise AdvvizError(f"'{name}' is not a valid model name (NAME or GROUP/NAME)")
+    for part in parts:
+        check_name(part)
     root = Path(root).resolve()
-    path = (root / name).resolve()
-    if path.parent != root:  # a symlink out of the root resolves elsewhere
+    path = root.joinpath(*parts)
+    if path.resolve() != path:  # a symlink on the way points elsewhere
         raise AdvvizError(f"'{name}' is not inside the models root {root}")
     return path
 
@@ -119,23 +125,33 @@ def describe(path: Path) -> dict:
     return row
 
 
+def _children(d: Path) -> list[Path]:
+    """Visible, well-named, real (not symlinked) sub-directories."""
+    out = []
+    for p in sorted(d.iterdir()):
+        if not p.name.startswith(".") and NAME_RE.match(p.name) and p.is_dir() and not p.is_symlink():
+            out.append(p)
+    return out
+
+
 def scan(root: str | os.PathLike | None = None) -> list[dict]:
-    """Every checkpoint directly under ``root``, sorted by name (hidden and temporary dirs skipped)."""
+    """Every checkpoint under ``root`` (directly, or one group folder deep), sorted by name; a row's
+    ``name`` is its path relative to the root. Hidden, temporary and symlinked dirs are skipped."""
     root = models_root(root)
     if not root.is_dir():
         return []
     rows = []
-    for p in sorted(root.iterdir()):
-        if p.name.startswith(".") or not p.is_dir() or not NAME_RE.match(p.name):
-            continue
-        try:
-            if p.resolve().parent != root:
-                continue  # symlink leaving the root
-        except OSError:
-            continue
-        if (p / "config.json").is_file():
-            rows.append(describe(p))
-    return rows
+    try:
+        for p in _children(root):
+            if (p / "config.json").is_file():
+                rows.append(describe(p))
+                continue
+            for q in _children(p):
+                if (q / "config.json").is_file():
+                    rows.append({**describe(q), "name": f"{p.name}/{q.name}"})
+    except OSError:
+        pass  # a folder removed while scanning: the next run sees the new state
+    return sorted(rows, key=lambda r: r["name"])
 
 
 def is_rar(row: dict) -> bool:

@@ -67,7 +67,7 @@ def test_registry_scan_and_path_safety(models_root, tmp_path):
     rows = {r["name"]: r for r in registry.scan(models_root)}
     assert rows["tiny-baseline"]["method"] == "baseline" and rows["tiny-baseline"]["arch"] == "lstm"
     assert rows["tiny-baseline"]["dataset"] == "sst2-sent" and rows["tiny-baseline"]["parameters"] > 0
-    for bad in ("..", "../x", "/etc", "a/b", ".jobs", ""):
+    for bad in ("..", "../x", "/etc", "a/b/c", "a/../..", ".jobs", "g/.hidden", ""):
         with pytest.raises(AdvvizError):
             registry.resolve(models_root, bad)
     outside = tmp_path / "outside"
@@ -80,6 +80,18 @@ def test_registry_scan_and_path_safety(models_root, tmp_path):
         assert "escape" not in {r["name"] for r in registry.scan(models_root)}
     finally:
         link.unlink()
+
+
+def test_registry_finds_grouped_checkpoints(models_root):
+    group = models_root / "zz-group"
+    shutil.copytree(models_root / "tiny-baseline", group / "inner")
+    try:
+        names = [r["name"] for r in registry.scan(models_root)]
+        assert "zz-group/inner" in names and "zz-group" not in names
+        assert registry.resolve(models_root, "zz-group/inner") == group / "inner"
+        assert registry.load(models_root, "zz-group/inner").label_names == ["negative", "positive"]
+    finally:
+        shutil.rmtree(group)
 
 
 def test_record_eval_shows_robustness(tmp_path, models_root):

@@ -102,7 +102,7 @@ def details(rows: list[dict]) -> None:
             c2.json(ev, expanded=False)
         st.download_button("Download config + metrics (JSON)", json.dumps({"config": cfg, "metrics": metrics,
                                                                           "eval": ev}, indent=2),
-                           f"{name}.json", "application/json", key="dl_model_json")
+                           f"{name.replace('/', '_')}.json", "application/json", key="dl_model_json")
     with tab_eval:
         evaluate_panel(name, row)
     with tab_del:

@@ -68,8 +68,8 @@ def one_model(name: str, sel, n: int, adversarial: bool, segments: bool, reducer
         if metrics.get("fallback"):
             st.caption(metrics["fallback"])
         st.dataframe(metrics_table(metrics), hide_index=True, key=f"space_metrics_{name}")
-        st.download_button(f"Download points (CSV) — {name}", df.to_csv(index=False), f"projection_{name}.csv",
-                           "text/csv", key=f"space_dl_{name}")
+        st.download_button(f"Download points (CSV) — {name}", df.to_csv(index=False),
+                           f"projection_{name.replace('/', '_')}.csv", "text/csv", key=f"space_dl_{name}")
     return pending
 
 
