@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import save_checkpoint, write_json_atomic
@@ -51,12 +50,15 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
     log_every: int = 20
     eval_every: int | None = None  # steps; default once per epoch
+    save_every: int | None = None  # steps between resume states (always at each epoch end)
+    resume: bool = False  # continue the run in ``out`` from its last saved state
+    overwrite: bool = False  # replace a run already in ``out``
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
-        for name in ("max_train", "max_steps", "max_eval", "eval_every"):
+        for name in ("max_train", "max_steps", "max_eval", "eval_every", "save_every"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
@@ -70,26 +72,25 @@ class TrainConfig:
         return self.arch in ("lstm", "bigru")
 
 
-class _Indexed(torch.utils.data.Dataset):
-    def __init__(self, ds: TextDataset):
-        self.ds = ds
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+    """Index lists of one epoch: a permutation seeded by (seed, epoch), cut into global batches of
+    ``batch_size * world``, of which this process takes its contiguous share. Needs no saved state:
+    a resumed epoch draws the same permutation and skips what was done."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=gen).tolist()
+    global_bs = batch_size * world
+    for s in range(0, n, global_bs):
+        chunk = perm[s: s + global_bs]
+        share = math.ceil(len(chunk) / world)
+        mine = chunk[rank * share: (rank + 1) * share]
+        yield mine if mine else chunk[-1:]  # a process never gets an empty batch
 
-    def __len__(self):
-        return len(self.ds)
 
-    def __getitem__(self, i):
-        return self.ds.texts[i], self.ds.labels[i], i
-
-
-def make_collate(tokenizer):
-    def collate(items):
-        texts, labels, idx = zip(*items)
-        batch = tokenizer.batch(list(texts))
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
-        batch["index"] = torch.tensor(idx, dtype=torch.long)  # example ids (CARL memory banks)
-        return batch
-
-    return collate
+def make_batch(tokenizer, ds: TextDataset, idx: list[int], device) -> dict[str, torch.Tensor]:
+    batch = tokenizer.batch([ds.texts[i] for i in idx])
+    batch["labels"] = torch.tensor([ds.labels[i] for i in idx], dtype=torch.long)
+    batch["index"] = torch.tensor(idx, dtype=torch.long)  # example ids (CARL memory banks)
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def default_out_dir(cfg: TrainConfig) -> Path:
@@ -125,8 +126,49 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
 
 
+class Interrupted(AdvvizError):
+    """SIGINT/SIGTERM: the run stopped cleanly after saving its resume state."""
+
+    exit_code = 130
+
+
+# TrainConfig fields that may differ between a run and its resumption
+_RESUMABLE_CHANGES = {"resume", "save_every", "log_every", "overwrite"}
+
+
+class _StopFlag:
+    """First SIGINT/SIGTERM asks the loop to save and stop; a second one stops at once (the
+    default handlers are back by then; every write is atomic, so nothing is left half-written)."""
+
+    def __init__(self):
+        self.requested, self._old = None, {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        self.requested = signal.Signals(signum).name
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 class Trainer:
-    """``Trainer(cfg, method).fit()``: builds data and model, trains, keeps the best checkpoint."""
+    """``Trainer(cfg, method).fit()``: builds data and model, trains, keeps the best checkpoint,
+    saves resumable state every ``save_every`` steps and at each epoch end."""
 
     def __init__(self, cfg: TrainConfig, method: Method | None = None, model_options: ModelOptions = ModelOptions(),
                  progress: bool = True, callback=None):
@@ -142,119 +184,191 @@ class Trainer:
         if self.callback is not None:
             self.callback(line)
 
+    # -- setup -------------------------------------------------------------------------------
+    def _check_out_dir(self) -> dict | None:
+        """The saved state to resume from, or None for a fresh run; refuses to clobber work."""
+        from .resume import load_state
+
+        cfg, has_ckpt = self.cfg, (self.out_dir / "config.json").is_file()
+        saved = load_state(self.out_dir) if cfg.resume else None
+        if cfg.resume and saved is None and has_ckpt:
+            raise AdvvizError(f"nothing to resume in {self.out_dir}: the run there finished "
+                              f"(or kept no resume state); use a new --out or --overwrite")
+        if not cfg.resume and not cfg.overwrite and (has_ckpt or load_state(self.out_dir) is not None):
+            raise AdvvizError(f"{self.out_dir} already holds a run; pass --resume to continue it or "
+                              f"--overwrite to replace it")
+        if saved is not None:
+            old = {k: v for k, v in saved[0]["run"]["train"].items() if k not in _RESUMABLE_CHANGES}
+            new = {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if diff or saved[0]["run"]["method"] != self.method.describe():
+                raise AdvvizError(f"cannot resume {self.out_dir} with different settings "
+                                  f"({', '.join(diff) or 'method hyperparameters'})")
+        return saved
+
     def fit(self) -> TrainResult:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
         cfg = self.cfg
-        set_seed(cfg.seed)  # dropout and init draw from the global RNGs; data order has its own generator
+        saved = self._check_out_dir()
+        set_seed(cfg.seed)  # dropout and init draw from the global RNGs; data order has its own seeds
         splits = load_splits(cfg.dataset, cfg.data_dir, cfg.text_col, cfg.label_col)
-        train = splits["train"].subset(cfg.max_train, cfg.seed)
         if "dev" not in splits:
             raise AdvvizError(f"data set '{cfg.dataset}' has no dev split to select checkpoints on")
+        train = splits["train"].subset(cfg.max_train, cfg.seed)
         dev = splits["dev"].subset(cfg.max_eval, cfg.seed)
         if len(train) == 0:
             raise AdvvizError("the train split is empty")
-
         model, model_info = build_model(cfg.arch, train.texts, train.num_labels, self.opts, cfg.seed)
-        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         self.method.setup(model, train)
         extras = self.method.extra_modules()
-        params = list(model.parameters()) + [p for m in extras.values() for p in m.parameters()]
-        params = list({id(p): p for p in params}.values())  # tied weights appear once
+        params = list({id(p): p for m in [model, *extras.values()] for p in m.parameters()}.values())
         lr = cfg.lr or (1e-3 if cfg.is_rnn else 5e-5)
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        loader = DataLoader(_Indexed(train), batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                            collate_fn=make_collate(model.tokenizer), drop_last=False)
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
+        # stepped by us once per global step (not wrapped: Accelerate would step it per process)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, cfg.warmup, cfg.is_rnn))
-        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-        extras = {k: accelerator.prepare(v) for k, v in extras.items()}
-        clip = cfg.grad_clip if cfg.grad_clip is not None else (4.0 if cfg.is_rnn else 1.0)
-        core = accelerator.unwrap_model(model)
-
-        run_config = {
+        model, optimizer = acc.prepare(model, optimizer)
+        extras = {k: acc.prepare(v) for k, v in extras.items()}
+        core = acc.unwrap_model(model)
+        core_ids = {id(p) for p in core.parameters()}
+        self.extra_parameters = {k: sum(p.numel() for p in m.parameters() if id(p) not in core_ids)
+                                 for k, m in extras.items()}  # what each head adds (CARL paper Table 7)
+        run = {
             "train": asdict(cfg), "method": self.method.describe(), "model_options": asdict(self.opts),
             "data": {"name": cfg.dataset, "label_names": train.label_names, "label_mapping": train.label_mapping,
                      "train_examples": len(train), "dev_examples": len(dev), "split_info": train.split_info,
                      "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty},
-            "model_info": model_info, "lr": lr, "grad_clip": clip,
+            "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
+            "grad_clip": cfg.grad_clip if cfg.grad_clip is not None else (4.0 if cfg.is_rnn else 1.0),
         }
-        best = {"dev_accuracy": -1.0}
-        step, seen, train_time = 0, 0, 0.0
-        eval_every = cfg.eval_every or steps_per_epoch
-        n_params = sum(p.numel() for p in params)  # tied weights (RAR decoder = embedding) counted once
-        core_ids = {id(p) for p in core.parameters()}
-        self.extra_parameters = {k: sum(p.numel() for p in m.parameters() if id(p) not in core_ids)
-                                 for k, m in extras.items()}  # what each head adds (CARL paper Table 7)
-        bar = tqdm(total=total, desc=f"train {cfg.method}", disable=not self.progress or not accelerator.is_main_process)
+        self._ctx = dict(acc=acc, model=model, core=core, extras=extras, optimizer=optimizer, scheduler=scheduler,
+                         params=params, train=train, dev=dev, run=run, total=total,
+                         steps_per_epoch=steps_per_epoch, n_params=sum(p.numel() for p in params))
+        counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
+                    "best": {"dev_accuracy": -1.0}}
+        if saved is not None:
+            from .resume import restore
+
+            counters = restore(saved[0], saved[1], model=core, extras={k: acc.unwrap_model(v) for k, v in extras.items()},
+                               optimizer=optimizer, scheduler=scheduler, method=self.method)
+            self.log = list(saved[0]["counters"].get("log", []))
+            counters.pop("log", None)
+            if self.progress and acc.is_main_process:
+                tqdm.write(f"resuming {self.out_dir} at step {counters['step']} (epoch {counters['epoch']})")
+        with _StopFlag() as stop:
+            counters = self._loop(counters, stop)
+        return self._finish(counters)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self, c: dict, stop: _StopFlag) -> dict:
+        x, cfg = self._ctx, self.cfg
+        acc, model, total = x["acc"], x["model"], x["total"]
+        eval_every = cfg.eval_every or x["steps_per_epoch"]
+        bar = tqdm(total=total, initial=c["step"], desc=f"train {cfg.method}",
+                   disable=not self.progress or not acc.is_main_process)
         running = {"loss": 0.0, "correct": 0, "n": 0}
-        done = False
-        for epoch in range(cfg.epochs):
-            for batch in loader:
-                model.train()
-                for m in extras.values():
+        while c["step"] < total and c["epoch"] < cfg.epochs:
+            batches = epoch_batches(len(x["train"]), cfg.batch_size, cfg.seed, c["epoch"],
+                                    acc.process_index, acc.num_processes)
+            for i, idx in enumerate(batches):
+                if i < c["batch_in_epoch"]:
+                    continue  # done before the resume
+                batch = make_batch(x["core"].tokenizer, x["train"], idx, acc.device)
+                for m in [model, *x["extras"].values()]:
                     m.train()
                 t0 = time.perf_counter()
-                out = train_one_step(self.method, model, batch, optimizer, scheduler, accelerator, params, clip)
+                out = train_one_step(self.method, model, batch, x["optimizer"], x["scheduler"], acc, x["params"],
+                                     x["run"]["grad_clip"])
                 if out is None:
                     bar.close()
+                    best = c["best"]
                     where = (f"the last good checkpoint (step {best.get('steps')}) is kept at {self.out_dir}"
                              if best["dev_accuracy"] >= 0 else "no checkpoint had been written yet")
-                    raise AdvvizError(f"training diverged: loss is nan or inf at step {step + 1}; {where}. "
+                    raise AdvvizError(f"training diverged: loss is nan or inf at step {c['step'] + 1}; {where}. "
                                       f"Try a lower --lr or a smaller --epsilon")
-                step += 1
-                self.method.on_step_end(model, step)
-                train_time += time.perf_counter() - t0
-                bs = batch["labels"].shape[0]
-                seen += bs
-                running["loss"] += out.loss.item() * bs
-                running["correct"] += int((out.logits.argmax(-1) == batch["labels"]).sum())
-                running["n"] += bs
-                bar.update(1)
-                if step % cfg.log_every == 0:
-                    line = {"step": step, "epoch": epoch, "loss": running["loss"] / running["n"],
-                            "train_accuracy": running["correct"] / running["n"], "lr": scheduler.get_last_lr()[0],
-                            "examples_per_s": seen / train_time, **out.logs}
-                    running = {"loss": 0.0, "correct": 0, "n": 0}
-                    bar.set_postfix(loss=f"{line['loss']:.4f}")
-                    self._log(line)
-                if step % eval_every == 0 or step == total:
-                    best = self._evaluate(core, dev, extras, run_config, best, step, epoch, seen, train_time, n_params,
-                                          accelerator)
-                if step >= total:
-                    done = True
+                c["step"] += 1
+                c["batch_in_epoch"] = i + 1
+                self.method.on_step_end(model, c["step"])
+                c["train_time"] += time.perf_counter() - t0
+                bs = len(idx) * acc.num_processes
+                c["seen"] += bs
+                self._account(running, out, batch, bs, c, bar)
+                if c["step"] % eval_every == 0 or c["step"] == total:
+                    self._evaluate(c)
+                end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
+                if end_of_epoch:
+                    c["epoch"], c["batch_in_epoch"] = c["epoch"] + 1, 0
+                if (cfg.save_every and c["step"] % cfg.save_every == 0) or end_of_epoch or stop.requested:
+                    self._save_state(c)
+                if stop.requested:
+                    bar.close()
+                    raise Interrupted(f"stopped by {stop.requested} at step {c['step']}; state saved — continue "
+                                      f"with the same command plus --resume")
+                if c["step"] >= total:
                     break
-            if done:
-                break
         bar.close()
-        if best["dev_accuracy"] >= 0 and accelerator.is_main_process:
-            best = {**best, "total_steps": step, "total_train_seconds": train_time,
-                    "total_train_examples_per_s": seen / max(train_time, 1e-9)}
-            write_json_atomic(self.out_dir / "metrics.json", best)
-        return TrainResult(self.out_dir, best, self.log)
+        return c
 
-    def _evaluate(self, core, dev, extras, run_config, best, step, epoch, seen, train_time, n_params, accelerator):
-        m = evaluate(core, dev.texts, dev.labels)
-        line = {"step": step, "epoch": epoch, "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"],
+    def _account(self, running, out, batch, bs, c, bar) -> None:
+        running["loss"] += out.loss.item() * bs
+        running["correct"] += int((out.logits.argmax(-1) == batch["labels"]).sum()) * self._ctx["acc"].num_processes
+        running["n"] += bs
+        bar.update(1)
+        if c["step"] % self.cfg.log_every == 0:
+            line = {"step": c["step"], "epoch": c["epoch"], "loss": running["loss"] / running["n"],
+                    "train_accuracy": running["correct"] / running["n"],
+                    "lr": self._ctx["scheduler"].get_last_lr()[0],
+                    "examples_per_s": c["seen"] / max(c["train_time"], 1e-9), **out.logs}
+            running.update(loss=0.0, correct=0, n=0)
+            bar.set_postfix(loss=f"{line['loss']:.4f}")
+            self._log(line)
+
+    def _save_state(self, c: dict) -> None:
+        from .resume import save_state
+
+        x = self._ctx
+        if not x["acc"].is_main_process:
+            return
+        save_state(self.out_dir, model=x["core"], extras={k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()},
+                   optimizer=x["optimizer"], scheduler=x["scheduler"], method=self.method,
+                   counters={**c, "log": self.log}, run_fingerprint=x["run"])
+
+    def _evaluate(self, c: dict) -> None:
+        x, step = self._ctx, c["step"]
+        m = evaluate(x["core"], x["dev"].texts, x["dev"].labels)
+        line = {"step": step, "epoch": c["epoch"], "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"],
                 "dev_loss": m["loss"]}
         self._log(line)
-        if self.progress and accelerator.is_main_process:
+        if not x["acc"].is_main_process:
+            return
+        if self.progress:
             tqdm.write(f"step {step}: dev accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f})")
-        if m["accuracy"] > best["dev_accuracy"] and accelerator.is_main_process:
-            best = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
-                    "steps": step, "epoch": epoch, "train_examples_seen": seen,
-                    "train_examples_per_s": seen / max(train_time, 1e-9), "train_seconds": train_time,
-                    "parameters": n_params, "method": self.method.name,
-                    **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {})}
-            extra_modules = {k: accelerator.unwrap_model(v) for k, v in extras.items()}
-            save_checkpoint(self.out_dir, core, run_config, best, self.log, extra_modules)
+        if m["accuracy"] > c["best"]["dev_accuracy"]:
+            c["best"] = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
+                         "steps": step, "epoch": c["epoch"], "train_examples_seen": c["seen"],
+                         "train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9),
+                         "train_seconds": c["train_time"], "parameters": x["n_params"], "method": self.method.name,
+                         **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {})}
+            extra_modules = {k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()}
+            save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, extra_modules)
         else:
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
-        return best
+
+    def _finish(self, c: dict) -> TrainResult:
+        from .resume import clear_state
+
+        best = c["best"]
+        if best["dev_accuracy"] >= 0 and self._ctx["acc"].is_main_process:
+            best = {**best, "total_steps": c["step"], "total_train_seconds": c["train_time"],
+                    "total_train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9)}
+            write_json_atomic(self.out_dir / "metrics.json", best)
+            clear_state(self.out_dir)  # the run is complete: its resume state is no longer needed
+        return TrainResult(self.out_dir, best, self.log)
 
 
 def train(cfg: TrainConfig, method: Method | None = None, model_options: ModelOptions = ModelOptions(),

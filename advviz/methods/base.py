@@ -95,5 +95,16 @@ class Method:
                 generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} is a training method, not an attack")
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors a resumed run needs to continue bit-identically (generators, memory banks,
+        neighbour tables). The base class saves ``self.generator`` when there is one."""
+        gen = getattr(self, "generator", None)
+        return {"generator": gen.get_state()} if isinstance(gen, torch.Generator) else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        gen = getattr(self, "generator", None)
+        if "generator" in state and isinstance(gen, torch.Generator):
+            gen.set_state(state["generator"])
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, **self.config.to_dict()}

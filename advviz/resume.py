@@ -1,0 +1,136 @@
+"""Resumable training state: everything ``advviz train --resume`` needs to continue a killed run
+and end with the same numbers as an uninterrupted one.
+
+Stored in a hidden sibling of the checkpoint, ``.<name>.resume/`` (so the atomic swap of the best
+checkpoint never touches it), and itself written atomically (temp dir + rename):
+
+    state.json            counters, best metrics, log, scheduler and optimizer hyperparameters,
+                          the run's config (a resume with different settings is refused)
+    tensors.safetensors   model.* / extra.* weights, opt.<i>.<key> optimizer moments,
+                          rng.torch (global CPU RNG), rng.cuda, method.* (memory banks,
+                          neighbour tables, the method's generator)
+
+Data order needs no state: each epoch's permutation comes from a generator seeded with
+(seed, epoch), and a resumed epoch skips the batches already done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import AdvvizError
+
+
+def resume_dir(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.resume"
+
+
+def _optimizer_split(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_join(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    for key, v in meta["scalars"].items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_state(out_dir: Path, *, model, extras: dict, optimizer, scheduler, method, counters: dict,
+               run_fingerprint: dict) -> None:
+    """Write the resume state atomically; a crash mid-write leaves the previous state intact."""
+    target = resume_dir(out_dir)
+    tmp = target.parent / f"{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        tensors: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for prefix, mod in {"model.": model, **{f"extra.{k}.": m for k, m in extras.items()}}.items():
+            for k, v in mod.state_dict().items():
+                if v.data_ptr() in seen and v.numel():
+                    continue  # tied weight stored once; re-tied by the module on load
+                seen.add(v.data_ptr())
+                tensors[prefix + k] = v.detach().cpu().contiguous().clone()
+        opt_tensors, opt_meta = _optimizer_split(optimizer)
+        tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        for k, v in method.state_dict().items():
+            tensors[f"method.{k}"] = v.detach().cpu().contiguous().clone()
+        save_file(tensors, str(tmp / "tensors.safetensors"))
+        state = {"counters": counters, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
+                 "run": run_fingerprint}
+        (tmp / "state.json").write_text(json.dumps(state, default=str), encoding="utf-8")
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        old = None
+        if target.exists():
+            old = target.parent / f"{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, old)
+        os.rename(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AdvvizError(f"could not save the resume state under {target.parent}: {e.strerror or e}; "
+                          f"the previous state (if any) is intact") from None
+
+
+def load_state(out_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """(state.json, tensors) of the last complete save, or None when there is none."""
+    d = resume_dir(out_dir)
+    if not (d / "state.json").is_file() or not (d / "tensors.safetensors").is_file():
+        return None
+    try:
+        state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(d / "tensors.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise AdvvizError(f"the resume state in {d} is unreadable ({type(e).__name__}); "
+                          f"delete it to start over") from None
+    return state, tensors
+
+
+def restore(state: dict, tensors: dict[str, torch.Tensor], *, model, extras: dict, optimizer, scheduler,
+            method) -> dict:
+    """Load everything back; returns the counters."""
+    def sub(prefix):
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    model.load_state_dict(sub("model."), strict=False)
+    for name, mod in extras.items():
+        mod.load_state_dict(sub(f"extra.{name}."), strict=False)
+    optimizer.load_state_dict(_optimizer_join(tensors, state["optimizer"]))
+    scheduler.load_state_dict(state["scheduler"])
+    method.load_state_dict(sub("method."))
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return state["counters"]
+
+
+def clear_state(out_dir: Path) -> None:
+    shutil.rmtree(resume_dir(out_dir), ignore_errors=True)
