@@ -31,6 +31,12 @@ def build_models_root(root: Path) -> Path:
             continue
         cfg = TrainConfig(**TINY, method=method, out=str(root / f"tiny-{method}"))
         Trainer(cfg, build_method(method), opts, progress=False).fit()
+    try:  # a small language model for the perplexity gaps (analysis work)
+        from advviz.lm import LMConfig, LMTrainConfig, train_lm
+    except ImportError:
+        return root
+    train_lm("sst2-sent", root / "lm-tiny", LMTrainConfig(epochs=1, max_train=200),
+             LMConfig(embedding_dim=16, hidden_size=16), progress=False)
     return root
 
 
@@ -125,7 +131,9 @@ def test_empty_root_says_what_to_do(tmp_path, monkeypatch):
 
 def test_models_page_table_evaluate_delete(app_env, tmp_path):
     at = new_app("models")
-    assert at.dataframe[0].value["name"].tolist() == ["tiny-baseline", "tiny-rar"]
+    table = at.dataframe[0].value
+    assert {"tiny-baseline", "tiny-rar"} <= set(table["name"])
+    assert set(table.loc[table["name"] == "lm-tiny", "status"]) <= {"language model"}
     at.number_input(key="ev_n").set_value(50)
     at.button(key="ev_go").click().run()
     assert_clean(at)
@@ -233,6 +241,22 @@ def test_robustness_page_curves(app_env):
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 1
     assert at.dataframe[0].value["epsilon"].tolist() == [0.5, 1.0]
+
+
+def test_robustness_perplexity_and_significance(app_env):
+    at = new_app()
+    at.multiselect(key="sb_models").set_value(["tiny-baseline", "tiny-rar"]).run()
+    at.switch_page("views/robustness.py").run()
+    at.number_input(key="rob_n").set_value(16).run()
+    at.button(key="rob_sig_go").click().run()
+    assert_clean(at)
+    sig = at.dataframe[-1].value
+    assert sig[["model_a", "model_b"]].values.tolist() == [["tiny-baseline", "tiny-rar"]] and "p" in sig
+    if registry.language_models(registry.scan(app_env)):
+        at.button(key="rob_ppl_go").click().run()
+        assert_clean(at)
+        ppl = at.dataframe[-1].value
+        assert ppl["model"].tolist() == ["tiny-baseline", "tiny-rar"] and "gap" in ppl
 
 
 def test_upload_rejects_binary_and_big_files():

@@ -28,6 +28,9 @@ def registry_table(rows: list[dict]) -> None:
 
 
 def evaluate_panel(name: str, row: dict) -> None:
+    if row["status"] != "ok":
+        st.info(f"{name} is not a classifier checkpoint ({row['status']}); only classifiers are evaluated here.")
+        return
     sel = sidebar.selection()
     c1, c2 = st.columns(2)
     n = int(c1.number_input("Dev examples (0: all)", 0, 100_000, 500, step=100, key="ev_n"))
@@ -77,7 +80,8 @@ def _load_clear() -> None:
 
 def details(rows: list[dict]) -> None:
     names = [r["name"] for r in rows]
-    name = st.selectbox("Model", names, key="models_detail")
+    first_ok = next((i for i, r in enumerate(rows) if r["status"] == "ok"), 0)
+    name = st.selectbox("Model", names, index=first_ok, key="models_detail")
     row = next(r for r in rows if r["name"] == name)
     tab_log, tab_cfg, tab_eval, tab_del = st.tabs(["Training curve", "Config & metrics", "Evaluate", "Delete"])
     with tab_log:
