@@ -164,6 +164,40 @@ def test_models_page_training_form_generated_from_config(app_env):
     assert not at.exception
 
 
+def test_models_page_form_starts_background_training(app_env):
+    import time
+
+    from advviz import background
+
+    at = new_app("models")
+    at.selectbox(key="tr_method").set_value("freelb").run()
+    for key, value in (("tr_max_train", 300), ("tr_max_steps", 2), ("tr_hidden", 16), ("tr_max_eval", 50)):
+        at.number_input(key=key).set_value(value)
+    at.number_input(key="tr_FreeLBConfig_steps").set_value(1)
+    at.text_input(key="tr_name").input("zz-form")
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    assert_clean(at)
+    assert any("started in the background" in s.value for s in at.success)
+    job = background.jobs(app_env)[0]
+    try:
+        for _ in range(120):
+            if background.status(app_env, job["id"])["state"] != "running":
+                break
+            time.sleep(0.5)
+        st = background.status(app_env, job["id"])
+        assert st["state"] == "done", st["log_tail"]
+        cfg = registry.read_json(app_env, "zz-form", "config.json")
+        assert cfg["method"]["steps"] == 1 and cfg["model"]["hidden_size"] == 16  # the widgets reached the CLI
+        at = new_app("models")
+        assert_clean(at)
+        assert "zz-form" in set(at.dataframe[0].value["name"])
+    finally:
+        if background.status(app_env, job["id"])["state"] == "running":
+            background.cancel(app_env, job["id"])
+        background.forget(app_env, job["id"])
+        shutil.rmtree(app_env / "zz-form", ignore_errors=True)
+
+
 def test_words_page_heatmap_and_bad_input(app_env):
     at = new_app("words")
     assert_clean(at)
