@@ -16,7 +16,9 @@ Choices: the attack is ``build_method(attack, overrides).perturb`` on this model
 seeded by ``seed`` (the paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
 padding keep their original ids (the head is trained on real tokens only); the reconstructed ids
 are decoded with the model's tokenizer (WordPiece "##" pieces are joined) and both models judge the
-decoded text, so a "flip" is a flip caused by a real string.
+decoded text, so a "flip" is a flip caused by a real string. Where a reconstructed id equals the
+original one, the original surface word is kept (word tokenizers), so an out-of-vocabulary word
+is not rewritten as "<unk>"; a position the head *changed* to <unk> does show "<unk>".
 """
 
 from __future__ import annotations
@@ -26,6 +28,23 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import AdvvizError
+
+
+def _decode(tok, text: str, ids: torch.Tensor, rec: torch.Tensor) -> str:
+    """Decode reconstructed ids, keeping the original surface token wherever the id is unchanged
+    (so an out-of-vocabulary word the head reproduced as <unk> stays the original word; only
+    positions the head changed show vocabulary strings)."""
+    ids, rec = ids.tolist(), rec.tolist()
+    surface = None
+    if tok.kind in ("word", "char"):  # ids are tokenize(text) in order, no specials, truncated
+        words = tok.tokenize(text)[: len(ids)]
+        surface = words if len(words) == len(ids) else None
+    out = []
+    for p, (a, b) in enumerate(zip(ids, rec)):
+        if b in tok.special_ids:
+            continue
+        out.append(surface[p] if (a == b and surface is not None) else tok.vocab[b])
+    return tok.join(out)
 
 
 def summarize(df) -> dict:
@@ -80,7 +99,7 @@ def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str 
             diff = (rec != ids) & real
             for i in range(len(chunk_t)):
                 n = int(att[i].sum())
-                rows.append({"text": chunk_t[i], "reconstructed_text": tok.decode(rec[i, :n].tolist()),
+                rows.append({"text": chunk_t[i], "reconstructed_text": _decode(tok, chunk_t[i], ids[i, :n], rec[i, :n]),
                              "label": int(chunk_y[i]), "pred": int(clean.logits[i].argmax()),
                              "pred_adv": int(adv.logits[i].argmax()), "changed": bool(diff[i].any()),
                              "n_changed_tokens": int(diff[i].sum()), "n_tokens": int(real[i].sum())})

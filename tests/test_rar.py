@@ -147,6 +147,9 @@ def test_reconstruct_dataset_columns_and_judge(attack, tmp_path):
     # an unchanged reconstruction decodes to the original (lower-cased) tokens
     for _, r in df[~df["changed"]].iterrows():
         assert r["reconstructed_text"] == " ".join(model.tokenizer.tokenize(r["text"]))
+    # out-of-vocabulary words the head did not change keep their surface form
+    oov = reconstruct_dataset(m, ["a zorblax journey"], [1], attack=attack, overrides={"epsilon": 1e-4})
+    assert "zorblax" in oov["reconstructed_text"][0] or bool(oov["changed"][0])
     again = reconstruct_dataset(m, SENTENCES, LABELS, attack=attack, overrides={"epsilon": 5.0}, judge=judge, batch_size=4)
     assert df.equals(again)  # seeded attack
     s = summarize(df)
