@@ -65,6 +65,7 @@ def accuracy_curves(df: pd.DataFrame, attack: str) -> go.Figure:
 def projection_scatter(df: pd.DataFrame, segments: bool, title: str) -> go.Figure:
     """Sentence representations in 2-D: colour = gold label, marker = original / adversarial."""
     fig = go.Figure()
+    scatter = go.Scatter if len(df) <= 4000 else go.Scattergl  # SVG draws faster than WebGL for small maps
     has_pairs = "pair" in df and (df["kind"] != "orig").any()
     if segments and has_pairs:
         xs, ys = [], []
@@ -72,7 +73,7 @@ def projection_scatter(df: pd.DataFrame, segments: bool, title: str) -> go.Figur
             if len(g) == 2:
                 xs += [*g["x"], None]
                 ys += [*g["y"], None]
-        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line={"color": "rgba(120,120,120,0.35)", "width": 1},
+        fig.add_trace(scatter(x=xs, y=ys, mode="lines", line={"color": "rgba(120,120,120,0.35)", "width": 1},
                                    hoverinfo="skip", name="orig → adv", showlegend=True))
     label_col = "label_name" if "label_name" in df else "label"
     pred_col = "pred_name" if "pred_name" in df else "pred"
@@ -82,7 +83,7 @@ def projection_scatter(df: pd.DataFrame, segments: bool, title: str) -> go.Figur
             if gk.empty:
                 continue
             hover = [f"{html.escape(str(t)[:120])}<br>label {lab} · pred {p}" for t, p in zip(gk["text"], gk[pred_col])]
-            fig.add_trace(go.Scattergl(
+            fig.add_trace(scatter(
                 x=gk["x"], y=gk["y"], mode="markers", name=f"{lab} ({'original' if kind == 'orig' else 'adversarial'})",
                 marker={"color": QUALITATIVE[i % len(QUALITATIVE)], "symbol": symbol, "size": 7,
                         "opacity": 0.8 if kind == "orig" else 0.9, "line": {"width": 0}},
