@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import AdvvizError
@@ -64,6 +65,31 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
 
+def fsync_dir_files(d: Path) -> None:
+    """Make a directory's bytes durable before a rename makes them visible."""
+    for p in d.iterdir():
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the complete directory ``tmp`` at ``target``: the old one is moved aside first and moved
+    back if the final rename fails, so a reader sees the old or the new directory, whole."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace one JSON file of a checkpoint atomically (temp file + rename)."""
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -94,16 +120,8 @@ def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dic
         with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as f:
             for line in log_lines or []:
                 f.write(json.dumps(line) + "\n")
-        for p in tmp.iterdir():  # make the bytes durable before the rename makes them visible
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(directory, old)
-        os.rename(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        fsync_dir_files(tmp)
+        replace_dir(tmp, directory)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AdvvizError(f"could not save checkpoint to {directory}: {e.strerror or e}; "
@@ -135,29 +153,87 @@ def _read_json(path: Path) -> Any:
         raise AdvvizError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
 
 
+# Serialised-object formats that must never be deserialised: pickle protocols 2-5 and the zip
+# container of torch.save. A checkpoint holding one is refused outright, whatever the file name.
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
+_PATH_KEYS = ("file", "files", "path", "dir", "filename")
+
+
+def verify_checkpoint_dir(directory: Path) -> None:
+    """Refuse symlinks (nothing outside the directory is ever read) and any file that holds a
+    pickle / torch.save payload; advviz itself reads only a fixed list of names inside it."""
+    for p in [directory, *directory.rglob("*")]:
+        if p.is_symlink():
+            raise AdvvizError(f"refusing checkpoint {directory}: {p.name} is a symbolic link")
+        if p.is_file():
+            with open(p, "rb") as f:
+                head = f.read(4)
+            if head.startswith(_PICKLE_MAGIC):
+                raise AdvvizError(f"refusing checkpoint {directory}: {p.relative_to(directory)} holds a pickle or "
+                                  f"torch.save payload (advviz checkpoints are safetensors + JSON only)")
+
+
+def _check_no_paths(obj, where: str) -> None:
+    """config.json never names files to open; a file-ish key with a path in it is tampering."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if (isinstance(v, str) and k != "_name_or_path" and k.lower().endswith(_PATH_KEYS)
+                    and ("/" in v or "\\" in v or ".." in v)):
+                raise AdvvizError(f"refusing {where}: '{k}' names a path ({v[:60]!r})")
+            _check_no_paths(v, where)
+    elif isinstance(obj, list):
+        for v in obj:
+            _check_no_paths(v, where)
+
+
+def _check_shapes(directory: Path, config: dict, tokenizer) -> None:
+    """Compare config.json's architecture with the tensor shapes in the safetensors header, on the
+    meta device (nothing allocated), before building the real model."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in model_from_config(config["model"], tokenizer).state_dict().items()}
+        with safe_open(str(directory / "model.safetensors"), "pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith("extra.")}
+    except (SafetensorError, OSError) as e:
+        raise AdvvizError(f"{directory}/model.safetensors is unreadable or truncated ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build ({e})") from None
+    missing = [k for k in expected if k not in found and not k.endswith("decoder.weight")]
+    wrong = [k for k in found if expected.get(k) != found[k]]
+    if missing or wrong:
+        detail = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in (wrong or missing)[:2])
+        raise AdvvizError(f"{directory}/model.safetensors does not match config.json ({detail})")
+
+
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild a model from a checkpoint directory (safetensors + JSON only)."""
+    """Rebuild a model from a checkpoint directory (safetensors + JSON only; see verify_checkpoint_dir)."""
     directory = Path(directory)
     if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
         raise AdvvizError(f"{directory} is not an advviz checkpoint (needs config.json and model.safetensors)")
+    verify_checkpoint_dir(directory)
     config = _read_json(directory / "config.json")
     metrics = _read_json(directory / "metrics.json") if (directory / "metrics.json").is_file() else {}
+    if not isinstance(config, dict):
+        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build (not an object)")
+    # only these sections drive loading; "train" records e.g. the data directory, informational
+    _check_no_paths({"model": config.get("model"), "tokenizer": config.get("tokenizer")}, f"{directory}/config.json")
     try:
         tokenizer = load_tokenizer(directory, config["tokenizer"])
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        raise AdvvizError(f"{directory}: the tokenizer files do not load ({type(e).__name__}: {e})") from None
+    _check_shapes(directory, config, tokenizer)
+    try:
         model = model_from_config(config["model"], tokenizer)
+        tensors = load_file(str(directory / "model.safetensors"))
     except (KeyError, TypeError, ValueError) as e:
         raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build ({e})") from None
-    try:
-        tensors = load_file(str(directory / "model.safetensors"))
     except (SafetensorError, OSError) as e:
         raise AdvvizError(f"{directory}/model.safetensors is unreadable or truncated ({e})") from None
+    if len(tokenizer.vocab) > model.embedding_matrix().shape[0]:
+        raise AdvvizError(f"{directory}: the tokenizer has {len(tokenizer.vocab)} entries but the embedding "
+                          f"matrix only {model.embedding_matrix().shape[0]} rows")
     own = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
-    missing, unexpected = model.load_state_dict(own, strict=False)
-    tied = {k for k in missing if k.endswith("decoder.weight")}  # tied weights stored once
-    missing = [k for k in missing if k not in tied]
-    if missing or unexpected:
-        raise AdvvizError(f"{directory}/model.safetensors does not match config.json "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.load_state_dict(own, strict=False)  # keys and shapes were checked above
     extra_state: dict[str, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("extra."):

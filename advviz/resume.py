@@ -17,7 +17,6 @@ Data order needs no state: each epoch's permutation comes from a generator seede
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .checkpoint import fsync_dir_files, replace_dir
 from .errors import AdvvizError
 
 
@@ -84,16 +84,8 @@ def save_state(out_dir: Path, *, model, extras: dict, optimizer, scheduler, meth
         state = {"counters": counters, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
                  "run": run_fingerprint}
         (tmp / "state.json").write_text(json.dumps(state, default=str), encoding="utf-8")
-        for p in tmp.iterdir():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-        old = None
-        if target.exists():
-            old = target.parent / f"{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-        os.rename(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        fsync_dir_files(tmp)
+        replace_dir(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AdvvizError(f"could not save the resume state under {target.parent}: {e.strerror or e}; "

@@ -1,0 +1,155 @@
+"""Hostile and broken inputs: shared checkpoints must not run code, broken files must not crash."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from advviz.checkpoint import load_checkpoint, save_checkpoint
+from advviz.data import load_splits
+from advviz.errors import AdvvizError
+
+RUN = {"data": {"name": "toy", "label_names": ["neg", "pos"]}, "method": {"name": "baseline"}}
+# The first bytes of a pickle (protocol 4) and of a torch.save zip; never deserialised here.
+PICKLE_BYTES = b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94."
+ZIP_BYTES = b"PK\x03\x04" + b"\x00" * 40
+
+
+@pytest.fixture
+def ckpt(tiny_lstm, tmp_path) -> Path:
+    return save_checkpoint(tmp_path / "ck", tiny_lstm, RUN, {"dev_accuracy": 0.5})
+
+
+def _snapshot(d: Path):
+    return sorted((str(p.relative_to(d)), p.stat().st_size, p.stat().st_mtime_ns) for p in d.rglob("*"))
+
+
+def _refused(d: Path, match: str):
+    before = _snapshot(d)
+    with pytest.raises(AdvvizError, match=match) as e:
+        load_checkpoint(d)
+    assert "\n" not in str(e.value)
+    assert _snapshot(d) == before  # nothing written
+
+
+@pytest.mark.parametrize("name,payload", [("extra.bin", PICKLE_BYTES), ("cache/x.pt", ZIP_BYTES),
+                                          ("metrics.json", PICKLE_BYTES)])
+def test_pickle_payload_in_any_file_is_refused(ckpt, name, payload):
+    (ckpt / name).parent.mkdir(exist_ok=True)
+    (ckpt / name).write_bytes(payload)
+    _refused(ckpt, "pickle or torch.save payload")
+
+
+def test_weights_replaced_by_pickle_refused(ckpt):
+    (ckpt / "model.safetensors").write_bytes(PICKLE_BYTES)
+    _refused(ckpt, "pickle or torch.save payload")
+
+
+def test_symlink_out_of_the_directory_refused(ckpt):
+    (ckpt / "vocab.txt").unlink()
+    os.symlink("/etc/passwd", ckpt / "vocab.txt")
+    _refused(ckpt, "symbolic link")
+
+
+def _edit_config(d: Path, fn):
+    cfg = json.loads((d / "config.json").read_text())
+    fn(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def test_unknown_family_refused(ckpt):
+    _edit_config(ckpt, lambda c: c["model"].update(family="exec"))
+    _refused(ckpt, "does not describe a model")
+
+
+def test_wrong_shapes_refused_before_allocation(ckpt):
+    _edit_config(ckpt, lambda c: c["model"].update(hidden_size=100_000))  # would be a 40 GB LSTM
+    _refused(ckpt, "does not match config.json")
+
+
+def test_path_traversal_in_file_names_refused(ckpt):
+    _edit_config(ckpt, lambda c: c["tokenizer"].update(vocab_file="../../../etc/passwd"))
+    _refused(ckpt, "names a path")
+
+
+def test_unknown_tokenizer_kind_refused(ckpt):
+    _edit_config(ckpt, lambda c: c["tokenizer"].update(kind="pickle"))
+    _refused(ckpt, "tokenizer files do not load")
+
+
+def test_config_not_json_refused(ckpt):
+    (ckpt / "config.json").write_bytes(b"\xff\xfe not json")
+    _refused(ckpt, "not a readable JSON file")
+
+
+def test_truncated_weights_refused(ckpt):
+    w = ckpt / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    _refused(ckpt, "unreadable or truncated")
+
+
+def test_disk_full_during_save_keeps_previous_checkpoint(tiny_lstm, tmp_path, monkeypatch):
+    d = save_checkpoint(tmp_path / "ck", tiny_lstm, RUN, {"dev_accuracy": 0.1})
+    real_rename = os.rename
+
+    def full(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", full)
+    with pytest.raises(AdvvizError, match="No space left on device; the previous checkpoint"):
+        save_checkpoint(d, tiny_lstm, RUN, {"dev_accuracy": 0.9})
+    monkeypatch.undo()
+    assert json.loads((d / "metrics.json").read_text())["dev_accuracy"] == 0.1
+    load_checkpoint(d)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "ck" and ".tmp-" in p.name] == []
+
+
+def test_unwritable_models_root(tiny_lstm, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(AdvvizError, match="cannot write checkpoint under"):
+        save_checkpoint(blocker / "ck", tiny_lstm, RUN, {})
+
+
+# -- data files --------------------------------------------------------------------------------
+
+def test_50mb_single_line(tmp_path):
+    p = tmp_path / "big.tsv"
+    with open(p, "w", encoding="utf-8") as f:
+        f.write("text\tlabel\n" + "word " * 10_000_000 + "\t1\n" + "short\t0\n" * 20)
+    ds = load_splits(str(p))
+    lengths = sorted(len(t) for s in ds.values() for t in s.texts)
+    assert lengths[-1] > 49_000_000
+
+
+def test_mixed_label_types_are_mapped_and_recorded(tmp_path):
+    p = tmp_path / "mixed.csv"
+    p.write_text("text,label\n" + "".join(f"t{i},{['1', 'pos', '0', 'neg'][i % 4]}\n" for i in range(40)))
+    train = load_splits(str(p))["train"]
+    assert train.label_mapping == {"0": 0, "1": 1, "neg": 2, "pos": 3}
+
+
+def test_header_only(tmp_path):
+    p = tmp_path / "h.tsv"
+    p.write_text("text\tlabel\n")
+    with pytest.raises(AdvvizError, match="header but no rows"):
+        load_splits(str(p))
+
+
+def test_crlf_bom_jsonl(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + b"".join(b'{"text": "a%d", "label": %d}\r\n' % (i, i % 2) for i in range(20)))
+    assert len(load_splits(str(p))["train"]) > 0
+
+
+def test_non_utf8(tmp_path):
+    p = tmp_path / "latin.csv"
+    p.write_bytes("text,label\ncafé,1\n".encode("latin-1"))
+    with pytest.raises(AdvvizError, match=r"latin\.csv: line 2: bytes that are not UTF-8"):
+        load_splits(str(p))
