@@ -8,7 +8,8 @@
 a GPU index is used when ``faiss.get_num_gpus() > 0``. Neighbour rows are computed lazily, only
 for the token ids asked for, and memoised in a <long>[V,K] table (−1 = not computed yet), so an
 ``inspect`` of one sentence queries ~30 rows, while ``build_table()`` fills every row (what the
-benchmark times). Rows listed in ``exclude`` (padding, [CLS], [SEP], ...) are never neighbours.
+benchmark times). Rows listed in ``exclude`` (padding, [CLS], [SEP], <unk>, [unusedN]: see
+``excluded_ids``) are never neighbours.
 
 On disk (``save``/``load``) the table lives in a safetensors file together with a fingerprint of
 the embedding matrix it was computed from; a mismatching fingerprint means "stale, recompute".
@@ -201,6 +202,16 @@ def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: Neighbo
                        best + 1, torch.from_numpy(near[:, 0]))
 
 
+def excluded_ids(tokenizer) -> tuple[int, ...]:
+    """Vocabulary rows that are never neighbours: special tokens, <unk>, and BERT's unused
+    ``[unusedN]`` slots (untrained rows that would otherwise show up as meaningless moves)."""
+    ids = set(int(i) for i in tokenizer.special_ids)
+    if getattr(tokenizer, "unk_id", None) is not None:
+        ids.add(int(tokenizer.unk_id))
+    ids.update(i for i, w in enumerate(tokenizer.vocab) if w.startswith("[unused") and w.endswith("]"))
+    return tuple(sorted(ids))
+
+
 # --------------------------------------------------------------------------------------------
 # per-model cache (the app and `inspect` reuse one index per checkpoint)
 
@@ -212,7 +223,7 @@ def index_for(model, k: int = 15, metric: str = "cosine", cache_dir: str | os.Pa
     """A fitted index for a Classifier's current embedding matrix, memoised in memory (by the
     matrix fingerprint) and, with ``cache_dir``, on disk as ``neighbors-<metric>-k<K>.safetensors``."""
     m = (matrix if matrix is not None else model.embedding_matrix()).detach()
-    exclude = tuple(sorted(model.tokenizer.special_ids))
+    exclude = excluded_ids(model.tokenizer)
     # tensor identity + in-place version counter: an optimiser step makes the entry stale
     key = (m.data_ptr(), tuple(m.shape), m._version, k, metric, exclude)
     if key in _CACHE:

@@ -97,3 +97,15 @@ def test_index_for_memoised_and_refreshed_after_update(tiny_lstm, tmp_path):
     b = index_for(tiny_lstm, 3, cache_dir=tmp_path)
     assert b is not a and b.fingerprint != a.fingerprint
     assert (b.table[2] == -1).all()  # the on-disk table was for the old matrix
+
+
+def test_excluded_ids(tiny_lstm, tiny_bert):
+    from advviz.neighbors import excluded_ids
+
+    assert excluded_ids(tiny_lstm.tokenizer) == (0, 1)  # <pad>, <unk>
+    vocab = tiny_bert.tokenizer.vocab
+    ex = set(excluded_ids(tiny_bert.tokenizer))
+    assert {vocab.index("[CLS]"), vocab.index("[SEP]"), vocab.index("[PAD]"), vocab.index("[unused0]")} <= ex
+    assert vocab.index("good") not in ex
+    nb = index_for(tiny_bert, 5).neighbors_of([vocab.index("good")])
+    assert not set(nb.flatten().tolist()) & ex

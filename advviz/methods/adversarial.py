@@ -23,7 +23,7 @@ from typing import ClassVar
 
 import torch
 
-from ..neighbors import NeighborIndex, index_for, neighbor_directions
+from ..neighbors import NeighborIndex, excluded_ids, index_for, neighbor_directions
 from .base import Method, MethodConfig, StepOutput, classification_loss, hp, unwrap
 from .perturb import masked
 
@@ -114,7 +114,7 @@ class NeighborMixin:
 
     def setup(self, model, train_data=None) -> None:
         core = unwrap(model)
-        self._index = NeighborIndex(self.config.k, "cosine", core.tokenizer.special_ids).fit(core.embedding_matrix())
+        self._index = NeighborIndex(self.config.k, "cosine", excluded_ids(core.tokenizer)).fit(core.embedding_matrix())
 
     def on_step_end(self, model, step: int) -> None:
         if self._index is not None and step % self.config.refresh_every == 0:
