@@ -262,3 +262,18 @@ def test_properties_on_a_real_checkpoint(real_lstm):
     d = build_method("advt", {"epsilon": 0.4}).perturb(model, b)
     assert torch.allclose(d.flatten(1).norm(dim=1), torch.full((16,), 0.4), atol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_neighbour_tables_survive_resume(tiny_lstm):
+    method = build_method("spgd", {"k": 3})
+    method.setup(tiny_lstm)
+    ids = torch.arange(2, len(tiny_lstm.tokenizer.vocab))
+    before = method._index.neighbors_of(ids).clone()
+    state = method.state_dict()
+    with torch.no_grad():
+        tiny_lstm.embedding.weight.mul_(torch.rand_like(tiny_lstm.embedding.weight))  # training moved on
+    resumed = build_method("spgd", {"k": 3})
+    resumed.setup(tiny_lstm)  # the Trainer sets up, then restores
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed._index.neighbors_of(ids), before)
+    assert 0 in resumed._index.exclude  # exclusions kept

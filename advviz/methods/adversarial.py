@@ -120,6 +120,20 @@ class NeighborMixin:
         if self._index is not None and step % self.config.refresh_every == 0:
             self.setup(model)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The embedding matrix the current tables were built from, so a resumed run uses the
+        same neighbours until its next refresh (bit-identical resume)."""
+        state = super().state_dict()
+        if self._index is not None:
+            state["neighbor_matrix"] = torch.from_numpy(self._index._matrix.copy())  # (V, D)
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        if "neighbor_matrix" in state:
+            exclude = self._index.exclude if self._index is not None else ()
+            self._index = NeighborIndex(self.config.k, "cosine", exclude).fit(state["neighbor_matrix"])
+
     def set_index(self, index: NeighborIndex) -> None:
         self._index = index
 
