@@ -98,6 +98,8 @@ def cmd_train(args) -> int:
     method = build_method(cfg.method, method_overrides(args))
     result = Trainer(cfg, method, opts, progress=not args.quiet).fit()
     m = result.metrics
+    if not result.is_main:
+        return 0
     print(f"best dev accuracy {m['dev_accuracy']:.4f} at step {m['steps']}; checkpoint: {result.out_dir}")
     return 0
 

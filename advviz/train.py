@@ -124,6 +124,7 @@ class TrainResult:
     out_dir: Path
     metrics: dict
     log: list[dict] = field(default_factory=list)
+    is_main: bool = True  # False on the other processes of a distributed run
 
 
 class Interrupted(AdvvizError):
@@ -319,6 +320,10 @@ class Trainer:
         running["n"] += bs
         bar.update(1)
         if c["step"] % self.cfg.log_every == 0:
+            acc = self._ctx["acc"]
+            if acc.num_processes > 1:  # metrics reduced over processes (each saw its share of the batch)
+                t = acc.reduce(torch.tensor([running["loss"], running["correct"]], device=acc.device), "mean")
+                running["loss"], running["correct"] = float(t[0]), float(t[1])
             line = {"step": c["step"], "epoch": c["epoch"], "loss": running["loss"] / running["n"],
                     "train_accuracy": running["correct"] / running["n"],
                     "lr": self._ctx["scheduler"].get_last_lr()[0],
@@ -343,9 +348,8 @@ class Trainer:
         line = {"step": step, "epoch": c["epoch"], "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"],
                 "dev_loss": m["loss"]}
         self._log(line)
-        if not x["acc"].is_main_process:
-            return
-        if self.progress:
+        main = x["acc"].is_main_process  # every process evaluates the same dev set; only rank 0 writes
+        if self.progress and main:
             tqdm.write(f"step {step}: dev accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f})")
         if m["accuracy"] > c["best"]["dev_accuracy"]:
             c["best"] = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
@@ -353,9 +357,10 @@ class Trainer:
                          "train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9),
                          "train_seconds": c["train_time"], "parameters": x["n_params"], "method": self.method.name,
                          **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {})}
-            extra_modules = {k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()}
-            save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, extra_modules)
-        else:
+            if main:
+                extra_modules = {k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()}
+                save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, extra_modules)
+        elif main:
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
 
@@ -368,7 +373,7 @@ class Trainer:
                     "total_train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9)}
             write_json_atomic(self.out_dir / "metrics.json", best)
             clear_state(self.out_dir)  # the run is complete: its resume state is no longer needed
-        return TrainResult(self.out_dir, best, self.log)
+        return TrainResult(self.out_dir, best, self.log, self._ctx["acc"].is_main_process)
 
 
 def train(cfg: TrainConfig, method: Method | None = None, model_options: ModelOptions = ModelOptions(),
