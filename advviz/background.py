@@ -65,6 +65,34 @@ def train_argv(out: str | os.PathLike, train: dict, method_values: dict | None =
     return argv + ["--out", str(out)]
 
 
+def resumable(out: str | os.PathLike) -> bool:
+    """A stopped run left its resume state in ``out`` (``advviz train --resume`` continues it)."""
+    try:
+        from .resume import resume_dir
+    except ImportError:
+        return False
+    return resume_dir(Path(out)).is_dir()
+
+
+def with_resume(commands: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """``--resume`` added to each train command whose output holds a stopped run."""
+    out = []
+    for name, argv in commands:
+        target = argv[argv.index("--out") + 1] if "--out" in argv else None
+        resume = target is not None and "--resume" not in argv and resumable(target)
+        out.append((name, argv + ["--resume"] if resume else argv))
+    return out
+
+
+def restart(root: str | os.PathLike, job_id: str) -> str:
+    """Start a stopped job again: the commands that did not finish, resumed where they stopped."""
+    d = _job_dir(root, job_id)
+    spec = json.loads((d / "job.json").read_text(encoding="utf-8"))
+    done = set((d / "done").read_text().split()) if (d / "done").is_file() else set()
+    todo = [(n, a) for n, a in zip(spec["names"], spec["commands"]) if n not in done]
+    return start(root, with_resume(todo))
+
+
 def default_suite(root: str | os.PathLike | None = None) -> list[tuple[str, list[str]]]:
     """(name, argv) for the default comparison: the GloVe-LSTM on sst2-sent with each method of
     :data:`DEFAULT_SUITE` that is registered now."""
@@ -76,7 +104,7 @@ def default_suite(root: str | os.PathLike | None = None) -> list[tuple[str, list
         if m in METHODS:
             name = f"lstm-sst2-sent-{m}-s0"
             out.append((name, train_argv(root / name, {**DEFAULT_TRAIN, "method": m})))
-    return out
+    return with_resume(out)
 
 
 def _jobs(root) -> Path:

@@ -334,20 +334,36 @@ def test_background_training_job(app_env):
         shutil.rmtree(app_env / "zz-bg", ignore_errors=True)
 
 
-def test_background_cancel(app_env):
+def test_background_cancel_and_resume(app_env):
+    import json
     import time
 
     from advviz import background
 
     argv = background.train_argv(app_env / "zz-cancel", {**TINY, "method": "baseline", "max_steps": 100000,
-                                                         "max_train": None, "epochs": 50})
+                                                         "max_train": None, "epochs": 50, "hidden_size": 8})
     job = background.start(app_env, [("zz-cancel", argv)])
-    time.sleep(1.0)
-    pid = int((app_env / ".jobs" / job / "pid").read_text())
-    background.cancel(app_env, job)
-    assert background.status(app_env, job)["state"] == "cancelled"
-    with pytest.raises(ProcessLookupError):  # the runner and its train process are gone
-        os.killpg(pid, 0)
-    background.forget(app_env, job)
-    shutil.rmtree(app_env / "zz-cancel", ignore_errors=True)
+    jobs = [job]
+    try:
+        for _ in range(360):  # until training has started (the bar shows a step)
+            if background.status(app_env, job)["step"] > 0:
+                break
+            time.sleep(0.5)
+        pid = int((app_env / ".jobs" / job / "pid").read_text())
+        background.cancel(app_env, job)
+        assert background.status(app_env, job)["state"] == "cancelled"
+        with pytest.raises(ProcessLookupError):  # the runner and its train process are gone
+            os.killpg(pid, 0)
+        if background.resumable(app_env / "zz-cancel"):  # train saved its state on SIGTERM
+            again = background.restart(app_env, job)
+            jobs.append(again)
+            spec = json.loads((app_env / ".jobs" / again / "job.json").read_text())
+            assert spec["commands"][0][-1] == "--resume"
+            background.cancel(app_env, again)
+    finally:
+        for j in jobs:
+            background.cancel(app_env, j)
+            background.forget(app_env, j)
+        shutil.rmtree(app_env / "zz-cancel", ignore_errors=True)
+        shutil.rmtree(app_env / ".zz-cancel.resume", ignore_errors=True)
     assert os.environ["ADVVIZ_MODELS_DIR"] == str(app_env)

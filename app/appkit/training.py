@@ -77,6 +77,10 @@ def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
         if path.exists():
             st.error(f"A model named '{name}' already exists; choose another name or delete it first.")
             return
+        if background.resumable(path):
+            st.error(f"A stopped run named '{name}' exists; resume it from its job card below, or choose "
+                     f"another name.")
+            return
         if name in background.running_names(core.root()):
             st.error(f"'{name}' is being trained already.")
             return
@@ -114,7 +118,13 @@ def _job_card(j: dict) -> None:
                 background.cancel(core.root(), j["id"])
                 st.rerun()
         else:
-            if st.button("Dismiss", key=f"forget_{j['id']}"):
+            c1, c2 = st.columns([1, 6])
+            if j["state"] in ("cancelled", "failed") and c1.button("Resume", key=f"resume_{j['id']}"):
+                with core.shown_errors("Could not resume"):
+                    background.restart(core.root(), j["id"])
+                    background.forget(core.root(), j["id"])
+                    st.rerun()
+            if c2.button("Dismiss", key=f"forget_{j['id']}"):
                 with core.shown_errors("Could not dismiss"):
                     background.forget(core.root(), j["id"])
                 st.rerun()
