@@ -89,6 +89,11 @@ def wait_idle(pg, timeout_s: float = 90) -> None:
 
 
 def check_page(pg, name: str) -> None:
+    for _ in range(60):  # lazily loaded elements (charts, buttons) paint after the script ends
+        if pg.locator('[data-testid="stSkeleton"], [data-testid="stSkeletonElement"]').count() == 0:
+            break
+        time.sleep(0.25)
+    time.sleep(0.5)
     errors = pg.locator(ERRORS)
     assert errors.count() == 0, f"{name}: {errors.first.inner_text()[:500]}"
     pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
