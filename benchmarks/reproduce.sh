@@ -7,14 +7,14 @@
 #   benchmarks/reproduce.sh gpu       # full scale on a GPU: all of SST-2, minilm (ARCH=albert-base-v2 with hub access)
 #
 # Environment: OUT (default models/repro), SEED (0), EPOCHS, MAX_EVAL (examples attacked in the
-# report; default all of dev), PPL_N (texts for the perplexity table, default 300), FORCE=1 retrains
+# report; default all of dev), PPL_N (texts for the perplexity table, default 200), FORCE=1 retrains
 # checkpoints that exist. Checkpoints and LMs land under $OUT (git-ignored); reports as $OUT/*.md|json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-lstm}
 OUT=${OUT:-models/repro}
 SEED=${SEED:-0}
-PPL_N=${PPL_N:-300}
+PPL_N=${PPL_N:-200}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 
