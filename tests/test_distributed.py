@@ -45,3 +45,53 @@ def test_two_processes_match_one(tmp_path, data_dir, method_args):
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
     cfg = json.loads((two / "config.json").read_text())
     assert cfg["num_processes"] == 2
+
+
+def _bank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from advviz.distributed import gather_rows
+    from advviz.memory_bank import MemoryBank
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    bank = MemoryBank(6, 2)
+    bank.fill(torch.arange(6), torch.ones(6, 2))
+    # unequal shares, as in an epoch's last batch: rank 0 has ids 0,1,2; rank 1 has ids 4,5
+    idx = torch.tensor([0, 1, 2]) if rank == 0 else torch.tensor([4, 5])
+    reps = (idx.float() + 10).unsqueeze(1).repeat(1, 2)
+    bank.update(gather_rows(idx), gather_rows(reps), momentum=0.5)
+    from safetensors.torch import save_file
+
+    save_file({"memory": bank.memory}, f"{out_dir}/bank{rank}.safetensors")
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world", [2])
+def test_carl_banks_stay_global_across_processes(tmp_path, world):
+    """Eq. 5 applied with every rank's rows on every rank: the banks are identical and equal the
+    one-process update over the global batch."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_bank_worker, args=(world, port, str(tmp_path)), nprocs=world, join=True)
+    b0 = load_file(str(tmp_path / "bank0.safetensors"))["memory"]
+    b1 = load_file(str(tmp_path / "bank1.safetensors"))["memory"]
+    expected = torch.ones(6, 2)
+    for i in (0, 1, 2, 4, 5):
+        expected[i] = 0.5 * 1 + 0.5 * (i + 10)
+    assert torch.equal(b0, b1) and torch.equal(b0, expected)
+
+
+def test_carl_trains_under_two_processes(tmp_path, data_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([*_torchrun(), "train", *COMMON, "--method", "carl", "--carl-start", "3", "--batch-size", "16",
+                        "--data-dir", str(data_dir), "--out", str(tmp_path / "carl")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((tmp_path / "carl" / "metrics.json").read_text())["total_steps"] == 8

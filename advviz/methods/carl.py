@@ -83,6 +83,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..distributed import gather_rows
 from ..errors import AdvvizError
 from ..memory_bank import MemoryBank, NegativeSampler
 from .base import hp, unwrap
@@ -320,7 +321,8 @@ class CARL(FreeLB):
         loss, logs = self.contrastive_loss(r, r_adv, y, self._neg_ids, batch["index"])
         logs["carl_pos_cos"] = float((r * r_adv).sum(-1).mean().detach())
         if step == self.config.steps - 1:  # Eq. 5, once per optimiser step, with the final δ
-            idx = batch["index"]
-            self.bank_orig.update(idx, r, self.config.bank_momentum)
-            self.bank_adv.update(idx, r_adv, self.config.bank_momentum)
+            # multi-process: every rank applies every rank's rows, so the banks stay global and equal
+            idx = gather_rows(batch["index"])
+            self.bank_orig.update(idx, gather_rows(r), self.config.bank_momentum)
+            self.bank_adv.update(idx, gather_rows(r_adv), self.config.bank_momentum)
         return loss, logs
