@@ -186,6 +186,46 @@ class Discretized:
     nearest: torch.Tensor  # <long>[N] vocabulary entry nearest (L2) to v + δ
 
 
+PRUNE_K = 32  # L2 candidates per token for the exact pruned nearest-word search
+
+
+def _l2_candidates(l2_index: NeighborIndex, token_ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids <long>[N,k], distances <float>[N,k] ascending): the k indexed entries nearest to each
+    token's own embedding (itself included when indexed). Cached per token on the index, since
+    these depend only on the matrix."""
+    cache = l2_index.__dict__.setdefault("_cand", {})
+    if cache.get("k") != k or cache.get("fingerprint") != l2_index.fingerprint:
+        V = l2_index.vocab_size
+        cache.update(k=k, fingerprint=l2_index.fingerprint, ids=torch.full((V, k), -1, dtype=torch.long),
+                     dist=torch.zeros((V, k)))
+    todo = torch.unique(token_ids[cache["ids"][token_ids, 0] < 0])
+    if len(todo):
+        sq, found = l2_index.query(l2_index._matrix[todo.numpy()], k)  # (n, k) squared L2, ascending
+        cache["ids"][todo] = torch.from_numpy(found)
+        cache["dist"][todo] = torch.from_numpy(np.sqrt(np.maximum(sq, 0.0)))
+    return cache["ids"][token_ids], cache["dist"][token_ids]
+
+
+def nearest_entries(matrix: torch.Tensor, l2_index: NeighborIndex, token_ids: torch.Tensor,
+                    delta: torch.Tensor, k: int = PRUNE_K) -> torch.Tensor:
+    """<long>[N] exact nearest indexed entry (L2) to each v_t + δ, searching the whole vocabulary
+    only where the triangle inequality cannot rule it out.
+
+    C = the k entries nearest to v_t, r_k the distance to the last of them. Any w outside C has
+    ‖v_t − w‖ ≥ r_k, so ‖v_t + δ − w‖ ≥ r_k − ‖δ‖: when the best candidate is at most that far,
+    it is the global nearest. Small perturbations (the common case) never touch the full index."""
+    cand, r = _l2_candidates(l2_index, token_ids, min(k, len(l2_index.ids)))  # (N,k), (N,k)
+    p = matrix[token_ids] + delta  # (N, D)
+    d = (matrix[cand] - p.unsqueeze(1)).norm(dim=-1)  # (N, k)
+    d_best, best = d.min(dim=1)  # (N,)
+    near = cand.gather(1, best[:, None]).squeeze(1)
+    unsure = d_best > r[:, -1] - delta.norm(dim=-1)
+    if bool(unsure.any()):
+        _, found = l2_index.query(p[unsure], 1)  # (n, 1)
+        near[unsure] = torch.from_numpy(found[:, 0])
+    return near
+
+
 def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: NeighborIndex,
                token_ids: torch.Tensor, delta: torch.Tensor) -> Discretized:
     """Batch discretization of N perturbed tokens: token_ids <long>[N], delta <float>[N,D]."""
@@ -197,9 +237,9 @@ def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: Neighbo
     unit = delta / delta.norm(dim=-1, keepdim=True).clamp(min=EPS)  # (N, D)
     cos = torch.einsum("nkd,nd->nk", u, unit)  # (N, K)
     best = cos.argmax(dim=1)  # (N,)
-    _, near = l2_index.query(matrix[token_ids] + delta, 1)  # (N, 1)
+    near = nearest_entries(matrix, l2_index, token_ids, delta)  # (N,)
     return Discretized(nb.gather(1, best[:, None]).squeeze(1), cos.gather(1, best[:, None]).squeeze(1),
-                       best + 1, torch.from_numpy(near[:, 0]))
+                       best + 1, near)
 
 
 def excluded_ids(tokenizer) -> tuple[int, ...]:

@@ -109,3 +109,20 @@ def test_excluded_ids(tiny_lstm, tiny_bert):
     assert vocab.index("good") not in ex
     nb = index_for(tiny_bert, 5).neighbors_of([vocab.index("good")])
     assert not set(nb.flatten().tolist()) & ex
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.05, 0.5, 2.0, 10.0])
+def test_pruned_nearest_equals_brute_force(scale):
+    """The triangle-inequality pruning is exact at every perturbation size (small ones never
+    reach the full index, large ones fall back to it)."""
+    from advviz.neighbors import NeighborIndex, nearest_entries
+
+    g = torch.Generator().manual_seed(1)
+    E = torch.randn(500, 8, generator=g)
+    idx = NeighborIndex(1, "l2", exclude=(0, 7)).fit(E)
+    ids = torch.randint(0, 500, (300,), generator=g)
+    delta = torch.randn(300, 8, generator=g) * scale
+    p = E[ids] + delta
+    d = torch.cdist(p, E)
+    d[:, [0, 7]] = float("inf")  # excluded entries are never answers
+    assert torch.equal(nearest_entries(E, idx, ids, delta), d.argmin(1))
