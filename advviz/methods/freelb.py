@@ -29,7 +29,6 @@ on each non-final ascent step; FreeLB itself, with no extra term, is unchanged).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

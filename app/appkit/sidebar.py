@@ -94,3 +94,22 @@ def render() -> Selection:
 
 def selection() -> Selection:
     return st.session_state.get("selection") or Selection()
+
+
+def page_start(title: str, caption: str | None = None, models_hint: str = "Choose one or more models in the sidebar.",
+               need: str | None = None) -> "Selection | None":
+    """A page's title and caption, then the empty states every analysis page shares (no model in
+    the root, none selected, a library function missing). The selection, or None: stop rendering."""
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    if core.empty_state_no_models():
+        return None
+    sel = selection()
+    if not sel.models:
+        st.info(models_hint, icon=":material/arrow_back:")
+        return None
+    if need is not None and core.need(need) is None:
+        core.show_needs(need, title)
+        return None
+    return sel

@@ -138,12 +138,8 @@ def significance_section(sel, n: int) -> None:
 
 
 def main() -> None:
-    st.title("Robustness")
-    if core.empty_state_no_models():
-        return
-    sel = sidebar.selection()
-    if not sel.models:
-        st.info("Choose one or more models in the sidebar.", icon=":material/arrow_back:")
+    sel = sidebar.page_start("Robustness")
+    if sel is None:
         return
     if not sel.dataset or not sel.attack:
         st.warning("A data set and an attack are needed (see the sidebar).")

@@ -86,17 +86,11 @@ def wait_for_umap() -> None:
 
 
 def main() -> None:
-    st.title("Representation space")
-    st.caption("Sentence representations in 2-D: colour = gold label, ● original, ✕ adversarial "
-               "(the sidebar's attack); originals and adversarial points are reduced together.")
-    if core.empty_state_no_models():
-        return
-    sel = sidebar.selection()
-    if not sel.models:
-        st.info("Choose one or two models in the sidebar (e.g. freelb and carl).", icon=":material/arrow_back:")
-        return
-    if core.need("project_representations") is None:
-        core.show_needs("project_representations", "Representation space")
+    sel = sidebar.page_start("Representation space", "Sentence representations in 2-D: colour = gold label, "
+                             "● original, ✕ adversarial (the sidebar's attack); originals and adversarial points "
+                             "are reduced together.", "Choose one or two models in the sidebar (e.g. freelb and carl).",
+                             need="project_representations")
+    if sel is None:
         return
     if not sel.dataset:
         st.warning("No data set is available (see the sidebar).")

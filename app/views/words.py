@@ -145,16 +145,9 @@ def downloads(rows: list[tuple[str, dict]]) -> None:
 
 
 def main() -> None:
-    st.title("Which words move")
-    st.caption("Where the adversary spends its budget: ‖δᵢ‖ per token, and the word each perturbation points to.")
-    if core.empty_state_no_models():
-        return
-    sel = sidebar.selection()
-    if not sel.models:
-        st.info("Choose one or more models in the sidebar.", icon=":material/arrow_back:")
-        return
-    if core.need("inspect") is None:
-        core.show_needs("inspect", "Which words move")
+    sel = sidebar.page_start("Which words move", "Where the adversary spends its budget: ‖δᵢ‖ per token, and the "
+                             "word each perturbation points to.", need="inspect")
+    if sel is None:
         return
     from advviz.methods import attacks as attack_table
 
