@@ -46,7 +46,9 @@ def versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-def _state_dict(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+def state_tensors(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """CPU copies of the classifier's weights and ``extra.<name>.*`` of each head; a tensor tied to
+    one already taken (RAR decoder = embedding) is stored once and re-tied by the module on load."""
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[int, str] = {}
     modules = {"": model, **{f"extra.{k}.": v for k, v in extras.items()}}
@@ -114,7 +116,7 @@ def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dic
                        "tokenizer": model.tokenizer.meta(), "extras": sorted(extras),
                        "versions": versions()}
         _write_json(tmp / "config.json", full_config)
-        save_file(_state_dict(model, extras), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state_tensors(model, extras), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         model.tokenizer.save(tmp)
         _write_json(tmp / "metrics.json", metrics)
         with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as f:

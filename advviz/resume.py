@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import fsync_dir_files, replace_dir
+from .checkpoint import fsync_dir_files, replace_dir, state_tensors
 from .errors import AdvvizError
 
 
@@ -65,14 +65,8 @@ def save_state(out_dir: Path, *, model, extras: dict, optimizer, scheduler, meth
     tmp = target.parent / f"{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
-        tensors: dict[str, torch.Tensor] = {}
-        seen: set[int] = set()
-        for prefix, mod in {"model.": model, **{f"extra.{k}.": m for k, m in extras.items()}}.items():
-            for k, v in mod.state_dict().items():
-                if v.data_ptr() in seen and v.numel():
-                    continue  # tied weight stored once; re-tied by the module on load
-                seen.add(v.data_ptr())
-                tensors[prefix + k] = v.detach().cpu().contiguous().clone()
+        tensors = {(k if k.startswith("extra.") else f"model.{k}"): v
+                   for k, v in state_tensors(model, extras).items()}
         opt_tensors, opt_meta = _optimizer_split(optimizer)
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()

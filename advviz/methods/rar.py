@@ -134,7 +134,8 @@ class _RARMixin:
 
     head: RARHead | None = None
 
-    def _setup_head(self, model) -> None:
+    def setup(self, model, train_data=None) -> None:
+        super().setup(model, train_data)  # FreeLB / CARL (next in the MRO)
         self.head = RARHead.for_classifier(unwrap(model), self.config.rar_head)
 
     def extra_modules(self) -> dict[str, nn.Module]:
@@ -154,10 +155,6 @@ class RAR(_RARMixin, FreeLB):
     Config = RARConfig
     is_attack = False
     paper = "Qiu et al. 2021, RAR (§3.3, Eq. 7) on top of FreeLB"
-
-    def setup(self, model, train_data=None) -> None:
-        super().setup(model, train_data)
-        self._setup_head(model)
 
     def extra_loss(self, model, batch, adv_out, step):
         return self._rar_loss(model, batch, adv_out)
@@ -181,10 +178,6 @@ class CARLRAR(_RARMixin, CARL):
     Config = CARLRARConfig
     is_attack = False
     paper = "Qiu et al. 2021, CARL (Eq. 6) + RAR (Eq. 7) on top of FreeLB"
-
-    def setup(self, model, train_data=None) -> None:
-        super().setup(model, train_data)
-        self._setup_head(model)
 
     def extra_loss(self, model, batch, adv_out, step):
         ld, logs = CARL.extra_loss(self, model, batch, adv_out, step)
