@@ -299,7 +299,7 @@ class Trainer:
                 c["seen"] += bs
                 self._account(running, out, batch, bs, c, bar)
                 if c["step"] % eval_every == 0 or c["step"] == total:
-                    self._evaluate(c)
+                    self._evaluate(c, final=c["step"] == total)
                 end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
                 if end_of_epoch:
                     c["epoch"], c["batch_in_epoch"] = c["epoch"] + 1, 0
@@ -342,16 +342,20 @@ class Trainer:
                    optimizer=x["optimizer"], scheduler=x["scheduler"], method=self.method,
                    counters={**c, "log": self.log}, run_fingerprint=x["run"])
 
-    def _evaluate(self, c: dict) -> None:
+    def _evaluate(self, c: dict, final: bool = False) -> None:
         x, step = self._ctx, c["step"]
         m = evaluate(x["core"], x["dev"].texts, x["dev"].labels)
         line = {"step": step, "epoch": c["epoch"], "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"],
                 "dev_loss": m["loss"]}
+        eligible = final or self.method.checkpoint_eligible(step)
+        if not eligible:
+            line["eligible"] = False  # a warm-start model (CARL before L_D): logged, never kept as best
         self._log(line)
         main = x["acc"].is_main_process  # every process evaluates the same dev set; only rank 0 writes
         if self.progress and main:
-            tqdm.write(f"step {step}: dev accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f})")
-        if m["accuracy"] > c["best"]["dev_accuracy"]:
+            tqdm.write(f"step {step}: dev accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f})"
+                       + ("" if eligible else f"; warm start, not kept as {self.method.name}"))
+        if eligible and m["accuracy"] > c["best"]["dev_accuracy"]:
             c["best"] = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
                          "steps": step, "epoch": c["epoch"], "train_examples_seen": c["seen"],
                          "train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9),
@@ -360,7 +364,7 @@ class Trainer:
             if main:
                 extra_modules = {k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()}
                 save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, extra_modules)
-        elif main:
+        elif main and (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
 

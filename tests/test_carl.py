@@ -257,7 +257,7 @@ def test_carl_trains_on_real_data(data_dir, tmp_path):
     from advviz.train import TrainConfig, Trainer
 
     cfg = TrainConfig(dataset="sst2-sent", arch="lstm", method="carl", epochs=1, max_train=160, max_eval=64,
-                      batch_size=32, log_every=1, data_dir=str(data_dir), out=str(tmp_path / "c"))
+                      batch_size=32, log_every=1, eval_every=1, data_dir=str(data_dir), out=str(tmp_path / "c"))
     method = build_method("carl", {"carl_start": 2, "negatives": 32})
     res = Trainer(cfg, method, progress=False).fit()
     logged = [line for line in res.log if "carl_loss" in line]
@@ -265,6 +265,18 @@ def test_carl_trains_on_real_data(data_dir, tmp_path):
     assert all(math.isfinite(line["carl_loss"]) for line in logged)
     metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert "extra_parameters" not in metrics  # CARL adds no parameters (Table 7)
+    # the warm-start models (steps 1, 2: FreeLB) are evaluated and logged but never kept as CARL
+    evals = {line["step"]: line for line in res.log if "dev_accuracy" in line}
+    assert sorted(evals) == [1, 2, 3, 4, 5]
+    assert [evals[s].get("eligible", True) for s in sorted(evals)] == [False, False, True, True, True]
+    assert metrics["steps"] > 2
+    assert metrics["dev_accuracy"] == max(evals[s]["dev_accuracy"] for s in (3, 4, 5))
+
+
+def test_only_models_trained_with_L_D_are_eligible_as_best_checkpoint():
+    m = CARL(CARLConfig(carl_start=4))
+    assert [m.checkpoint_eligible(s) for s in (1, 4, 5)] == [False, False, True]
+    assert FreeLB().checkpoint_eligible(1)
 
 
 def test_bank_positive_penalises_the_global_drift_that_live_positives_reward():

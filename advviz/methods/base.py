@@ -88,6 +88,13 @@ class Method:
     def on_step_end(self, model: nn.Module, step: int) -> None:
         """Called after each optimiser step (refresh neighbour tables every N steps, ...)."""
 
+    def checkpoint_eligible(self, step: int) -> bool:
+        """Whether the model after ``step`` optimiser steps is a model of this method, and so may be
+        kept as the best dev checkpoint. False while a warm start is still running (CARL before
+        ``carl_start``): otherwise best-dev selection can keep a pre-L_D model and call it CARL.
+        The Trainer always lets the final step's evaluation through."""
+        return True
+
     def train_step(self, model: nn.Module, batch: dict[str, torch.Tensor], backward: Backward) -> StepOutput:
         raise NotImplementedError
 

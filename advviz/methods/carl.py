@@ -242,6 +242,10 @@ class CARL(FreeLB):
         """L_D is on once ``carl_start`` optimiser steps are done (Table 3 warm start)."""
         return self.completed_steps >= self.config.carl_start
 
+    def checkpoint_eligible(self, step: int) -> bool:
+        """A checkpoint is CARL only once L_D has shaped at least one step (step > carl_start)."""
+        return step > self.config.carl_start
+
     @property
     def banks_ready(self) -> bool:
         return self.bank_orig is not None
