@@ -274,7 +274,26 @@ def test_robustness_page_curves(app_env):
     at.button(key="rob_go").click().run()
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 1
-    assert at.dataframe[0].value["epsilon"].tolist() == [0.5, 1.0]
+    table = at.dataframe[0].value
+    assert table["epsilon"].tolist() == [0.5, 1.0]
+    assert table["clean_accuracy"].nunique() == 1  # the same examples at every ε
+
+
+def test_accuracy_curve_starts_at_clean_accuracy():
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "app"))
+    from appkit import plots
+
+    df = pd.DataFrame({"model": ["a", "a", "b"], "epsilon": [1.0, 0.5, 0.5], "accuracy": [0.2, 0.4, 0.6],
+                       "clean_accuracy": [0.8, 0.8, 0.9]})
+    fig = plots.accuracy_curves(df, "pgd")
+    assert [list(t.x) for t in fig.data] == [[0.0, 0.5, 1.0], [0.0, 0.5]]
+    assert [list(t.y) for t in fig.data] == [[0.8, 0.4, 0.2], [0.9, 0.6]]
+    no_clean = plots.accuracy_curves(df.drop(columns="clean_accuracy"), "pgd")
+    assert list(no_clean.data[0].x) == [0.5, 1.0]
 
 
 def test_robustness_perplexity_and_significance(app_env):

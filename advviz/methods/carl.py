@@ -213,8 +213,7 @@ class CARL(FreeLB):
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Generators, the optimiser-step counter (warm start) and both banks, so a resumed run
         continues bit-identically instead of restarting the warm start."""
-        base = super().state_dict() if hasattr(super(), "state_dict") else {}
-        out = {**base, "completed_steps": torch.tensor([self.completed_steps])}
+        out = {**super().state_dict(), "completed_steps": torch.tensor([self.completed_steps])}
         for name in ("neg_generator", "init_generator"):
             gen = getattr(self, name)
             if gen is not None:
@@ -224,8 +223,7 @@ class CARL(FreeLB):
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if hasattr(super(), "load_state_dict"):
-            super().load_state_dict(state)
+        super().load_state_dict(state)
         if "completed_steps" in state:
             self.completed_steps = int(state["completed_steps"][0])
         for name in ("neg_generator", "init_generator"):

@@ -50,11 +50,15 @@ def token_heatmap(rows: list[tuple[str, dict]], zmax: float) -> go.Figure:
 
 
 def accuracy_curves(df: pd.DataFrame, attack: str) -> go.Figure:
-    """Accuracy under attack vs ε, one line per model."""
+    """Accuracy under attack vs ε, one line per model, starting at ε = 0 (clean accuracy on the same
+    examples) when the rows carry ``clean_accuracy``."""
     fig = go.Figure()
     for i, (model, g) in enumerate(df.groupby("model", sort=False)):
         g = g.sort_values("epsilon")
-        fig.add_trace(go.Scatter(x=g["epsilon"], y=g["accuracy"], mode="lines+markers", name=model,
+        x, y = list(g["epsilon"]), list(g["accuracy"])
+        if "clean_accuracy" in g and g["clean_accuracy"].notna().any() and 0.0 not in x:
+            x, y = [0.0, *x], [float(g["clean_accuracy"].dropna().iloc[0]), *y]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=model,
                                  line={"color": QUALITATIVE[i % len(QUALITATIVE)]},
                                  marker={"symbol": ["circle", "square", "diamond", "triangle-up"][i % 4], "size": 9}))
     fig.update_layout(xaxis_title="ε", yaxis_title=f"accuracy under {attack}", yaxis_range=[0, 1.02],

@@ -12,7 +12,7 @@ import streamlit as st
 from advviz import registry
 from appkit import core, plots, sidebar
 
-SCALARS = ("name", "epsilon", "accuracy", "cosine", "euclidean", "flip_rate", "n")
+SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean", "flip_rate", "n")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
