@@ -208,7 +208,7 @@ def _l2_candidates(l2_index: NeighborIndex, token_ids: torch.Tensor, k: int) -> 
 
 def nearest_entries(matrix: torch.Tensor, l2_index: NeighborIndex, token_ids: torch.Tensor,
                     delta: torch.Tensor, k: int = PRUNE_K) -> torch.Tensor:
-    """<long>[N] exact nearest indexed entry (L2) to each v_t + δ, searching the whole vocabulary
+    """<long>[N] exact nearest entry (L2) to each v_t + δ: an indexed entry, or t itself, searching the whole vocabulary
     only where the triangle inequality cannot rule it out.
 
     C = the k entries nearest to v_t, r_k the distance to the last of them. Any w outside C has
@@ -223,7 +223,10 @@ def nearest_entries(matrix: torch.Tensor, l2_index: NeighborIndex, token_ids: to
     if bool(unsure.any()):
         _, found = l2_index.query(p[unsure], 1)  # (n, 1)
         near[unsure] = torch.from_numpy(found[:, 0])
-    return near
+    # the token's own row is an entry too, even where it is not indexed (<unk>): a perturbed <unk>
+    # whose δ is shorter than the way to any word has not moved to a word
+    own = delta.norm(dim=-1) <= (matrix[near] - p).norm(dim=-1)  # (N,)
+    return torch.where(own, token_ids, near)
 
 
 def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: NeighborIndex,

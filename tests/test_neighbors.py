@@ -124,5 +124,19 @@ def test_pruned_nearest_equals_brute_force(scale):
     delta = torch.randn(300, 8, generator=g) * scale
     p = E[ids] + delta
     d = torch.cdist(p, E)
-    d[:, [0, 7]] = float("inf")  # excluded entries are never answers
+    own = d[torch.arange(300), ids].clone()
+    d[:, [0, 7]] = float("inf")  # excluded entries are never answers for other tokens...
+    d[torch.arange(300), ids] = own  # ...but every token's own row is (an unmoved <unk> stays <unk>)
     assert torch.equal(nearest_entries(E, idx, ids, delta), d.argmin(1))
+
+
+def test_a_slightly_perturbed_unk_stays_unk_in_the_nearest_reading():
+    """<unk> is never a neighbour of a word, but a small δ on an <unk> token is closer to <unk>'s
+    own row than to any word: the 'nearest' reading must not invent a substitution there."""
+    from advviz.neighbors import NeighborIndex, nearest_entries
+
+    E = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0], [0.0, 1.0]])  # 0 <pad>, 1 <unk>, 2, 3 words
+    idx = NeighborIndex(1, "l2", exclude=(0, 1)).fit(E)
+    ids = torch.tensor([1, 1, 2])
+    delta = torch.tensor([[0.05, 0.0], [0.8, 0.0], [0.0, 0.1]])
+    assert nearest_entries(E, idx, ids, delta).tolist() == [1, 2, 2]
