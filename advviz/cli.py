@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="dev")
     p.add_argument("--max-examples", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also implied by --json)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_eval)
     # Commands that live beside the features they drive; each module adds its sub-parsers

@@ -59,3 +59,13 @@ def test_train_then_eval_json_subprocess(tmp_path, data_dir):
     assert code == 0, stderr
     res = json.loads(stdout)
     assert res["n"] == 50 and 0.0 <= res["accuracy"] <= 1.0 and {"macro_f1", "loss"} <= set(res)
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "sst2"], ["eval", "D"],
+                                  ["reconstruct", "D"], ["lm", "train", "--dataset", "sst2"],
+                                  ["perplexity", "D", "--lm", "L", "--attack", "spgd"], ["compare", "A", "B"],
+                                  ["project", "D", "--out", "x.csv"], ["report", "D", "--out", "r.md"]])
+def test_every_long_running_command_takes_quiet(argv):
+    from advviz.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "--quiet"]).quiet is True

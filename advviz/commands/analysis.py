@@ -88,6 +88,7 @@ def _split_flags(p, n_flag: str = "--max-examples") -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also implied by --json)")
 
 
 def _examples(args, model):
@@ -153,7 +154,7 @@ def cmd_perplexity(args) -> int:
     for spec in names:
         name, ov = parse_attack_spec(spec)
         r = adversarial_perplexity(model, lm, ds.texts, ds.labels, name, {**method_overrides(args), **ov},
-                                   args.seed, progress=not args.json)
+                                   args.seed, progress=not (args.json or args.quiet))
         out["attacks"].append({**r, "attack": spec})
     if args.json:
         print(json.dumps(out))
@@ -173,7 +174,7 @@ def cmd_compare(args) -> int:
     a, b = load(args.checkpoint_a), load(args.checkpoint_b)
     check_same_labels(a, b)
     dataset, ds = _examples(args, a)
-    r = compare_models(a, b, ds.texts, ds.labels, args.n_boot, args.seed, progress=not args.json)
+    r = compare_models(a, b, ds.texts, ds.labels, args.n_boot, args.seed, progress=not (args.json or args.quiet))
     r = {"dataset": dataset, "split": args.split, **r}
     if args.json:
         print(json.dumps(r))
@@ -200,7 +201,7 @@ def cmd_project(args) -> int:
     model = load(args.checkpoint)
     _, ds = _examples(args, model)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    bar = tqdm(total=100, desc="project", disable=args.json, bar_format="{l_bar}{bar}| {postfix}")
+    bar = tqdm(total=100, desc="project", disable=args.json or args.quiet, bar_format="{l_bar}{bar}| {postfix}")
 
     def progress(frac: float, msg: str) -> None:
         bar.n = int(100 * frac)
@@ -240,7 +241,7 @@ def cmd_report(args) -> int:
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
     rep = build_report(args.checkpoints, dataset, args.split, args.attack, eps, method_overrides(args), args.lm,
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
-                       title=args.title, progress=not args.json)
+                       title=args.title, progress=not (args.json or args.quiet))
     if args.json:
         print(json.dumps(rep))
     else:

@@ -114,7 +114,7 @@ def cmd_eval_attack(args, previous) -> int:
     res = {"model": str(args.checkpoint), "dataset": name, "split": args.split,
            **evaluate(model.classifier, ds.texts, ds.labels)}
     attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, method_overrides(args), eps,
-                                    seed=args.attack_seed, progress=not args.json)
+                                    seed=args.attack_seed, progress=not (args.json or args.quiet))
     if args.per_example:
         _write_per_example(Path(args.per_example), attacks)
     res["attacks"] = [{k: v for k, v in a.items() if k != "per_example"} for a in attacks]
