@@ -82,7 +82,7 @@ def show_curves(df: pd.DataFrame, attack: str) -> None:
                 "distance, CARL/RAR Table 4) and the share of flipped predictions")
     st.dataframe(df, hide_index=True, key="rob_table",
                  column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                for c in ("accuracy", "cosine", "euclidean", "flip_rate")})
+                                for c in ("clean_accuracy", "accuracy", "cosine", "euclidean", "flip_rate")})
     c1, c2 = st.columns(2)
     c1.download_button("Download (CSV)", df.to_csv(index=False), "robustness.csv", "text/csv", key="rob_dl_csv")
     c2.download_button("Download (JSON)", df.to_json(orient="records", indent=2), "robustness.json",
