@@ -208,8 +208,8 @@ def _l2_candidates(l2_index: NeighborIndex, token_ids: torch.Tensor, k: int) -> 
 
 def nearest_entries(matrix: torch.Tensor, l2_index: NeighborIndex, token_ids: torch.Tensor,
                     delta: torch.Tensor, k: int = PRUNE_K) -> torch.Tensor:
-    """<long>[N] exact nearest entry (L2) to each v_t + δ: an indexed entry, or t itself, searching the whole vocabulary
-    only where the triangle inequality cannot rule it out.
+    """<long>[N] exact nearest entry (L2) to each v_t + δ, an indexed entry or t's own row,
+    searching the whole vocabulary only where the triangle inequality cannot rule it out.
 
     C = the k entries nearest to v_t, r_k the distance to the last of them. Any w outside C has
     ‖v_t − w‖ ≥ r_k, so ‖v_t + δ − w‖ ≥ r_k − ‖δ‖: when the best candidate is at most that far,
