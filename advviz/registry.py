@@ -116,6 +116,7 @@ def describe(path: Path) -> dict:
         return row
     row["arch"] = (cfg.get("model") or {}).get("arch") or (cfg.get("train") or {}).get("arch")
     row["method"] = (cfg.get("method") or {}).get("name")
+    row["epsilon"] = (cfg.get("method") or {}).get("epsilon")  # the ε it was trained with, if any
     row["dataset"] = (cfg.get("data") or {}).get("name")
     row["dev_accuracy"] = metrics.get("dev_accuracy")
     row["parameters"] = metrics.get("parameters")

@@ -279,6 +279,22 @@ def test_robustness_page_curves(app_env):
     assert table["clean_accuracy"].nunique() == 1  # the same examples at every ε
 
 
+def test_default_eps_follows_the_training_eps_of_a_selected_model():
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO / "app"))
+    from appkit.forms import default_eps
+
+    rows = [{"name": "a", "method": "freelb", "epsilon": 0.0}, {"name": "b", "method": "spgd", "epsilon": 2.0}]
+    sel = SimpleNamespace(models=["a", "b"], attack="spgd", overrides={})
+    assert default_eps(sel, rows) == "1, 2, 4"  # b was trained with SPGD at ε 2
+    sidebar_untouched = SimpleNamespace(models=["b"], attack="spgd", overrides={"epsilon": 25.0})
+    assert default_eps(sidebar_untouched, rows) == "1, 2, 4"
+    assert default_eps(SimpleNamespace(models=["a"], attack="spgd", overrides={}), rows) == "12.5, 25, 50"
+    assert default_eps(SimpleNamespace(models=["b"], attack="spgd", overrides={"epsilon": 1.0}), rows) == "0.5, 1, 2"
+
+
 def test_accuracy_curve_starts_at_clean_accuracy():
     import sys
 

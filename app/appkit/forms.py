@@ -56,3 +56,25 @@ def validate(config_cls, values: dict) -> str | None:
     except (ValueError, TypeError) as e:
         return str(e)
     return None
+
+
+def trained_eps(sel, rows: list[dict]) -> float | None:
+    """The ε a selected model was trained with under this same method (the scale its embeddings
+    were hardened at), so that an LSTM trained with SPGD ε 2 is not first attacked at the paper's 25."""
+    by_name = {r["name"]: r for r in rows}
+    for name in sel.models:
+        r = by_name.get(name) or {}
+        if r.get("method") == sel.attack and isinstance(r.get("epsilon"), (int, float)) and r["epsilon"] > 0:
+            return float(r["epsilon"])
+    return None
+
+
+def default_eps(sel, rows: list[dict] = ()) -> str:
+    """Half, once and twice: the sidebar's ε when the user changed it, else the ε a selected model
+    was trained with under this attack, else the attack's default (the paper's)."""
+    from advviz.methods import get_method
+
+    paper = getattr(get_method(sel.attack).Config(), "epsilon", 0.0)
+    side = sel.overrides.get("epsilon")
+    e = side if side not in (None, paper) else (trained_eps(sel, list(rows)) or paper or 1.0)
+    return ", ".join(f"{e * f:g}" for f in (0.5, 1, 2))

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
-from appkit import core, plots, sidebar
+from appkit import core, forms, plots, sidebar
 
 SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean", "flip_rate", "n")
 
@@ -47,13 +47,6 @@ def significance(key_a: tuple, key_b: tuple, dataset: str, n: int, seed: int) ->
     ds = core.get_dataset(dataset, "dev").subset(n, seed)
     res = core.need("compare_models")(core._load(*key_a), core._load(*key_b), ds.texts, ds.labels, seed=seed)
     return {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool)) or v is None}
-
-
-def default_eps(sel) -> str:
-    from advviz.methods import get_method
-
-    e = sel.overrides.get("epsilon") or getattr(get_method(sel.attack).Config(), "epsilon", 0.0) or 1.0
-    return ", ".join(f"{e * f:g}" for f in (0.5, 1, 2))
 
 
 def parse_eps(text: str) -> list[float]:
@@ -148,8 +141,10 @@ def main() -> None:
         core.show_needs("evaluate_under_attack", "Robustness curves")
         return
     c1, c2 = st.columns(2)
-    eps_text = c1.text_input("ε values (comma-separated)", value=default_eps(sel), key=f"rob_eps_{sel.attack}",
-                             help="Default: half, once and twice the attack's ε (sidebar).")
+    eps_text = c1.text_input("ε values (comma-separated)", value=forms.default_eps(sel, core.models()),
+                             key=f"rob_eps_{sel.attack}",
+                             help="Default: half, once and twice the sidebar's ε, else the ε a selected model was "
+                                  "trained with under this attack, else the attack's default.")
     n = int(c2.number_input("Dev examples", 10, 5000, 200, step=50, key="rob_n"))
     try:
         eps = parse_eps(eps_text)
