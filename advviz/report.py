@@ -7,6 +7,10 @@ each ε (CARL Table 5), mean orig–adv cosine / Euclidean distance of sentence 
 (CARL Table 4), LM perplexity of original vs discretized adversarial text and the gap (SPGD
 Table 1, when an LM is given), parameter count (CARL Table 7) and training time. Written as
 markdown and JSON (``out_md`` with ``.json``).
+
+Checkpoints trained with the same settings but different ``--seed`` are also averaged
+(``seed_groups``: mean and sample standard deviation per method), as the papers report the
+mean of three seeds.
 """
 
 from __future__ import annotations
@@ -27,12 +31,24 @@ def _count_parameters(model) -> dict:
     return {"parameters": core + extra, "parameters_classifier": core, "parameters_extra": extra}
 
 
+# training settings that do not make two runs different experiments (only where they are written)
+_NOT_SETTINGS = ("seed", "out", "resume", "overwrite", "data_dir", "save_every", "log_every")
+
+
+def _settings_key(cfg: dict) -> str:
+    """Everything that defines the experiment except the seed (and where it was written)."""
+    train = {k: v for k, v in (cfg.get("train") or {}).items() if k not in _NOT_SETTINGS}
+    return json.dumps({"train": train, "method": cfg.get("method"), "model": cfg.get("model_options"),
+                       "data": (cfg.get("data") or {}).get("name")}, sort_keys=True, default=str)
+
+
 def _describe(model) -> dict:
     cfg, m = model.config, model.metrics
     train = cfg.get("train", {})
     method = m.get("method") or (cfg.get("method") or {}).get("name") or train.get("method")
     return {"checkpoint": str(model.directory), "name": model.name, "arch": train.get("arch"),
-            "method": method, "trained_on": cfg.get("data", {}).get("name"),
+            "method": method, "trained_on": cfg.get("data", {}).get("name"), "train_seed": train.get("seed"),
+            "settings": _settings_key(cfg),
             "dev_accuracy_at_training": m.get("dev_accuracy"), "steps": m.get("total_steps", m.get("steps")),
             "train_seconds": m.get("total_train_seconds", m.get("train_seconds")), **_count_parameters(model)}
 
@@ -120,10 +136,43 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
               "n": len(sub), "split_size": len(ds), "attack": attack, "epsilons": epsilons, "overrides": overrides,
               "seed": seed, "lm": str(lm_dir) if lm_dir else None,
               "lm_held_out_perplexity": (lm.metrics or {}).get("held_out_perplexity") if lm else None,
-              "rows": rows}
+              "rows": rows, "seed_groups": seed_groups(rows)}
     if out_md is not None:
         write_report(report, out_md)
     return report
+
+
+def _mean_std(values: list) -> dict:
+    """Mean and sample standard deviation (ddof 1) of the values that are numbers."""
+    import statistics
+
+    xs = [float(v) for v in values if isinstance(v, (int, float))]
+    return {"mean": statistics.fmean(xs) if xs else None, "std": statistics.stdev(xs) if len(xs) > 1 else None}
+
+
+def seed_groups(rows: list[dict]) -> list[dict]:
+    """Rows with the same settings and different training seeds, averaged: one dict per group of
+    two or more seeds, in the order the groups first appear."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("settings") is not None and r.get("train_seed") is not None:
+            groups.setdefault(r["settings"], []).append(r)
+    out = []
+    for members in groups.values():
+        if len({r["train_seed"] for r in members}) < 2:
+            continue
+        first = members[0]
+        attacks = []
+        for j, a in enumerate(first["attacks"]):
+            same = [r["attacks"][j] for r in members if len(r["attacks"]) > j]
+            attacks.append({"epsilon": a["epsilon"],
+                            **{k: _mean_std([x[k] for x in same]) for k in ("accuracy", "cosine", "euclidean",
+                                                                             "flip_rate")}})
+        out.append({"arch": first["arch"], "method": first["method"], "trained_on": first["trained_on"],
+                    "seeds": sorted(r["train_seed"] for r in members), "checkpoints": [r["name"] for r in members],
+                    "dev_accuracy_at_training": _mean_std([r.get("dev_accuracy_at_training") for r in members]),
+                    "clean_accuracy": _mean_std([r["clean_accuracy"] for r in members]), "attacks": attacks})
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,6 +185,13 @@ def _f(v, digits=4) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def _pm(ms: dict, digits: int = 4) -> str:
+    """'mean ± std' (or the mean alone)."""
+    if ms.get("mean") is None:
+        return "–"
+    return _f(ms["mean"], digits) + (f" ± {ms['std']:.{digits}f}" if ms.get("std") is not None else "")
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -161,6 +217,15 @@ def render_markdown(report: dict) -> str:
     lines += _table(["checkpoint"] + [f"cosine ε={e:g}" for e in eps] + [f"Euclidean ε={e:g}" for e in eps],
                     [[r["name"]] + [a["cosine"] for a in r["attacks"]] + [a["euclidean"] for a in r["attacks"]]
                      for r in rows])
+    if report.get("seed_groups"):
+        lines += ["### Mean ± standard deviation over training seeds (the papers average three)", ""]
+        lines += _table(["arch", "method", "seeds", "dev acc (training)", "clean acc"]
+                        + [f"acc ε={e:g}" for e in eps] + [f"cosine ε={e:g}" for e in eps]
+                        + [f"Euclidean ε={e:g}" for e in eps],
+                        [[g["arch"] or "–", g["method"] or "–", ", ".join(map(str, g["seeds"])),
+                          _pm(g["dev_accuracy_at_training"]), _pm(g["clean_accuracy"])]
+                         + [_pm(a["accuracy"]) for a in g["attacks"]] + [_pm(a["cosine"]) for a in g["attacks"]]
+                         + [_pm(a["euclidean"]) for a in g["attacks"]] for g in report["seed_groups"]])
     if any(r["perplexity"] for r in rows):
         lm_note = f" (LM held-out perplexity {_f(report['lm_held_out_perplexity'], 2)})" \
             if report.get("lm_held_out_perplexity") else ""

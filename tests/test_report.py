@@ -131,3 +131,45 @@ def test_parse_attack_spec():
     assert parse_attack_spec("spgd@2.5") == ("spgd", {"epsilon": 2.5})
     with pytest.raises(AdvvizError, match="NAME@EPSILON"):
         parse_attack_spec("spgd@big")
+
+
+def _row(name, seed, settings, acc, cos, dev=None):
+    return {"name": name, "arch": "lstm", "method": name.split("-")[0], "trained_on": "d", "train_seed": seed,
+            "settings": settings, "clean_accuracy": acc, "dev_accuracy_at_training": dev, "parameters": 10,
+            "train_seconds": 1.0, "attack_seconds": 1.0, "perplexity": [],
+            "attacks": [{"epsilon": 0.1, "accuracy": acc - 0.25, "cosine": cos, "euclidean": 1.0, "flip_rate": 0.5}]}
+
+
+def test_seed_groups_average_runs_that_differ_only_by_seed():
+    from advviz.report import seed_groups
+
+    rows = [_row("carl-s0", 0, "A", 0.75, 0.9, 0.8), _row("carl-s1", 1, "A", 0.85, 0.7, 0.9),
+            _row("carl-s2", 2, "A", 0.80, 0.8, None),  # a checkpoint without training metrics
+            _row("freelb-s0", 0, "B", 0.6, 0.5),  # one seed: no group
+            _row("carl-other-lr", 0, "C", 0.1, 0.1)]  # different settings: not averaged with A
+    [g] = seed_groups(rows)
+    assert g["method"] == "carl" and g["seeds"] == [0, 1, 2] and g["checkpoints"] == ["carl-s0", "carl-s1", "carl-s2"]
+    assert g["clean_accuracy"]["mean"] == pytest.approx(0.80) and g["clean_accuracy"]["std"] == pytest.approx(0.05)
+    assert g["dev_accuracy_at_training"]["mean"] == pytest.approx(0.85)  # the None is left out
+    a = g["attacks"][0]
+    assert a["epsilon"] == 0.1 and a["accuracy"]["mean"] == pytest.approx(0.55)
+    assert a["cosine"]["mean"] == pytest.approx(0.8) and a["cosine"]["std"] == pytest.approx(0.1)
+    rep = {"title": "t", "dataset": "d", "split": "dev", "n": 2, "split_size": 2, "attack": "pgd",
+           "epsilons": [0.1], "overrides": {}, "seed": 0, "rows": rows, "seed_groups": [g]}
+    md = render_markdown(rep)
+    assert "over training seeds" in md and "| lstm | carl | 0, 1, 2 | 0.8500 ± 0.0707 | 0.8000 ± 0.0500 |" in md
+
+
+def test_report_groups_real_checkpoints_by_settings(toy, tmp_path):
+    """Two saved runs whose configs differ only in the seed (and --out) form one group."""
+    labels = {"name": toy["data"], "label_names": ["0", "1"]}
+    dirs = []
+    for seed in (0, 1):
+        d = tmp_path / f"m-s{seed}"
+        save_checkpoint(d, make_tiny_rnn("lstm", seed=seed),
+                        {"data": labels, "train": {"arch": "lstm", "seed": seed, "out": str(d), "lr": 1e-3},
+                         "method": {"name": "baseline"}}, {"method": "baseline", "dev_accuracy": 0.5 + seed / 10})
+        dirs.append(str(d))
+    rep = build_report(dirs + [toy["a"]], toy["data"], "train", attack="freelb", epsilons=[0.1])
+    [g] = rep["seed_groups"]
+    assert g["checkpoints"] == ["m-s0", "m-s1"] and g["dev_accuracy_at_training"]["mean"] == pytest.approx(0.55)
