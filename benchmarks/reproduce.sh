@@ -4,9 +4,10 @@
 #   benchmarks/reproduce.sh lstm      # lstm on sst2-sent: 7 methods, LM, report, significance (~30 min, 2 CPU cores)
 #   benchmarks/reproduce.sh mr        # the same on mr
 #   benchmarks/reproduce.sh minilm    # minilm on an sst2 subset (MAX_TRAIN, default 4000): baseline freelb carl rar
+#   SEEDS="0 1" benchmarks/reproduce.sh minilm   # several training seeds; the report adds their mean ± std
 #   benchmarks/reproduce.sh gpu       # full scale on a GPU: all of SST-2, minilm (ARCH=albert-base-v2 with hub access)
 #
-# Environment: OUT (default models/repro), SEED (0), EPOCHS, MAX_EVAL (examples attacked in the
+# Environment: OUT (default models/repro), SEED (0) or SEEDS ("0 1 2", transformer stages), EPOCHS, MAX_EVAL (examples attacked in the
 # report; default all of dev), PPL_N (texts for the perplexity table, default 200), FORCE=1 retrains
 # checkpoints that exist. Checkpoints and LMs land under $OUT (git-ignored); reports as $OUT/*.md|json.
 set -euo pipefail
@@ -71,14 +72,21 @@ rnn_stage() {  # rnn_stage DATASET SPLIT
 transformer_stage() {  # transformer_stage DATASET ARCH MAX_TRAIN EPOCHS [extra train flags]
   local ds=$1 arch=$2 n=$3 ep=$4; shift 4
   local sub=${n:+--max-train $n}
-  for m in baseline freelb rar; do train "$ds" "$arch" "$m" --epochs "$ep" $sub "$@"; done
   local steps=$(( ( ${n:-67349} + 31 ) / 32 ))
-  train "$ds" "$arch" carl --epochs "$ep" $sub --carl-start "$steps" "$@"
-  local dirs=()
-  for m in baseline freelb carl rar; do dirs+=("$OUT/$arch-$ds-$m-s$SEED"); done
+  local seeds=${SEEDS:-$SEED} dirs=() tag=""
+  [[ "$seeds" != "0" ]] && tag="-s${seeds// /-}"
+  for SEED in $seeds; do
+    for m in baseline freelb rar; do train "$ds" "$arch" "$m" --epochs "$ep" $sub "$@"; done
+    train "$ds" "$arch" carl --epochs "$ep" $sub --carl-start "$steps" "$@"
+    local mine=()
+    for m in baseline freelb carl rar; do mine+=("$OUT/$arch-$ds-$m-s$SEED"); done
+    dirs+=("${mine[@]}")
+    significance "$ds" dev "${mine[0]}" "${mine[@]:1}"
+  done
+  # one report over every seed's checkpoints: a row each, then the mean ± std per method
   advviz report "${dirs[@]}" --dataset "$ds" --split dev --attack pgd --eps 0.02,0.075,0.1 \
-    ${MAX_EVAL:+--max-examples $MAX_EVAL} --title "$arch on $ds/dev (train ${n:-all})" --out "$OUT/$arch-$ds.md"
-  significance "$ds" dev "${dirs[0]}" "${dirs[@]:1}"
+    ${MAX_EVAL:+--max-examples $MAX_EVAL} --title "$arch on $ds/dev (train ${n:-all}, seeds $seeds)" \
+    --out "$OUT/$arch-$ds$tag.md"
 }
 
 case "$STAGE" in
