@@ -2,10 +2,12 @@
 # What the app's browser test (tests/test_browser.py) and benchmarks/app_latency.py need:
 # Debian's Chromium (driven through Playwright's Python API with executable_path=/usr/bin/chromium;
 # `playwright install` is never run: it would download its own browsers).
-# Usage: .ci/app-deps.sh   (from the repository root, with the project's venv active or at .venv/)
+# Usage: .ci/app-deps.sh [VENV_BIN]   (default: the active venv, else .venv/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
+# the venv's bin directory may be given (the Makefile passes its own): it wins over an activated one
+if [ -n "${1:-}" ]; then PATH="$(cd "$1" && pwd):$PATH"; export VIRTUAL_ENV="$(cd "$1/.." && pwd)"
+elif [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
 if [ ! -x /usr/bin/chromium ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
