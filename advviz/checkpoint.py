@@ -17,9 +17,10 @@ import os
 import platform
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -92,6 +93,29 @@ def replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def atomic_dir(target: Path, failure: str, what: str) -> Iterator[Path]:
+    """Write a whole directory atomically: yields an empty hidden sibling of ``target`` to fill;
+    when the block ends its files are made durable and it replaces ``target`` whole
+    (:func:`replace_dir`). If anything fails the sibling is removed and ``target`` stays as it was;
+    an ``OSError`` becomes one ``AdvvizError`` line:
+    ``"{failure}: {reason}; the previous {what} (if any) is intact"``."""
+    target = Path(target)
+    hidden = target.name if target.name.startswith(".") else f".{target.name}"
+    tmp = target.parent / f"{hidden}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        fsync_dir_files(tmp)
+        replace_dir(tmp, target)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AdvvizError(f"{failure}: {e.strerror or e}; the previous {what} (if any) is intact") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace one JSON file of a checkpoint atomically (temp file + rename)."""
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -107,11 +131,9 @@ def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dic
     extras = extras or {}
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
     except OSError as e:
         raise AdvvizError(f"cannot write checkpoint under {directory.parent}: {e.strerror}") from None
-    try:
+    with atomic_dir(directory, f"could not save checkpoint to {directory}", "checkpoint") as tmp:
         full_config = {"format_version": FORMAT_VERSION, **config, "model": model.config_dict(),
                        "tokenizer": model.tokenizer.meta(), "extras": sorted(extras),
                        "versions": versions()}
@@ -122,12 +144,6 @@ def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dic
         with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as f:
             for line in log_lines or []:
                 f.write(json.dumps(line) + "\n")
-        fsync_dir_files(tmp)
-        replace_dir(tmp, directory)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise AdvvizError(f"could not save checkpoint to {directory}: {e.strerror or e}; "
-                          f"the previous checkpoint (if any) is intact") from None
     return directory
 
 

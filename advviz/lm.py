@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoint import atomic_dir
 from .data import load_dataset
 from .errors import AdvvizError
 from .tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
@@ -160,12 +159,9 @@ def perplexity(lm: LSTMLanguageModel, texts: list, include_eos: bool = True, bat
 
 
 def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_config: dict | None = None) -> Path:
-    """Write the LM directory atomically (temp sibling + rename)."""
+    """Write the LM directory atomically (temp sibling + rename; :func:`advviz.checkpoint.atomic_dir`)."""
     out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+    with atomic_dir(out, f"could not write the language model to {out}", "language model") as tmp:
         config = {"kind": LM_KIND, "model": asdict(lm.config), "tokenizer": lm.tokenizer.meta(), **(extra_config or {})}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -173,11 +169,6 @@ def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_
                  if not (lm.config.tie_weights and k == "decoder.weight")}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         lm.tokenizer.save(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except OSError as e:
-        raise AdvvizError(f"could not write the language model to {out}: {e.strerror or e}") from None
     return out
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import fsync_dir_files, replace_dir, state_tensors
+from .checkpoint import atomic_dir, state_tensors
 from .errors import AdvvizError
 
 
@@ -62,9 +61,7 @@ def save_state(out_dir: Path, *, model, extras: dict, optimizer, scheduler, meth
                run_fingerprint: dict) -> None:
     """Write the resume state atomically; a crash mid-write leaves the previous state intact."""
     target = resume_dir(out_dir)
-    tmp = target.parent / f"{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir(parents=True)
+    with atomic_dir(target, f"could not save the resume state under {target.parent}", "state") as tmp:
         tensors = {(k if k.startswith("extra.") else f"model.{k}"): v
                    for k, v in state_tensors(model, extras).items()}
         opt_tensors, opt_meta = _optimizer_split(optimizer)
@@ -78,12 +75,6 @@ def save_state(out_dir: Path, *, model, extras: dict, optimizer, scheduler, meth
         state = {"counters": counters, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
                  "run": run_fingerprint}
         (tmp / "state.json").write_text(json.dumps(state, default=str), encoding="utf-8")
-        fsync_dir_files(tmp)
-        replace_dir(tmp, target)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise AdvvizError(f"could not save the resume state under {target.parent}: {e.strerror or e}; "
-                          f"the previous state (if any) is intact") from None
 
 
 def load_state(out_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
