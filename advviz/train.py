@@ -246,7 +246,9 @@ class Trainer:
             "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
             "grad_clip": cfg.grad_clip if cfg.grad_clip is not None else (4.0 if cfg.is_rnn else 1.0),
         }
-        self._ctx = dict(acc=acc, model=model, core=core, extras=extras, optimizer=optimizer, scheduler=scheduler,
+        self._ctx = dict(acc=acc, model=model, core=core, extras=extras,
+                         extras_core={k: acc.unwrap_model(v) for k, v in extras.items()},  # what is saved
+                         optimizer=optimizer, scheduler=scheduler,
                          params=params, train=train, dev=dev, run=run, total=total,
                          steps_per_epoch=steps_per_epoch, n_params=sum(p.numel() for p in params))
         counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
@@ -254,7 +256,7 @@ class Trainer:
         if saved is not None:
             from .resume import restore
 
-            counters = restore(saved[0], saved[1], model=core, extras={k: acc.unwrap_model(v) for k, v in extras.items()},
+            counters = restore(saved[0], saved[1], model=core, extras=self._ctx["extras_core"],
                                optimizer=optimizer, scheduler=scheduler, method=self.method)
             self.log = list(saved[0]["counters"].get("log", []))
             counters.pop("log", None)
@@ -338,7 +340,7 @@ class Trainer:
         x = self._ctx
         if not x["acc"].is_main_process:
             return
-        save_state(self.out_dir, model=x["core"], extras={k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()},
+        save_state(self.out_dir, model=x["core"], extras=x["extras_core"],
                    optimizer=x["optimizer"], scheduler=x["scheduler"], method=self.method,
                    counters={**c, "log": self.log}, run_fingerprint=x["run"])
 
@@ -362,8 +364,7 @@ class Trainer:
                          "train_seconds": c["train_time"], "parameters": x["n_params"], "method": self.method.name,
                          **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {})}
             if main:
-                extra_modules = {k: x["acc"].unwrap_model(v) for k, v in x["extras"].items()}
-                save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, extra_modules)
+                save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, x["extras_core"])
         elif main and (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
