@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,19 @@ def batch_for(model, texts=SENTENCES, labels=LABELS) -> dict[str, torch.Tensor]:
     b["labels"] = torch.tensor(labels[: len(texts)], dtype=torch.long)
     b["index"] = torch.arange(len(texts))
     return b
+
+
+@contextmanager
+def disk_full_at_rename():
+    """Inside the block, renaming a temporary ``.tmp-`` directory into place fails with ENOSPC
+    (the last step of every atomic directory write), as on a full disk."""
+    real_rename = os.rename
+
+    def full(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_rename(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "rename", full)
+        yield

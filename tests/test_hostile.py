@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from advviz.checkpoint import load_checkpoint, save_checkpoint
 from advviz.data import load_splits
 from advviz.errors import AdvvizError
+from tests.conftest import disk_full_at_rename
 
 RUN = {"data": {"name": "toy", "label_names": ["neg", "pos"]}, "method": {"name": "baseline"}}
 # The first bytes of a pickle (protocol 4) and of a torch.save zip; never deserialised here.
@@ -92,19 +92,10 @@ def test_truncated_weights_refused(ckpt):
     _refused(ckpt, "unreadable or truncated")
 
 
-def test_disk_full_during_save_keeps_previous_checkpoint(tiny_lstm, tmp_path, monkeypatch):
+def test_disk_full_during_save_keeps_previous_checkpoint(tiny_lstm, tmp_path):
     d = save_checkpoint(tmp_path / "ck", tiny_lstm, RUN, {"dev_accuracy": 0.1})
-    real_rename = os.rename
-
-    def full(src, dst):
-        if ".tmp-" in str(src):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(os, "rename", full)
-    with pytest.raises(AdvvizError, match="No space left on device; the previous checkpoint"):
+    with disk_full_at_rename(), pytest.raises(AdvvizError, match="No space left on device; the previous checkpoint"):
         save_checkpoint(d, tiny_lstm, RUN, {"dev_accuracy": 0.9})
-    monkeypatch.undo()
     assert json.loads((d / "metrics.json").read_text())["dev_accuracy"] == 0.1
     load_checkpoint(d)
     assert [p.name for p in tmp_path.iterdir() if p.name != "ck" and ".tmp-" in p.name] == []

@@ -10,7 +10,7 @@ import torch
 from advviz.errors import AdvvizError
 from advviz.lm import (LMConfig, LMTrainConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, perplexity,
                        save_lm, sentence_nll, train_lm)
-from tests.conftest import SENTENCES
+from tests.conftest import SENTENCES, disk_full_at_rename
 
 
 def _unigram_lm(probs: dict[str, float]) -> LSTMLanguageModel:
@@ -65,25 +65,14 @@ def test_save_load_roundtrip(tmp_path):
     assert lm2.metrics["held_out_perplexity"] == 1.0
 
 
-def test_failed_save_keeps_the_previous_lm(tmp_path, monkeypatch):
+def test_failed_save_keeps_the_previous_lm(tmp_path):
     """The LM is written like a checkpoint (``atomic_dir``): a full disk mid-save leaves the old LM."""
-    import errno
-    import os
-
     tok = build_lm_tokenizer(SENTENCES, max_vocab=None, min_freq=1)
     lm = LSTMLanguageModel(tok, LMConfig(embedding_dim=6, hidden_size=6, dropout=0.0)).eval()
     save_lm(lm, tmp_path / "lm", {"held_out_perplexity": 1.0})
-    real_rename = os.rename
-
-    def full(src, dst):
-        if ".tmp-" in str(src):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_rename(src, dst)
-
-    monkeypatch.setattr(os, "rename", full)
-    with pytest.raises(AdvvizError, match="No space left on device; the previous language model"):
+    with disk_full_at_rename(), \
+            pytest.raises(AdvvizError, match="No space left on device; the previous language model"):
         save_lm(lm, tmp_path / "lm", {"held_out_perplexity": 2.0})
-    monkeypatch.undo()
     assert load_lm(tmp_path / "lm").metrics["held_out_perplexity"] == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lm"]
 
