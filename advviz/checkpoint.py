@@ -27,7 +27,9 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from . import outdir
 from .errors import AdvvizError
+from .jsonio import dumps
 from .models import Classifier, model_from_config
 from .tokenizers import load_tokenizer
 
@@ -64,8 +66,23 @@ def state_tensors(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict
     return tensors
 
 
+def state_shapes(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, tuple]:
+    """The keys (and shapes) :func:`state_tensors` writes for these modules, nothing copied."""
+    shapes: dict[str, tuple] = {}
+    seen: set[int] = set()
+    modules = {"": model, **{f"extra.{k}.": v for k, v in extras.items()}}
+    for prefix, mod in modules.items():
+        for k, v in mod.state_dict(keep_vars=True).items():
+            ptr = v.data_ptr()
+            if ptr in seen and v.numel() > 0:
+                continue
+            seen.add(ptr)
+            shapes[prefix + k] = tuple(v.shape)
+    return shapes
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    path.write_text(dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def fsync_dir_files(d: Path) -> None:
@@ -94,19 +111,25 @@ def replace_dir(tmp: Path, target: Path) -> None:
 
 
 @contextmanager
-def atomic_dir(target: Path, failure: str, what: str) -> Iterator[Path]:
+def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPOINT) -> Iterator[Path]:
     """Write a whole directory atomically: yields an empty hidden sibling of ``target`` to fill;
     when the block ends its files are made durable and it replaces ``target`` whole
     (:func:`replace_dir`). If anything fails the sibling is removed and ``target`` stays as it was;
     an ``OSError`` becomes one ``AdvvizError`` line:
-    ``"{failure}: {reason}; the previous {what} (if any) is intact"``."""
-    target = Path(target)
+    ``"{failure}: {reason}; the previous {what} (if any) is intact"``.
+
+    ``target`` must be absent, empty, or advviz's own directory of ``kind``
+    (:func:`advviz.outdir.check_replaceable`), checked before writing and again before the swap;
+    anything else is refused and left untouched."""
+    target = Path(os.path.abspath(target))
+    outdir.check_replaceable(target, kind)
     hidden = target.name if target.name.startswith(".") else f".{target.name}"
     tmp = target.parent / f"{hidden}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
         yield tmp
         fsync_dir_files(tmp)
+        outdir.check_replaceable(target, kind)
         replace_dir(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -143,7 +166,7 @@ def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dic
         _write_json(tmp / "metrics.json", metrics)
         with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as f:
             for line in log_lines or []:
-                f.write(json.dumps(line) + "\n")
+                f.write(dumps(line) + "\n")
     return directory
 
 

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import outdir
 from .checkpoint import atomic_dir
 from .data import load_dataset
 from .errors import AdvvizError
@@ -161,7 +162,7 @@ def perplexity(lm: LSTMLanguageModel, texts: list, include_eos: bool = True, bat
 def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_config: dict | None = None) -> Path:
     """Write the LM directory atomically (temp sibling + rename; :func:`advviz.checkpoint.atomic_dir`)."""
     out = Path(out)
-    with atomic_dir(out, f"could not write the language model to {out}", "language model") as tmp:
+    with atomic_dir(out, f"could not write the language model to {out}", "language model", outdir.LM) as tmp:
         config = {"kind": LM_KIND, "model": asdict(lm.config), "tokenizer": lm.tokenizer.meta(), **(extra_config or {})}
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

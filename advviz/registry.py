@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdvvizError
+from .outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.lm)
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
 RAR_METHODS = ("rar", "carl+rar")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
-LM_KIND = "advviz-lstm-lm"  # config.json "kind" of a language model directory (advviz.lm)
 MAX_DEPTH = 2  # NAME or GROUP/NAME (e.g. models/repro/lstm-sst2-sent-spgd-s0)
 JOBS_DIR = ".jobs"  # background training jobs (hidden: never listed as a model)
 CACHE_DIR = ".cache"  # app caches (projections, robustness results)
@@ -189,9 +189,13 @@ def load(root: str | os.PathLike, name: str, device: str = "cpu"):
 
 def delete(root: str | os.PathLike, name: str) -> None:
     """Remove one checkpoint directory of the root (only a directory that is a checkpoint)."""
+    from . import outdir
+
     path = resolve(root, name)
-    if not path.is_dir() or path.is_symlink() or not (path / "config.json").is_file():
-        raise AdvvizError(f"'{name}' is not a checkpoint under {Path(root)}")
+    kind, reason = outdir.ownership(path)
+    if kind not in (outdir.CHECKPOINT, outdir.LM):
+        raise AdvvizError(f"'{name}' is not deleted: it {reason or 'is not a checkpoint'} (advviz only deletes "
+                          f"a checkpoint or language model it wrote, with nothing else in it)")
     shutil.rmtree(path)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,9 +17,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import outdir
 from .checkpoint import save_checkpoint, write_json_atomic
 from .data import TextDataset, load_splits
 from .errors import AdvvizError
+from .jsonio import dumps
 from .evaluate import evaluate
 from .methods import Method, build_method
 from .models import ModelOptions, build_model
@@ -138,11 +141,13 @@ _RESUMABLE_CHANGES = {"resume", "save_every", "log_every", "overwrite"}
 
 
 class _StopFlag:
-    """First SIGINT/SIGTERM asks the loop to save and stop; a second one stops at once (the
-    default handlers are back by then; every write is atomic, so nothing is left half-written)."""
+    """SIGINT/SIGTERM while the run is being set up stop it at once (nothing to save yet; the
+    output lock is released on the way out). Once training runs (``immediate`` False), the first
+    signal asks the loop to save and stop; a second one stops at once (the default handlers are
+    back by then; every write is atomic, so nothing is left half-written)."""
 
     def __init__(self):
-        self.requested, self._old = None, {}
+        self.requested, self._old, self.immediate = None, {}, True
 
     def __enter__(self):
         import signal
@@ -159,6 +164,8 @@ class _StopFlag:
         self.requested = signal.Signals(signum).name
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self.immediate:
+            raise Interrupted(f"stopped by {self.requested} before training started; nothing was written")
 
     def __exit__(self, *exc):
         import signal
@@ -177,7 +184,7 @@ class Trainer:
         self.method = method or build_method(cfg.method)
         self.progress = progress
         self.callback = callback  # called with each log line (the app's live progress)
-        self.out_dir = Path(cfg.out) if cfg.out else default_out_dir(cfg)
+        self.out_dir = Path(os.path.abspath(cfg.out)) if cfg.out else default_out_dir(cfg)
         self.log: list[dict] = []
 
     def _log(self, line: dict) -> None:
@@ -187,15 +194,21 @@ class Trainer:
 
     # -- setup -------------------------------------------------------------------------------
     def _check_out_dir(self) -> dict | None:
-        """The saved state to resume from, or None for a fresh run; refuses to clobber work."""
-        from .resume import load_state
+        """The saved state to resume from, or None for a fresh run; refuses to clobber work and
+        to write where advviz cannot prove the directory is its own (advviz.outdir)."""
+        from .resume import has_state, load_state, resume_dir
 
-        cfg, has_ckpt = self.cfg, (self.out_dir / "config.json").is_file()
+        cfg = self.cfg
+        has_ckpt = outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT) == outdir.CHECKPOINT
+        outdir.check_replaceable(resume_dir(self.out_dir), outdir.RESUME)
         saved = load_state(self.out_dir) if cfg.resume else None
-        if cfg.resume and saved is None and has_ckpt:
-            raise AdvvizError(f"nothing to resume in {self.out_dir}: the run there finished "
-                              f"(or kept no resume state); use a new --out or --overwrite")
-        if not cfg.resume and not cfg.overwrite and (has_ckpt or load_state(self.out_dir) is not None):
+        if cfg.resume and saved is None:
+            if has_ckpt:
+                raise AdvvizError(f"nothing to resume in {self.out_dir}: the run there finished "
+                                  f"(or kept no resume state); use a new --out or --overwrite")
+            raise AdvvizError(f"nothing to resume in {self.out_dir}: no run saved its state there; "
+                              f"start it without --resume")
+        if not cfg.resume and not cfg.overwrite and (has_ckpt or has_state(self.out_dir)):
             raise AdvvizError(f"{self.out_dir} already holds a run; pass --resume to continue it or "
                               f"--overwrite to replace it")
         if saved is not None:
@@ -208,6 +221,23 @@ class Trainer:
         return saved
 
     def fit(self) -> TrainResult:
+        """Train under a lock on the output directory (only the process that writes, rank 0 of a
+        distributed run, takes it); the lock is released on every way out."""
+        import os
+
+        writer = int(os.environ.get("RANK", "0") or 0) == 0
+        lock = outdir.OutputLock(self.out_dir) if writer else None
+        if lock is not None:
+            outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT)  # refuse before leaving a lock file
+            lock.acquire()
+        try:
+            with _StopFlag() as stop:
+                return self._fit(stop)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, stop: "_StopFlag") -> TrainResult:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -254,16 +284,17 @@ class Trainer:
         counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
                     "best": {"dev_accuracy": -1.0}}
         if saved is not None:
-            from .resume import restore
+            from .resume import restore, resume_dir
 
             counters = restore(saved[0], saved[1], model=core, extras=self._ctx["extras_core"],
-                               optimizer=optimizer, scheduler=scheduler, method=self.method)
+                               optimizer=optimizer, scheduler=scheduler, method=self.method,
+                               directory=resume_dir(self.out_dir))
             self.log = list(saved[0]["counters"].get("log", []))
             counters.pop("log", None)
             if self.progress and acc.is_main_process:
                 tqdm.write(f"resuming {self.out_dir} at step {counters['step']} (epoch {counters['epoch']})")
-        with _StopFlag() as stop:
-            counters = self._loop(counters, stop)
+        stop.immediate = False  # from here on a signal saves the state and stops at the next step
+        counters = self._loop(counters, stop)
         return self._finish(counters)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -367,7 +398,7 @@ class Trainer:
                 save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, x["extras_core"])
         elif main and (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+                f.write(dumps(line) + "\n")
 
     def _finish(self, c: dict) -> TrainResult:
         from .resume import clear_state

@@ -34,6 +34,7 @@ def add_parsers(sub, eval_parser) -> None:
     t.add_argument("--held-out", type=float, default=0.05, help="share of texts kept for held-out perplexity")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-dir", default=None)
+    t.add_argument("--overwrite", action="store_true", help="replace the language model already in --out")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_lm_train)
 
@@ -132,8 +133,14 @@ def cmd_lm_train(args) -> int:
                         dropout=args.dropout)
     except ValueError as e:
         raise AdvvizError(str(e)) from None
+    from .. import outdir
+
     out = Path(args.out or Path("models") / f"lm-{Path(args.dataset).stem}")
-    _, m = train_lm(args.dataset, out, cfg, mcfg, args.split, args.data_dir, progress=not args.quiet)
+    with outdir.OutputLock(out, "language-model training"):
+        if outdir.check_replaceable(out, outdir.LM) == outdir.LM and not args.overwrite:
+            raise AdvvizError(f"{out} already holds a language model; pass --overwrite to replace it "
+                              f"or choose a new --out")
+        _, m = train_lm(args.dataset, out, cfg, mcfg, args.split, args.data_dir, progress=not args.quiet)
     print(f"held-out perplexity {m['held_out_perplexity']:.2f} ({m['held_out_texts']} texts, vocab "
           f"{m['vocab_size']:,}); language model: {out}")
     return 0

@@ -1,0 +1,324 @@
+"""Hostile use of the command line, round 2 (issue 12): every case is one line on stderr and a
+non-zero exit (or the documented result), and nothing advviz did not write is deleted or changed.
+
+Training runs here are a 4-unit BiGRU on a 60-line TSV (no GloVe, no real data): milliseconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from advviz.cli import main
+
+TINY = ["--arch", "bigru", "--hidden-size", "4", "--embedding-dim", "4", "--max-steps", "2", "--quiet"]
+
+
+def _toy_rows(n: int = 60, labels=(0, 1)) -> str:
+    pos, neg = "good great fine lovely superb".split(), "bad awful dull boring poor".split()
+    rows = []
+    for i in range(n):
+        y = labels[i % len(labels)]
+        w = (pos if i % 2 else neg)[i % 5]
+        rows.append(f"the film was {w} and {w}\t{y}\n")
+    return "text\tlabel\n" + "".join(rows)
+
+
+@pytest.fixture
+def toy(tmp_path) -> Path:
+    p = tmp_path / "toy.tsv"
+    p.write_text(_toy_rows())
+    return p
+
+
+def one_line(capsys, argv, code=2) -> str:
+    """Run the CLI in-process; assert exit ``code`` and exactly one ``advviz: error:`` line."""
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("advviz: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def snapshot(d: Path) -> list:
+    return sorted((str(p.relative_to(d)), p.is_dir(), p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+                  for p in d.rglob("*"))
+
+
+def train(toy, out, *extra):
+    return [str(a) for a in ["train", "--dataset", toy, *TINY, "--out", out, *extra]]
+
+
+# ---------------------------------------------------------------------------------- data loss
+
+
+def _notes(d: Path) -> Path:
+    d.mkdir(parents=True)
+    (d / "notes.txt").write_text("my thesis")
+    (d / "sub").mkdir()
+    (d / "sub" / "data.csv").write_text("a,b\n")
+    return d
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"], ["--resume"]])
+def test_train_out_foreign_folder_refused(toy, tmp_path, capsys, flags):
+    d = _notes(tmp_path / "notes")
+    before = snapshot(tmp_path)
+    line = one_line(capsys, train(toy, d, *flags))
+    assert "refusing" in line or "nothing to resume" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_train_out_group_folder_of_checkpoints_refused(toy, tmp_path, capsys):
+    group = tmp_path / "group"
+    assert main(train(toy, group / "a")) == 0
+    before = snapshot(tmp_path)
+    line = one_line(capsys, train(toy, group, "--overwrite"))
+    assert "not an advviz checkpoint" in line and "group" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_train_out_current_directory_refused(toy, tmp_path, capsys, monkeypatch):
+    work = _notes(tmp_path / "work")
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
+    line = one_line(capsys, train(toy, ".", "--overwrite"))
+    assert "current directory" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_train_out_regular_file_refused(toy, tmp_path, capsys):
+    f = tmp_path / "results.txt"
+    f.write_text("keep me")
+    line = one_line(capsys, train(toy, f, "--overwrite"))
+    assert "is a file" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.txt", "toy.tsv"]
+    assert f.read_text() == "keep me"
+
+
+def test_train_out_symlink_refused(toy, tmp_path, capsys):
+    target = _notes(tmp_path / "target")
+    (tmp_path / "link").symlink_to(target)
+    before = snapshot(target)
+    assert "symbolic link" in one_line(capsys, train(toy, tmp_path / "link", "--overwrite"))
+    assert snapshot(target) == before and (tmp_path / "link").is_symlink()
+
+
+def test_checkpoint_with_a_foreign_file_is_not_replaced(toy, tmp_path, capsys):
+    out = tmp_path / "ck"
+    assert main(train(toy, out)) == 0
+    (out / "my-notes.md").write_text("observations")
+    before = snapshot(tmp_path)
+    assert "my-notes.md" in one_line(capsys, train(toy, out, "--overwrite"))
+    assert snapshot(tmp_path) == before
+
+
+def test_empty_and_missing_out_are_used(toy, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(train(toy, tmp_path / "empty")) == 0
+    assert main(train(toy, tmp_path / "new" / "deeper")) == 0
+    for d in (tmp_path / "empty", tmp_path / "new" / "deeper"):
+        assert (d / "model.safetensors").is_file()
+    assert main(train(toy, tmp_path / "empty", "--overwrite")) == 0  # its own checkpoint: replaced
+
+
+def test_save_checkpoint_refuses_foreign_directory(tiny_lstm, tmp_path):
+    from advviz.checkpoint import save_checkpoint
+    from advviz.errors import AdvvizError
+
+    d = _notes(tmp_path / "notes")
+    before = snapshot(tmp_path)
+    with pytest.raises(AdvvizError, match="advviz only replaces"):
+        save_checkpoint(d, tiny_lstm, {"data": {"name": "x", "label_names": ["a", "b"]}}, {})
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_lm_train_out_foreign_folder_refused(toy, tmp_path, capsys, flags):
+    d = _notes(tmp_path / "notes")
+    before = snapshot(tmp_path)
+    assert "refusing" in one_line(capsys, ["lm", "train", "--dataset", toy, "--out", d, "--epochs", "1",
+                                           "--embedding-dim", "4", "--hidden-size", "4", "--quiet", *flags])
+    assert snapshot(tmp_path) == before
+
+
+def test_lm_train_replaces_its_own_lm_only_with_overwrite(toy, tmp_path, capsys):
+    argv = ["lm", "train", "--dataset", toy, "--out", tmp_path / "lm", "--epochs", "1", "--embedding-dim", "4",
+            "--hidden-size", "4", "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    capsys.readouterr()
+    assert "already holds a language model" in one_line(capsys, argv)
+    assert main([str(a) for a in argv + ["--overwrite"]]) == 0
+    ck = tmp_path / "ck"
+    assert main(train(toy, ck)) == 0
+    capsys.readouterr()
+    assert "holds an advviz checkpoint" in one_line(capsys, argv[:5] + [ck] + argv[6:] + ["--overwrite"])
+
+
+def test_registry_delete_refuses_checkpoint_with_foreign_file(toy, tmp_path):
+    from advviz import registry
+    from advviz.errors import AdvvizError
+
+    assert main(train(toy, tmp_path / "root" / "ck")) == 0
+    (tmp_path / "root" / "ck" / "notes.txt").write_text("mine")
+    with pytest.raises(AdvvizError, match="notes.txt"):
+        registry.delete(tmp_path / "root", "ck")
+    assert (tmp_path / "root" / "ck" / "notes.txt").read_text() == "mine"
+    (tmp_path / "root" / "ck" / "notes.txt").unlink()
+    registry.delete(tmp_path / "root", "ck")
+    assert not (tmp_path / "root" / "ck").exists()
+
+
+def test_background_forget_refuses_job_dir_with_foreign_file(tmp_path):
+    from advviz import background
+    from advviz.errors import AdvvizError
+
+    job = tmp_path / ".jobs" / "j1"
+    job.mkdir(parents=True)
+    (job / "job.json").write_text(json.dumps({"id": "j1", "names": ["x"], "commands": [["train"]], "started": 0}))
+    (job / "rc").write_text("0")
+    (job / "thesis.tex").write_text("mine")
+    with pytest.raises(AdvvizError, match="thesis.tex"):
+        background.forget(tmp_path, "j1")
+    assert (job / "thesis.tex").is_file()
+
+
+# ---------------------------------------------------------------------------------- the lock
+
+
+def _lock(out: Path) -> Path:
+    return out.parent / f".{out.name}.lock"
+
+
+def _write_lock(out: Path, pid: int) -> None:
+    from advviz.outdir import _proc_start
+
+    _lock(out).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": time.time() - 60,
+                                      "proc_start": _proc_start(pid), "token": "t"}))
+
+
+def test_second_run_refused_while_first_holds_the_lock_and_sigterm_releases_it(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    first = subprocess.Popen([sys.executable, "-m", "advviz", *train(toy, out)[:-2], "--max-steps", "100000",
+                              "--epochs", "100000", "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + 120
+        while not (out / "model.safetensors").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        before = snapshot(out)
+        line = one_line(capsys, train(toy, out, "--overwrite"))
+        assert "in use by another advviz run" in line and f"pid {first.pid}" in line
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, err[-2000:]
+    assert not _lock(out).exists()
+    assert (out / "model.safetensors").is_file() and before[0][0] == snapshot(out)[0][0]
+
+
+def test_lock_of_a_live_process_refuses(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _write_lock(out, holder.pid)
+        line = one_line(capsys, train(toy, out))
+        assert f"pid {holder.pid}" in line
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_lock_is_taken_over_and_released(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_lock(out, dead.pid)
+    assert main(train(toy, out)) == 0
+    assert (out / "model.safetensors").is_file() and not _lock(out).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "toy.tsv"]
+
+
+def test_lock_released_when_the_run_fails(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    one_line(capsys, train(toy, out, "--resume"))
+    assert not _lock(out).exists()
+
+
+def test_lock_from_another_host_names_it(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    _lock(out).write_text(json.dumps({"pid": 4242, "host": "elsewhere.example", "started": time.time(), "token": "t"}))
+    line = one_line(capsys, train(toy, out))
+    assert "pid 4242 on host elsewhere.example" in line and str(_lock(out)) in line
+
+
+# ---------------------------------------------------------------------------------- resume
+
+
+def test_resume_of_a_missing_directory_refused(toy, tmp_path, capsys):
+    assert "nothing to resume" in one_line(capsys, train(toy, tmp_path / "never", "--resume"))
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.fixture
+def stopped(toy, tmp_path, monkeypatch) -> Path:
+    """A checkpoint with its resume state kept (as after an interruption at the last step)."""
+    import advviz.resume
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(advviz.resume, "clear_state", lambda out_dir: None)
+        assert main(train(toy, out, "--save-every", "1")) == 0
+    assert (tmp_path / ".run.resume" / "state.json").is_file()
+    return out
+
+
+def _edit_tensors(d: Path, keep):
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(d / "tensors.safetensors"))
+    save_file({k: v for k, v in t.items() if keep(k)}, str(d / "tensors.safetensors"))
+
+
+def _edit_state(d: Path, fn):
+    s = json.loads((d / "state.json").read_text())
+    (d / "state.json").write_text(json.dumps(fn(s)))
+
+
+TAMPER = {
+    "model tensors missing": lambda d: _edit_tensors(d, lambda k: not k.startswith("model.")),
+    "optimizer moments missing": lambda d: _edit_tensors(d, lambda k: not k.startswith("opt.")),
+    "rng state missing": lambda d: _edit_tensors(d, lambda k: k != "rng.torch"),
+    "tensors truncated": lambda d: (d / "tensors.safetensors").write_bytes(b"\x10\x00"),
+    "tensors file missing": lambda d: (d / "tensors.safetensors").unlink(),
+    "state.json missing": lambda d: (d / "state.json").unlink(),
+    "state.json a list": lambda d: (d / "state.json").write_text("[]"),
+    "state.json not JSON": lambda d: (d / "state.json").write_text("{counters"),
+    "state.json without counters": lambda d: _edit_state(d, lambda s: {k: v for k, v in s.items() if k != "counters"}),
+    "counters not numbers": lambda d: _edit_state(d, lambda s: {**s, "counters": {**s["counters"], "step": "3"}}),
+    "run settings missing": lambda d: _edit_state(d, lambda s: {**s, "run": {}}),
+    "state.json nested 100000 deep": lambda d: (d / "state.json").write_text("[" * 100_000 + "]" * 100_000),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPER))
+def test_resume_refuses_what_it_cannot_restore(stopped, toy, capsys, case):
+    TAMPER[case](stopped.parent / ".run.resume")
+    before = snapshot(stopped)
+    line = one_line(capsys, train(toy, stopped, "--save-every", "1", "--resume"))
+    assert "cannot be restored completely" in line
+    assert snapshot(stopped) == before
