@@ -107,9 +107,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_max_examples(n, flag: str = "--max-examples") -> None:
+    if n is not None and n <= 0:
+        raise AdvvizError(f"{flag} must be positive, got {n} (leave it out to use every example)")
+
+
 def cmd_eval(args) -> int:
     from .api import load
 
+    check_max_examples(args.max_examples)
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
     res = model.evaluate(name, args.split, args.max_examples, args.data_dir)

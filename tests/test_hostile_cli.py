@@ -322,3 +322,81 @@ def test_resume_refuses_what_it_cannot_restore(stopped, toy, capsys, case):
     line = one_line(capsys, train(toy, stopped, "--save-every", "1", "--resume"))
     assert "cannot be restored completely" in line
     assert snapshot(stopped) == before
+
+
+# ---------------------------------------------------------------------------------- labels
+
+def _tsv(labels) -> str:
+    return "text\tlabel\n" + "".join(f"text number {i}\t{y}\n" for i, y in enumerate(labels))
+
+
+def _jsonl(objs) -> str:
+    return "".join((o if isinstance(o, str) else json.dumps(o)) + "\n" for o in objs)
+
+
+ROWS = [{"text": f"t{i}", "label": i % 2} for i in range(20)]
+DATA_CASES = {
+    "jsonl line without a label": ("d.jsonl", _jsonl(ROWS[:5] + [{"text": "x"}] + ROWS), r"d\.jsonl: line 6: no label"),
+    "jsonl label null": ("d.jsonl", _jsonl(ROWS[:3] + [{"text": "x", "label": None}] + ROWS), r"line 4: no label"),
+    "jsonl label a list": ("d.jsonl", _jsonl(ROWS[:3] + [{"text": "x", "label": [1]}] + ROWS), r"line 4: .*a string or an integer"),
+    "jsonl duplicated key": ("d.jsonl", _jsonl(ROWS[:2] + ['{"text": "x", "label": 0, "label": 1}'] + ROWS),
+                             r"line 3: key 'label' appears twice"),
+    "tsv row without the label field": ("d.tsv", _tsv([0, 1, 0]) + "no label here\n" + _tsv([1, 0] * 9)[11:],
+                                        r"d\.tsv: line 5: 1 field but the header has 2"),
+    "tsv row with an extra field": ("d.tsv", _tsv([0, 1]) + "a\tb\t1\n" + _tsv([1, 0] * 9)[11:], r"line 4: 3 fields"),
+    "csv empty label": ("d.csv", "text,label\n" + "a,0\nb,1\n" * 9 + "c, \n", r"d\.csv: line 20: empty label"),
+    "one label of 100000": ("d.tsv", _tsv([0, 1] * 10 + [100000]), r"integer labels must be 0\.\.C−1.*0, 1, 100000"),
+    "every label 10**9": ("d.tsv", _tsv([10**9] * 20), r"only one class|integer labels must be"),
+    "labels 1 and 5": ("d.tsv", _tsv([1, 5] * 10), r"integer labels must be 0\.\.C−1.*found 1, 5"),
+    "labels 1 and 2": ("d.tsv", _tsv([1, 2] * 10), r"found 1, 2.*renumber them 0\.\.1"),
+    "a single class": ("d.tsv", _tsv([0] * 20), r"only one class \(0\)"),
+    "a single string class": ("d.csv", "text,label\n" + "a,pos\n" * 20, r"only one class \(pos\)"),
+    "duplicated label header": ("d.tsv", "text\tlabel\tlabel\n" + "a\t0\t1\n" * 20, r"line 1: column 'label' appears twice"),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_labels_are_validated_when_read(tmp_path, case):
+    from advviz.data import load_splits
+    from advviz.errors import AdvvizError
+
+    name, content, match = DATA_CASES[case]
+    (tmp_path / name).write_text(content)
+    with pytest.raises(AdvvizError, match=match) as e:
+        load_splits(str(tmp_path / name))
+    assert "\n" not in str(e.value)
+
+
+def test_train_on_bad_labels_is_one_line_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "d.tsv").write_text(_tsv([1, 5] * 10))
+    assert "integer labels must be" in one_line(capsys, train(tmp_path / "d.tsv", tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tsv"]
+
+
+def test_string_labels_still_mapped_and_recorded(tmp_path, toy, capsys):
+    (tmp_path / "s.tsv").write_text("text\tlabel\n" + "".join(f"w{i}\t{['pos', 'neg'][i % 2]}\n" for i in range(40)))
+    assert main(train(tmp_path / "s.tsv", tmp_path / "ck")) == 0
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert cfg["data"]["label_names"] == ["neg", "pos"] and cfg["data"]["label_mapping"] == {"neg": 0, "pos": 1}
+
+
+@pytest.fixture
+def toy_model(toy, tmp_path) -> Path:
+    assert main(train(toy, tmp_path / "ck")) == 0
+    return tmp_path / "ck"
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2, 3] * 10, ["neg", "pos"] * 20])
+@pytest.mark.parametrize("attack", [[], ["--attack", "fgsm"]])
+def test_eval_on_another_label_set_refused(toy_model, tmp_path, capsys, labels, attack):
+    (tmp_path / "other.tsv").write_text(_tsv(labels))
+    line = one_line(capsys, ["eval", toy_model, "--dataset", tmp_path / "other.tsv", "--split", "train", *attack])
+    assert "was trained on labels ['0', '1']" in line
+
+
+def test_labels_matched_by_name_in_the_models_order():
+    from advviz.data import TextDataset, align_labels
+
+    ds = TextDataset("f", "dev", ["a", "b", "c"], [0, 1, 0], ["neg", "pos"])
+    assert align_labels(ds, ["pos", "neg"], "m", "f").labels == [1, 0, 1]
+    assert align_labels(ds, ["neg", "pos"], "m", "f") is ds

@@ -94,15 +94,10 @@ def _split_flags(p, n_flag: str = "--max-examples") -> None:
 
 def _examples(args, model):
     """The (sub)set of the split, saying so when --n/--max-examples exceeds it."""
-    from ..data import load_dataset
-
     if args.max_examples is not None and args.max_examples <= 0:
         raise AdvvizError("--n / --max-examples must be positive")
     name = args.dataset or model.config["data"]["name"]
-    ds = load_dataset(name, args.split, args.data_dir)
-    if list(model.label_names) != list(ds.label_names):
-        raise AdvvizError(f"{model.name} was trained on labels {list(model.label_names)} but {name} has "
-                          f"{list(ds.label_names)}")
+    ds = model.examples(name, args.split, args.data_dir)
     if args.max_examples is not None and args.max_examples > len(ds):
         print(f"advviz: note: asked for {args.max_examples} examples but {name}/{args.split} has {len(ds)}; "
               f"using all {len(ds)}", file=sys.stderr)

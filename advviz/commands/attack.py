@@ -103,14 +103,18 @@ def cmd_eval_attack(args, previous) -> int:
         return previous(args)
     from ..api import load
     from ..cli import method_overrides
-    from ..data import load_dataset
     from ..evaluate import evaluate
     from ..robustness import evaluate_under_attack, parse_epsilons
 
+    from ..cli import check_max_examples
+
+    check_max_examples(args.max_examples)
     eps = parse_epsilons(args.eps) if args.eps is not None else None
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
-    ds = load_dataset(name, args.split, args.data_dir).subset(args.max_examples, 0)
+    ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, 0)
+    if len(ds) == 0:
+        raise AdvvizError(f"{name}/{args.split} has no examples to evaluate")
     res = {"model": str(args.checkpoint), "dataset": name, "split": args.split,
            **evaluate(model.classifier, ds.texts, ds.labels)}
     attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, method_overrides(args), eps,

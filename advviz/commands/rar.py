@@ -13,8 +13,8 @@ from ..errors import AdvvizError
 def cmd_reconstruct(args) -> int:
     from ..api import load
     from ..cli import method_overrides
-    from ..data import load_dataset
     from ..methods import METHODS
+    from ..stats import check_same_labels
     from ..reconstruct import reconstruct_dataset, summarize
 
     if args.attack not in METHODS or not METHODS[args.attack].is_attack:
@@ -24,8 +24,10 @@ def cmd_reconstruct(args) -> int:
     if model.rar_head is None:
         raise AdvvizError(f"{args.checkpoint} has no RAR head: train it with --method rar or carl+rar")
     judge = load(args.judge) if args.judge else None
+    if judge is not None:
+        check_same_labels(model, judge)
     name = args.dataset or model.config["data"]["name"]
-    ds = load_dataset(name, args.split, args.data_dir).subset(args.max_examples, args.seed)
+    ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, args.seed)
     df = reconstruct_dataset(model, ds.texts, ds.labels, args.attack, method_overrides(args), judge,
                              args.batch_size, args.seed, progress=not args.quiet)
     s = summarize(df)
