@@ -32,3 +32,25 @@ def check_fits(nbytes: float, what: str, fix: str) -> None:
     have = available_memory()
     if nbytes > have:
         raise AdvvizError(f"{what} would need about {_gb(nbytes)} of memory but {_gb(have)} is available; {fix}")
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (accelerate's set_seed) takes 0..2**32-1
+
+
+def seed_problem(seed, flag: str = "--seed") -> str | None:
+    """Why ``seed`` is not a usable seed (None when it is): integers 0..2**32−1 everywhere."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        return f"{flag} must be in 0..{MAX_SEED}, got {seed}"
+    return None
+
+
+def check_seed(seed, flag: str = "--seed") -> None:
+    """One line for a seed numpy/torch would reject with a traceback."""
+    problem = seed_problem(seed, flag)
+    if problem:
+        raise AdvvizError(problem)
+
+
+def check_positive(value, flag: str) -> None:
+    if value is not None and value <= 0:
+        raise AdvvizError(f"{flag} must be positive, got {value}")

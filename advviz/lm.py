@@ -222,6 +222,16 @@ class LMTrainConfig:
             raise ValueError("--held-out must be in (0, 0.5)")
         if self.max_train is not None and self.max_train < 10:
             raise ValueError("--max-train must be at least 10")
+        if not (0 < self.lr < 1):
+            raise ValueError(f"--lr must be in (0, 1), got {self.lr}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"the gradient clip must be a positive number, got {self.grad_clip}")
+        if self.max_vocab < 5 or self.min_freq < 1:
+            raise ValueError("--max-vocab must be at least 5 (<pad> <unk> <s> </s> and a word) and --min-freq at least 1")
+        from .limits import seed_problem
+
+        if seed_problem(self.seed):
+            raise ValueError(seed_problem(self.seed))
 
 
 def split_held_out(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:

@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import AdvvizError
+from .limits import check_fits
+
 EPS = 1e-12
 
 
@@ -75,6 +78,13 @@ class NeighborIndex:
         m = _np32(matrix)  # (V, D)
         V, D = m.shape
         keep = np.array([i for i in range(V) if i not in self.exclude], dtype=np.int64)  # (V',)
+        if len(keep) == 0:
+            raise AdvvizError("the vocabulary has no words to move towards (every entry is padding, a special "
+                              "token or <unk>); train with a lower --min-freq")
+        if self.k > len(keep):
+            raise AdvvizError(f"--k {self.k} is larger than the vocabulary ({len(keep):,} words that can be "
+                              f"neighbours); use --k {min(len(keep), 15)}")
+        check_fits(V * self.k * 8, f"a neighbour table of {V:,} × {self.k:,} ids", "lower --k")
         rows = m[keep]
         if self.metric == "cosine":
             rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), EPS)

@@ -249,12 +249,11 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out_md: str | os.PathLike) -> tuple[Path, Path]:
+    from .outputs import write_output
+
     out_md = Path(out_md)
     out_json = out_md.with_suffix(".json")
-    try:
-        out_md.parent.mkdir(parents=True, exist_ok=True)
-        out_md.write_text(render_markdown(report) + "\n", encoding="utf-8")
-        out_json.write_text(dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise AdvvizError(f"cannot write the report to {out_md}: {e.strerror or e}") from None
+    write_output(out_md, lambda tmp: tmp.write_text(render_markdown(report) + "\n", encoding="utf-8"))
+    write_output(out_json, lambda tmp: tmp.write_text(dumps(report, indent=2) + "\n", encoding="utf-8"),
+                 "--out (JSON)")
     return out_md, out_json

@@ -22,6 +22,7 @@ from .checkpoint import save_checkpoint, write_json_atomic
 from .data import TextDataset, load_splits
 from .errors import AdvvizError
 from .jsonio import dumps
+from .limits import check_fits, seed_problem
 from .evaluate import evaluate
 from .methods import Method, build_method
 from .models import ModelOptions, build_model
@@ -67,6 +68,14 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
         if self.lr is not None and not (0 < self.lr < 1):
             raise ValueError("--lr must be in (0, 1)")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup <= 1:
+            raise ValueError(f"--warmup must be in [0, 1], got {self.warmup}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"--grad-clip must be a positive number (the largest gradient norm), got {self.grad_clip}")
+        if seed_problem(self.seed):
+            raise ValueError(seed_problem(self.seed))
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError("--mixed-precision must be no, fp16 or bf16")
 
@@ -251,7 +260,15 @@ class Trainer:
         dev = splits["dev"].subset(cfg.max_eval, cfg.seed)
         if len(train) == 0:
             raise AdvvizError("the train split is empty")
+        if len(dev) == 0:
+            raise AdvvizError(f"the dev split of '{cfg.dataset}' is empty: there is nothing to select checkpoints on")
+        if len(set(train.labels)) < 2:
+            raise AdvvizError(f"the train examples hold only one class ({train.label_names[train.labels[0]]})"
+                              + (f" in the --max-train {cfg.max_train} subset" if cfg.max_train else "")
+                              + "; a classifier needs at least two")
+        self._check_size(train)
         model, model_info = build_model(cfg.arch, train.texts, train.num_labels, self.opts, cfg.seed)
+        self._check_model(model, model_info, len(train))
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         self.method.setup(model, train)
         extras = self.method.extra_modules()
@@ -296,6 +313,41 @@ class Trainer:
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
         counters = self._loop(counters, stop)
         return self._finish(counters)
+
+    def _check_size(self, train: TextDataset) -> None:
+        """Refuse an RNN that cannot fit in memory before building it: weights, gradients and the
+        two AdamW moments of the embedding (at most --max-vocab rows), recurrent and head layers."""
+        if not self.cfg.is_rnn:
+            return
+        o, bi = self.opts, self.cfg.arch == "bigru"
+        D = (o.embedding_dim or 200) if bi else 50  # lstm: GloVe-50d
+        h = o.hidden_size or (200 if bi else 256)
+        m = (256 if bi else 30) if o.mlp_hidden is None else o.mlp_hidden
+        V = min(o.max_vocab, 2 + sum(len(t) for t in train.texts))  # never more words than characters
+        gates, dirs = (3, 2) if bi else (4, 1)
+        H, C = h * dirs, train.num_labels
+        params = V * D + dirs * gates * h * (D + h + 2) + (H * m + m + m * C + C if m else H * C + C)
+        flags = "--hidden-size" + (", --embedding-dim" if bi else "") + (" or --mlp-hidden" if m else "")
+        check_fits(16 * params, f"a {self.cfg.arch} of {params:,.0f} parameters (weights, gradients, AdamW state)",
+                   f"lower {flags}")
+
+    def _check_model(self, model, model_info: dict, n_train: int) -> None:
+        """What the built model cannot work with: a vocabulary without a single word (every token
+        would be <unk>; the neighbour-based methods would have nothing to move towards), or a
+        --max-length beyond the positions a transformer was trained with."""
+        cfg = self.cfg
+        if cfg.is_rnn and model_info.get("vocab_size", 3) <= 2:
+            raise AdvvizError(f"the vocabulary has no words: none occurs --min-freq {self.opts.min_freq} times in "
+                              f"the {n_train} train texts; lower --min-freq")
+        if not cfg.is_rnn:
+            enc = getattr(model, "encoder", None)
+            limit = getattr(getattr(enc, "config", None), "max_position_embeddings", None)
+            tok_limit = getattr(getattr(model.tokenizer, "hf", None), "model_max_length", None)
+            if isinstance(tok_limit, int) and tok_limit < 10**6:
+                limit = min(limit, tok_limit) if isinstance(limit, int) else tok_limit
+            if isinstance(limit, int) and model.tokenizer.max_length > limit:
+                raise AdvvizError(f"--max-length {model.tokenizer.max_length} is more than {cfg.arch} takes "
+                                  f"({limit} positions); use --max-length {limit} or less")
 
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self, c: dict, stop: _StopFlag) -> dict:

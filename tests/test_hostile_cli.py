@@ -400,3 +400,153 @@ def test_labels_matched_by_name_in_the_models_order():
     ds = TextDataset("f", "dev", ["a", "b", "c"], [0, 1, 0], ["neg", "pos"])
     assert align_labels(ds, ["pos", "neg"], "m", "f").labels == [1, 0, 1]
     assert align_labels(ds, ["neg", "pos"], "m", "f") is ds
+
+
+# ---------------------------------------------------------------------------------- flags
+
+
+TRAIN_FLAG_CASES = {
+    "--grad-clip -1 (gradient ascent)": (["--grad-clip", "-1"], "--grad-clip must be a positive number"),
+    "--grad-clip nan": (["--grad-clip", "nan"], "--grad-clip must be a positive number"),
+    "--weight-decay nan": (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
+    "--weight-decay -1": (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0"),
+    "--warmup nan": (["--warmup", "nan"], "--warmup must be in [0, 1]"),
+    "--seed -1": (["--seed", "-1"], r"--seed must be in 0..4294967295"),
+    "--seed 99999999999": (["--seed", "99999999999"], r"--seed must be in 0..4294967295"),
+    "--max-vocab 0 (was ignored)": (["--max-vocab", "0"], "--max-vocab must be at least 3"),
+    "--min-freq 0": (["--min-freq", "0"], "--min-freq must be at least 1"),
+    "--hidden-size 1000000": (["--hidden-size", "1000000"], "would need about"),
+    "--embedding-dim 100000000": (["--embedding-dim", "100000000"], "would need about"),
+    "--min-freq 100000 (no word left)": (["--min-freq", "100000"], "the vocabulary has no words"),
+    "spgd --k 100000": (["--method", "spgd", "--k", "100000"], "--k 100000 is larger than the vocabulary"),
+    "iadvt, no word left": (["--method", "iadvt", "--min-freq", "100000"], "the vocabulary has no words"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_FLAG_CASES))
+def test_train_flags_refused_before_anything_is_written(toy, tmp_path, capsys, case):
+    flags, message = TRAIN_FLAG_CASES[case]
+    line = one_line(capsys, train(toy, tmp_path / "out") + flags)
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.tsv"]
+
+
+def test_mlp_hidden_zero_means_no_hidden_layer(toy, tmp_path):
+    assert main(train(toy, tmp_path / "out", "--mlp-hidden", "0")) == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model"]["mlp_hidden"] == 0
+
+
+def test_minilm_max_length_beyond_its_positions_refused(toy, tmp_path, capsys):
+    line = one_line(capsys, ["train", "--dataset", toy, "--arch", "minilm", "--max-length", "1000", "--max-steps",
+                             "1", "--out", tmp_path / "out", "--quiet"])
+    assert "--max-length 1000" in line and "512" in line
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "{ck}", "--max-examples", "-3"], "--max-examples must be positive"),
+    (["eval", "{ck}", "--max-examples", "0", "--json"], "--max-examples must be positive"),
+    (["eval", "{ck}", "--attack", "fgsm", "--max-examples", "0"], "--max-examples must be positive"),
+    (["eval", "{ck}", "--attack", "fgsm", "--attack-seed", "-1"], "--attack-seed must be in"),
+    (["inspect", "{ck}", "--text", "good film", "--seed", "-5"], "--seed must be in"),
+    (["compare", "{ck}", "{ck}", "--seed", "99999999999"], "--seed must be in"),
+    (["reconstruct", "{ck}", "--batch-size", "0"], "--batch-size must be positive"),
+    (["lm", "train", "--dataset", "{toy}", "--seed", "-1", "--out", "{tmp}/lm"], "--seed must be in"),
+    (["lm", "train", "--dataset", "{toy}", "--lr", "nan", "--out", "{tmp}/lm"], "--lr must be"),
+])
+def test_command_flags_one_line(toy_model, toy, tmp_path, capsys, argv, message):
+    argv = [a.format(ck=toy_model, toy=toy, tmp=tmp_path) for a in argv]
+    assert message in one_line(capsys, argv)
+
+
+def test_compare_one_example_is_valid_json_with_reasons(toy_model, toy, capsys):
+    assert main(["compare", str(toy_model), str(toy_model), "--dataset", str(toy), "--split", "train",
+                 "--max-examples", "1", "--json", "--n-boot", "10"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+    assert r["t"] is None and r["p"] is None and "2 examples" in r["t_test"]
+
+
+def test_json_output_never_has_nan():
+    from advviz.jsonio import dumps
+
+    assert json.loads(dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
+
+
+# ---------------------------------------------------------------------------------- data files
+
+
+def test_gzip_bomb_is_bounded(tmp_path, monkeypatch):
+    import gzip
+
+    import advviz.data
+    from advviz.data import load_splits
+    from advviz.errors import AdvvizError
+
+    monkeypatch.setattr(advviz.data, "MAX_DATA_BYTES", 1 << 20)
+    p = tmp_path / "bomb.tsv.gz"
+    p.write_bytes(gzip.compress(b"text\tlabel\n" + b"a" * (8 << 20) + b"\t0\n"))
+    assert p.stat().st_size < 100_000
+    with pytest.raises(AdvvizError, match="more than 1 MB of data once decompressed"):
+        load_splits(str(p))
+
+
+def test_unreadable_data_file_is_one_line(toy, tmp_path, capsys, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    assert "Permission denied" in one_line(capsys, train(toy, tmp_path / "out"))
+
+
+def test_data_path_that_is_a_directory_or_fifo(tmp_path, capsys):
+    (tmp_path / "dir.tsv").mkdir()
+    os.mkfifo(tmp_path / "fifo.tsv")
+    for name in ("dir.tsv", "fifo.tsv"):
+        line = one_line(capsys, train(tmp_path / name, tmp_path / "out"))
+        assert "not a regular file" in line or "no such file" in line
+
+
+# ---------------------------------------------------------------------------------- output files
+
+
+@pytest.fixture
+def rar_model(toy, tmp_path) -> Path:
+    assert main(train(toy, tmp_path / "rar", "--method", "rar")) == 0
+    return tmp_path / "rar"
+
+
+def test_reconstruct_out_directory_refused_before_the_work(rar_model, toy, tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    line = one_line(capsys, ["reconstruct", rar_model, "--dataset", toy, "--split", "train", "--out",
+                             tmp_path / "results", "--quiet"])
+    assert "is a directory" in line and list((tmp_path / "results").iterdir()) == []
+
+
+def test_reconstruct_judge_with_other_labels_refused(rar_model, toy, tmp_path, capsys):
+    (tmp_path / "s.tsv").write_text("text\tlabel\n" + "".join(f"w{i} good\t{['pos', 'neg'][i % 2]}\n" for i in range(40)))
+    assert main(train(tmp_path / "s.tsv", tmp_path / "judge")) == 0
+    capsys.readouterr()
+    line = one_line(capsys, ["reconstruct", rar_model, "--dataset", toy, "--split", "train", "--judge",
+                             tmp_path / "judge", "--quiet"])
+    assert "different label sets" in line
+
+
+def test_reconstruct_writes_csv_whole(rar_model, toy, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert main([str(a) for a in ["reconstruct", rar_model, "--dataset", toy, "--split", "train", "--max-examples",
+                                  "8", "--out", out, "--quiet"]]) == 0
+    assert out.read_text().count("\n") >= 9 and not list(tmp_path.glob(".r.csv.tmp-*"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["project", "{ck}", "--dataset", "{toy}", "--split", "train", "--reducer", "pca", "--out", "{out}.csv", "--no-cache"],
+    ["report", "{ck}", "--dataset", "{toy}", "--split", "train", "--attack", "fgsm", "--eps", "0.1", "--out", "{out}.md"],
+    ["eval", "{ck}", "--dataset", "{toy}", "--split", "train", "--attack", "fgsm", "--per-example", "{out}.jsonl"],
+])
+def test_output_file_that_is_a_directory_refused(toy_model, toy, tmp_path, capsys, argv):
+    out = tmp_path / "o"
+    name = {"project": "o.csv", "report": "o.md", "eval": "o.jsonl"}[argv[0]]
+    (tmp_path / name).mkdir()
+    line = one_line(capsys, [a.format(ck=toy_model, toy=toy, out=out) for a in argv])
+    assert "is a directory" in line
+    assert list((tmp_path / name).iterdir()) == [] and not list(tmp_path.glob(".o.*tmp-*"))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..errors import AdvvizError
+from ..jsonio import dumps
 
 
 def add_parsers(sub, eval_parser) -> None:
@@ -104,6 +104,15 @@ def _examples(args, model):
     return name, ds.subset(args.max_examples, args.seed)
 
 
+def _check_common(args) -> None:
+    """--seed and --n / --max-examples of the analysis commands, before anything is loaded."""
+    from ..limits import check_seed
+
+    check_seed(args.seed)
+    if args.max_examples is not None and args.max_examples <= 0:
+        raise AdvvizError(f"--n / --max-examples must be positive, got {args.max_examples}")
+
+
 def _attack_list(values) -> list[str]:
     from ..methods import attacks
 
@@ -147,6 +156,7 @@ def cmd_perplexity(args) -> int:
     from ..lm import adversarial_perplexity, load_lm
     from ..report import parse_attack_spec
 
+    _check_common(args)
     names = _attack_list(args.attack)
     lm = load_lm(args.lm)
     model = load(args.checkpoint)
@@ -159,7 +169,7 @@ def cmd_perplexity(args) -> int:
                                    args.seed, progress=not (args.json or args.quiet))
         out["attacks"].append({**r, "attack": spec})
     if args.json:
-        print(json.dumps(out))
+        print(dumps(out))
         return 0
     print(f"{dataset}/{args.split}, {len(ds)} texts; LM {args.lm}")
     print(f"{'attack':10s} {'original':>10s} {'adversarial':>12s} {'gap':>8s} {'changed/text':>13s}")
@@ -173,20 +183,24 @@ def cmd_compare(args) -> int:
     from ..api import load
     from ..stats import check_same_labels, compare_models
 
+    _check_common(args)
     a, b = load(args.checkpoint_a), load(args.checkpoint_b)
     check_same_labels(a, b)
     dataset, ds = _examples(args, a)
     r = compare_models(a, b, ds.texts, ds.labels, args.n_boot, args.seed, progress=not (args.json or args.quiet))
     r = {"dataset": dataset, "split": args.split, **r}
     if args.json:
-        print(json.dumps(r))
+        print(dumps(r))
         return 0
     mc = r["mcnemar"]
     print(f"{dataset}/{args.split}, n {r['n']}")
     print(f"  A {a.name}: accuracy {r['accuracy_a']:.4f}  loss {r['loss_a']:.4f}")
     print(f"  B {b.name}: accuracy {r['accuracy_b']:.4f}  loss {r['loss_b']:.4f}")
     print(f"  difference A−B {r['accuracy_diff']:+.4f}, 95% bootstrap CI [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
-    print(f"  paired t-test on losses: t {r['t']:.3f}, p {r['p']:.4g}")
+    if r["t"] is None:
+        print(f"  paired t-test on losses: {r['t_test']}")
+    else:
+        print(f"  paired t-test on losses: t {r['t']:.3f}, p {r['p']:.4g}")
     print(f"  McNemar ({mc['method']}, b={mc['b']}, c={mc['c']}): statistic {mc['statistic']:.3f}, p {mc['p']:.4g}")
     return 0
 
@@ -194,12 +208,17 @@ def cmd_compare(args) -> int:
 def cmd_project(args) -> int:
     from tqdm.auto import tqdm
 
+    _check_common(args)
     from ..api import load
     from ..cli import method_overrides
     from ..projection import default_cache_dir, project_representations, write_table
 
+    from ..outputs import check_output_file, write_output
+
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
+    check_output_file(args.out)
+    check_output_file(Path(args.out).with_suffix(".metrics.json"), "--out (metrics)")
     model = load(args.checkpoint)
     _, ds = _examples(args, model)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -216,11 +235,11 @@ def cmd_project(args) -> int:
     bar.close()
     out = write_table(df, args.out)
     side = out.with_suffix(".metrics.json")
-    side.write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    write_output(side, lambda tmp: tmp.write_text(dumps(m, indent=2) + "\n", encoding="utf-8"), "--out (metrics)")
     if m.get("fallback"):
         print(f"advviz: note: {m['fallback']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"table": str(out), "metrics_file": str(side), **m}))
+        print(dumps({"table": str(out), "metrics_file": str(side), **m}))
         return 0
     sil = m["silhouette_2d"]
     line = f"{len(df)} points ({m['reducer']}) -> {out}; silhouette by label {sil:.3f}" if sil is not None \
@@ -238,6 +257,11 @@ def cmd_report(args) -> int:
     from ..report import build_report
     from ..robustness import parse_epsilons
 
+    _check_common(args)
+    from ..outputs import check_output_file
+
+    check_output_file(args.out)
+    check_output_file(Path(args.out).with_suffix(".json"), "--out (JSON)")
     eps = parse_epsilons(args.eps)
     ppl = _attack_list([args.ppl_attacks]) if args.lm else []
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
@@ -245,7 +269,7 @@ def cmd_report(args) -> int:
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
                        title=args.title, progress=not (args.json or args.quiet))
     if args.json:
-        print(json.dumps(rep))
+        print(dumps(rep))
     else:
         print(f"report over {len(rep['rows'])} checkpoints -> {args.out} (and {Path(args.out).with_suffix('.json')})")
     return 0
