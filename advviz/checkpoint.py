@@ -12,7 +12,6 @@ half-written directory (a crash leaves the previous checkpoint, or nothing, plus
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -29,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from . import outdir
 from .errors import AdvvizError
-from .jsonio import dumps
+from .jsonio import dumps, read_json
 from .models import Classifier, model_from_config
 from .tokenizers import load_tokenizer
 
@@ -187,11 +186,9 @@ class Checkpoint:
         return self.directory.name
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AdvvizError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
+def _read_json(path: Path, expect: type | None = None) -> Any:
+    """A checkpoint's JSON file: a regular file, bounded in size and depth (:mod:`advviz.jsonio`)."""
+    return read_json(path, expect=expect)
 
 
 # Serialised-object formats that must never be deserialised: pickle protocols 2-5 and the zip
@@ -246,6 +243,17 @@ def _check_shapes(directory: Path, config: dict, tokenizer) -> None:
         raise AdvvizError(f"{directory}/model.safetensors does not match config.json ({detail})")
 
 
+def _check_positions(directory: Path, config: dict, tokenizer) -> None:
+    """A transformer reads at most its position embeddings' worth of tokens: a tokenizer
+    max_length beyond that would fail at the first long text, so it is refused here."""
+    if not isinstance(config.get("model"), dict) or config["model"].get("family") != "hf":
+        return
+    positions = (config["model"].get("encoder_config") or {}).get("max_position_embeddings")
+    if isinstance(positions, int) and isinstance(tokenizer.max_length, int) and tokenizer.max_length > positions:
+        raise AdvvizError(f"{directory}/config.json: tokenizer max_length {tokenizer.max_length} is more than the "
+                          f"encoder's {positions} positions")
+
+
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild a model from a checkpoint directory (safetensors + JSON only; see verify_checkpoint_dir)."""
     directory = Path(directory)
@@ -253,7 +261,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         raise AdvvizError(f"{directory} is not an advviz checkpoint (needs config.json and model.safetensors)")
     verify_checkpoint_dir(directory)
     config = _read_json(directory / "config.json")
-    metrics = _read_json(directory / "metrics.json") if (directory / "metrics.json").is_file() else {}
+    metrics = _read_json(directory / "metrics.json", dict) if (directory / "metrics.json").is_file() else {}
     if not isinstance(config, dict):
         raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build (not an object)")
     # only these sections drive loading; "train" records e.g. the data directory, informational
@@ -262,6 +270,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         tokenizer = load_tokenizer(directory, config["tokenizer"])
     except (KeyError, TypeError, ValueError, OSError) as e:
         raise AdvvizError(f"{directory}: the tokenizer files do not load ({type(e).__name__}: {e})") from None
+    _check_positions(directory, config, tokenizer)
     _check_shapes(directory, config, tokenizer)
     try:
         model = model_from_config(config["model"], tokenizer)
