@@ -238,9 +238,11 @@ class OutputLock:
             return raw, None
         return raw, info if isinstance(info, dict) else None
 
-    def _stale(self, info: dict | None) -> bool:
-        if info is None:  # empty or garbled: a lock being written, or the remains of a crash
-            try:
+    def _stale(self, raw: bytes, info: dict | None) -> bool:
+        if info is None or not {"pid", "host", "token"} <= set(info):
+            if raw.strip():  # not a lock advviz wrote: never removed, the user is told
+                return False
+            try:  # empty: a lock being written, or the remains of a crash right after O_EXCL
                 return time.time() - os.lstat(self.path).st_mtime > self.STALE_EMPTY_SECONDS
             except OSError:
                 return True
@@ -253,8 +255,11 @@ class OutputLock:
         now = _proc_start(pid)
         return started is not None and now is not None and started != now  # pid reused
 
-    def _holder(self, info: dict | None) -> str:
-        if info is None:
+    def _holder(self, raw: bytes, info: dict | None) -> str:
+        if info is None or not {"pid", "host", "token"} <= set(info):
+            if raw.strip():
+                return (f"{self.path} exists but is not an advviz lock; remove it if no advviz run is "
+                        f"writing {self.target}")
             return f"another advviz run is starting on {self.target} (lock {self.path})"
         since = info.get("started")
         when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
@@ -277,10 +282,13 @@ class OutputLock:
                 raw, holder = self._read()
                 if raw is None:
                     continue  # released meanwhile: try again
-                if not self._stale(holder):
-                    hint = "" if holder is None or holder.get("host") == socket.gethostname() else \
-                        f"; if that run is gone, delete {self.path}"
-                    raise AdvvizError(f"{self._holder(holder)}; wait for it to finish or stop it{hint}") from None
+                if not self._stale(raw, holder):
+                    msg = self._holder(raw, holder)
+                    if "not an advviz lock" not in msg:
+                        other_host = holder is not None and holder.get("host") != socket.gethostname()
+                        msg += "; wait for it to finish or stop it" + \
+                            (f"; if that run is gone, delete {self.path}" if other_host else "")
+                    raise AdvvizError(msg) from None
                 self._take_over(raw)
                 continue
             except OSError as e:

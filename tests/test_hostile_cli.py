@@ -550,3 +550,22 @@ def test_output_file_that_is_a_directory_refused(toy_model, toy, tmp_path, capsy
     line = one_line(capsys, [a.format(ck=toy_model, toy=toy, out=out) for a in argv])
     assert "is a directory" in line
     assert list((tmp_path / name).iterdir()) == [] and not list(tmp_path.glob(".o.*tmp-*"))
+
+
+def test_a_file_that_only_looks_like_a_lock_is_never_removed(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    _lock(out).write_text("my notes about this run")
+    os.utime(_lock(out), (time.time() - 3600,) * 2)
+    assert "not an advviz lock" in one_line(capsys, train(toy, out))
+    assert _lock(out).read_text() == "my notes about this run"
+
+
+def test_attack_on_a_vocabulary_without_words_is_one_line(tmp_path, capsys):
+    from advviz.checkpoint import save_checkpoint
+    from advviz.models import RNNClassifier
+    from advviz.tokenizers import WordTokenizer
+
+    m = RNNClassifier(WordTokenizer(["<pad>", "<unk>"]), 2, "gru", True, 4, 4, 4, 0.0, "bigru").eval()
+    d = save_checkpoint(tmp_path / "nowords", m, {"data": {"name": "x", "label_names": ["a", "b"]}}, {})
+    for attack in ("spgd", "iadvt"):
+        assert "no words" in one_line(capsys, ["inspect", d, "--text", "anything at all", "--attack", attack])

@@ -140,6 +140,7 @@ def cmd_lm_train(args) -> int:
     from .. import outdir
 
     out = Path(args.out or Path("models") / f"lm-{Path(args.dataset).stem}")
+    outdir.check_replaceable(out, outdir.LM)  # refuse a foreign --out before leaving a lock file beside it
     with outdir.OutputLock(out, "language-model training"):
         if outdir.check_replaceable(out, outdir.LM) == outdir.LM and not args.overwrite:
             raise AdvvizError(f"{out} already holds a language model; pass --overwrite to replace it "
