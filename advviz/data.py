@@ -355,16 +355,22 @@ def check_classes(ds: "TextDataset", source) -> None:
 
 
 def align_labels(ds: "TextDataset", label_names, model_name: str, dataset: str) -> "TextDataset":
-    """``ds`` with its label ids in the order of a model's ``label_names``, labels matched by name.
-    Every label of the data set must be one of the model's; otherwise one line, as for
-    ``compare`` / ``project`` / ``report``: evaluating on another label set would be another task."""
+    """``ds`` with its label ids in the order of a model's ``label_names``. Labels with names are
+    matched by name (ids reordered when only the order differs); a file of integer labels
+    ``0..C−1`` carries no names and is taken by position, so its labels must be below the model's
+    number of classes. Anything else is one line, as ``compare`` / ``project`` / ``report`` do:
+    evaluating on another label set would be another task (accuracy 0.0, or a traceback)."""
     model_names, names = list(label_names), list(ds.label_names)
     if names == model_names:
         return ds
     used = sorted(set(ds.labels))
-    if not all(names[i] in model_names for i in used) or len(set(model_names)) != len(model_names):
+    positional = ds.label_mapping is None and names == [str(i) for i in range(len(names))]
+    if positional and (not used or used[-1] < len(model_names)):
+        return TextDataset(ds.name, ds.split, ds.texts, ds.labels, model_names, ds.source,
+                           {**ds.split_info, "labels_by_position_for": model_name}, ds.skipped_empty, None)
+    if positional or not all(names[i] in model_names for i in used) or len(set(model_names)) != len(model_names):
         raise AdvvizError(f"{model_name} was trained on labels {model_names} but {dataset} has {names}; "
-                          f"evaluate it on a data set with the same label names")
+                          f"evaluate it on a data set with the same labels")
     to_model = {i: model_names.index(n) for i, n in enumerate(names) if n in model_names}
     return TextDataset(ds.name, ds.split, ds.texts, [to_model[y] for y in ds.labels], model_names, ds.source,
                        {**ds.split_info, "labels_aligned_to": model_name}, ds.skipped_empty, ds.label_mapping)

@@ -569,3 +569,13 @@ def test_attack_on_a_vocabulary_without_words_is_one_line(tmp_path, capsys):
     d = save_checkpoint(tmp_path / "nowords", m, {"data": {"name": "x", "label_names": ["a", "b"]}}, {})
     for attack in ("spgd", "iadvt"):
         assert "no words" in one_line(capsys, ["inspect", d, "--text", "anything at all", "--attack", attack])
+
+
+def test_integer_labels_are_taken_by_position():
+    from advviz.data import TextDataset, align_labels
+    from advviz.errors import AdvvizError
+
+    ds = TextDataset("f", "dev", ["a", "b"], [0, 1], ["0", "1"])
+    assert align_labels(ds, ["neg", "pos"], "m", "f").labels == [0, 1]
+    with pytest.raises(AdvvizError, match="was trained on labels"):
+        align_labels(TextDataset("f", "dev", ["a", "b"], [0, 2], ["0", "1", "2"]), ["neg", "pos"], "m", "f")
