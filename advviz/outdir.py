@@ -130,7 +130,7 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
         kind, files, dirs = JOB, JOB_FILES, set()
     else:
         shown = sorted(names)[:3]
-        return None, (f"is not empty and not an advviz checkpoint (it holds {', '.join(shown)}"
+        return None, (f"is not empty and was not written by advviz (it holds {', '.join(shown)}"
                       f"{', …' if len(names) > 3 else ''})")
     foreign = _foreign(path, entries, files, dirs)
     if foreign:

@@ -328,7 +328,7 @@ class Trainer:
         H, C = h * dirs, train.num_labels
         params = V * D + dirs * gates * h * (D + h + 2) + (H * m + m + m * C + C if m else H * C + C)
         flags = "--hidden-size" + (", --embedding-dim" if bi else "") + (" or --mlp-hidden" if m else "")
-        check_fits(16 * params, f"a {self.cfg.arch} of {params:,.0f} parameters (weights, gradients, AdamW state)",
+        check_fits(16 * params, f"the {self.cfg.arch} model ({params:,.0f} parameters: weights, gradients, AdamW state)",
                    f"lower {flags}")
 
     def _check_model(self, model, model_info: dict, n_train: int) -> None:

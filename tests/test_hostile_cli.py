@@ -83,7 +83,7 @@ def test_train_out_group_folder_of_checkpoints_refused(toy, tmp_path, capsys):
     assert main(train(toy, group / "a")) == 0
     before = snapshot(tmp_path)
     line = one_line(capsys, train(toy, group, "--overwrite"))
-    assert "not an advviz checkpoint" in line and "group" in line
+    assert "was not written by advviz" in line and "group" in line
     assert snapshot(tmp_path) == before
 
 
