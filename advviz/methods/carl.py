@@ -70,9 +70,20 @@ Every choice, explicit (the paper is silent on each unless a section is cited):
   gradient vanishes, and the only gradient left pulls R_adv onto R, which a constant encoder
   satisfies. Observed here with a fixed Z: lstm/sst2-sent fell from 0.726 dev accuracy at
   ``--carl-start`` to 0.509 (constant predictions, dev loss ln 2) one epoch later.
+  **What this NCE reduces to.** With Ẑ(v) = |pool|·mean_j e^{s_j} (s_j = v·f_j/τ, detached) and
+  m·P_n = m/|pool|, the factors cancel: m·P_n·Ẑ(v) = Σ_j e^{s_j} =: S, so
+        −log P(D=1|pos) = −log e^{s⁺}/(e^{s⁺} + S),   −log P(D=0|neg_j) = log(1 + e^{s_j}/S)
+  with S held constant in the gradient. P_n, m and |pool| drop out: the loss is a contrastive
+  loss with a fixed (detached) denominator, the positive term InfoNCE's with a stop-gradient on
+  the negatives' sum, plus Σ_j log(1 + e^{s_j}/S), which pushes each negative's score down in
+  proportion to its share of S. ``--carl-loss infonce`` lets the gradient flow through the
+  denominator.
 - **Randomness**: negatives and the bank-initialisation attack draw from their own
   ``torch.Generator`` s, seeded from the run seed, so a run is reproducible.
-- **Distributed**: each process updates its banks with its own batches only (no all-gather yet).
+- **Distributed**: the banks stay global. At the bank update every process all-gathers the
+  batch's example ids, R and R_adv from every process (``distributed.gather_rows``) and applies
+  all rows, so the banks are equal on every rank and equal to a one-process run's over the same
+  global batch; negatives are then read from the full bank on each rank.
 """
 
 from __future__ import annotations
