@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdvvizError
+from .methods.carl import ld_status
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
 RAR_METHODS = ("rar", "carl+rar")
@@ -101,7 +102,7 @@ def describe(path: Path) -> dict:
     metrics = _read_json(path / "metrics.json") or {}
     ev = _read_json(path / "eval.json")
     row = {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None,
-           "dataset": None, "dev_accuracy": None, "robustness": robustness_summary(ev),
+           "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": robustness_summary(ev),
            "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
     try:
         row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "model.safetensors").stat().st_mtime))
@@ -119,11 +120,19 @@ def describe(path: Path) -> dict:
     row["epsilon"] = (cfg.get("method") or {}).get("epsilon")  # the ε it was trained with, if any
     row["dataset"] = (cfg.get("data") or {}).get("name")
     row["dev_accuracy"] = metrics.get("dev_accuracy")
+    ld = ld_status(cfg.get("method"), metrics if isinstance(metrics, dict) else {})
+    row["ld_steps"], row["note"] = (ld["ld_steps"], ld["note"]) if ld else (None, "")
     row["parameters"] = metrics.get("parameters")
     row["train_seconds"] = metrics.get("total_train_seconds", metrics.get("train_seconds"))
     if isinstance(ev, dict) and isinstance(ev.get("clean"), dict):
         row["clean_accuracy"] = ev["clean"].get("accuracy")
     return row
+
+
+def label(row: dict) -> str:
+    """A model's name as pickers show it: with its note when it is not what its method says
+    (a CARL checkpoint whose L_D never trained is FreeLB, and must not pass as CARL)."""
+    return f"{row['name']} ({row['note']})" if row.get("note") else row["name"]
 
 
 def _children(d: Path) -> list[Path]:

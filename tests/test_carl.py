@@ -263,8 +263,9 @@ def test_registered_with_flags_and_validation():
 
     m = build_method(args.method, method_overrides(args))
     assert (m.config.tau, m.config.bank_momentum, m.config.negatives, m.config.carl_start, m.config.carl_loss,
-            m.config.rar_weight) == (0.1, 0.9, 64, 10, "infonce", 0.2)
-    for bad in ({"tau": 0}, {"bank_momentum": 1.0}, {"negatives": -1}, {"carl_loss": "x"}):
+            m.config.rar_weight) == (0.1, 0.9, 64, "10", "infonce", 0.2)
+    for bad in ({"tau": 0}, {"bank_momentum": 1.0}, {"negatives": -1}, {"carl_loss": "x"}, {"carl_start": "-1"},
+                {"carl_start": "100%"}, {"carl_start": "soon"}, {"carl_start": "-2ep"}):
         with pytest.raises(AdvvizError):
             build_method("carl", bad)
     assert not METHODS["carl"].is_attack  # a training method; as an attack it would be FreeLB
