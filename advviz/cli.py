@@ -39,8 +39,9 @@ def method_defaults_table() -> str:
         lines.append(f"  {name:10s} {', '.join(parts) or '(no hyperparameters)'}")
     lines.append("\nThe papers' ε (advt 5, iadvt 15, spgd 25) were set for 256-d embeddings over ~230-token IMDB\n"
                  "reviews; ε bounds the whole sequence, so for GloVe-50d on SST-2 sentences about 0.08·ε works\n"
-                 "(advt 0.4, iadvt 0.4, spgd 2.0; docs/results.md §3.1). CARL's --carl-start is the paper's\n"
-                 "SST-2 value: lower it (e.g. one epoch of steps) for short runs.")
+                 "(advt 0.4, iadvt 0.4, spgd 2.0; docs/results.md §3.1). CARL's --carl-start is relative to the\n"
+                 "run (default 33% of its optimiser steps; 1ep, 217 or 'paper' also work); a start that would\n"
+                 "leave L_D off for the whole run is refused before training.")
     return "\n".join(lines)
 
 
@@ -50,10 +51,10 @@ def add_method_flags(p: argparse.ArgumentParser) -> None:
         kind = f.metadata.get("type") or _field_type(f)
         if kind is bool:
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f.metadata["help"])
+                           help=f.metadata["help"].replace("%", "%%"))
         else:
             g.add_argument(flag, dest=f.name, type=kind, default=None, choices=f.metadata.get("choices"),
-                           help=f.metadata["help"])
+                           help=f.metadata["help"].replace("%", "%%"))
 
 
 def _field_type(f: dataclasses.Field):

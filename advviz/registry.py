@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdvvizError
+from .methods.carl import ld_status
 from .outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.lm)
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
@@ -127,7 +128,7 @@ def describe(path: Path) -> dict:
     ``missing weights`` or ``unreadable: REASON`` (a file that is not a regular JSON object of
     sane size and depth); a bad checkpoint never stops a scan."""
     row = {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None,
-           "dataset": None, "dev_accuracy": None, "robustness": "",
+           "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
            "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
     loaded = {}
     for f in ("config.json", "metrics.json", "eval.json"):
@@ -164,11 +165,22 @@ def describe(path: Path) -> dict:
     row["epsilon"] = _num((cfg.get("method") or {}).get("epsilon")) if isinstance(cfg.get("method"), dict) else None
     row["dataset"] = text("data", "name")
     row["dev_accuracy"] = _num(metrics.get("dev_accuracy"))
+    try:
+        ld = ld_status(cfg.get("method") if isinstance(cfg.get("method"), dict) else None, metrics)
+    except (AttributeError, TypeError, ValueError):  # values of the wrong type in a hand-edited file
+        ld = {"ld_steps": None, "note": "L_D steps unknown"}
+    row["ld_steps"], row["note"] = (ld["ld_steps"], ld["note"]) if ld else (None, "")
     row["parameters"] = _num(metrics.get("parameters"))
     row["train_seconds"] = _num(metrics.get("total_train_seconds", metrics.get("train_seconds")))
     if isinstance(ev, dict) and isinstance(ev.get("clean"), dict):
         row["clean_accuracy"] = _num(ev["clean"].get("accuracy"))
     return row
+
+
+def label(row: dict) -> str:
+    """A model's name as pickers show it: with its note when it is not what its method says
+    (a CARL checkpoint whose L_D never trained is FreeLB, and must not pass as CARL)."""
+    return f"{row['name']} ({row['note']})" if row.get("note") else row["name"]
 
 
 def _children(d: Path) -> list[Path]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import AdvvizError
 from .jsonio import dumps
+from .methods.carl import ld_status
 
 DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
 
@@ -47,8 +48,10 @@ def _describe(model) -> dict:
     cfg, m = model.config, model.metrics
     train = cfg.get("train", {})
     method = m.get("method") or (cfg.get("method") or {}).get("name") or train.get("method")
+    ld = ld_status(cfg.get("method"), m) or {}
     return {"checkpoint": str(model.directory), "name": model.name, "arch": train.get("arch"),
-            "method": method, "trained_on": cfg.get("data", {}).get("name"), "train_seed": train.get("seed"),
+            "method": method, "ld_steps": ld.get("ld_steps"), "note": ld.get("note", ""),
+            "trained_on": cfg.get("data", {}).get("name"), "train_seed": train.get("seed"),
             "settings": _settings_key(cfg),
             "dev_accuracy_at_training": m.get("dev_accuracy"), "steps": m.get("total_steps", m.get("steps")),
             "train_seconds": m.get("total_train_seconds", m.get("train_seconds")), **_count_parameters(model)}
@@ -176,6 +179,7 @@ def seed_groups(rows: list[dict]) -> list[dict]:
                             **{k: _mean_std([x[k] for x in same]) for k in ("accuracy", "cosine", "euclidean",
                                                                              "flip_rate")}})
         out.append({"arch": first["arch"], "method": first["method"], "trained_on": first["trained_on"],
+                    "note": "; ".join(sorted({r["note"] for r in members if r.get("note")})),
                     "seeds": sorted(r["train_seed"] for r in members), "checkpoints": [r["name"] for r in members],
                     "dev_accuracy_at_training": _mean_std([r.get("dev_accuracy_at_training") for r in members]),
                     "clean_accuracy": _mean_std([r["clean_accuracy"] for r in members]), "attacks": attacks})
@@ -201,6 +205,16 @@ def _pm(ms: dict, digits: int = 4) -> str:
     return _f(ms["mean"], digits) + (f" ± {ms['std']:.{digits}f}" if ms.get("std") is not None else "")
 
 
+def _method(r: dict) -> str:
+    """The method as a table shows it: a CARL run whose L_D never trained says so (it is FreeLB)."""
+    name = r.get("method") or "–"
+    if r.get("note"):
+        return f"{name} (**{r['note']}**)"
+    if r.get("ld_steps"):
+        return f"{name} (L_D {r['ld_steps']} steps)"
+    return name
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
@@ -214,7 +228,7 @@ def render_markdown(report: dict) -> str:
              f"attack `{report['attack']}` {report['overrides'] or ''} at ε ∈ {eps}; seed {report['seed']}.", ""]
     lines += ["### Clean accuracy, size and cost (CARL Tables 2 and 7, SPGD Table 3)", ""]
     lines += _table(["checkpoint", "arch", "method", "clean acc", "parameters", "train s", "attack eval s"],
-                    [[r["name"], r["arch"] or "–", r["method"] or "–", r["clean_accuracy"], f"{r['parameters']:,}",
+                    [[r["name"], r["arch"] or "–", _method(r), r["clean_accuracy"], f"{r['parameters']:,}",
                       _f(r["train_seconds"], 1), _f(r["attack_seconds"], 1)] for r in rows])
     lines += [f"### Accuracy under {report['attack']} (CARL Table 5)", ""]
     lines += _table(["checkpoint"] + [f"ε={e:g}" for e in eps] + [f"flip ε={eps[-1]:g}" if eps else "flip"],
@@ -229,7 +243,7 @@ def render_markdown(report: dict) -> str:
         lines += _table(["arch", "method", "seeds", "dev acc (training)", "clean acc"]
                         + [f"acc ε={e:g}" for e in eps] + [f"cosine ε={e:g}" for e in eps]
                         + [f"Euclidean ε={e:g}" for e in eps],
-                        [[g["arch"] or "–", g["method"] or "–", ", ".join(map(str, g["seeds"])),
+                        [[g["arch"] or "–", _method(g), ", ".join(map(str, g["seeds"])),
                           _pm(g["dev_accuracy_at_training"]), _pm(g["clean_accuracy"])]
                          + [_pm(a["accuracy"]) for a in g["attacks"]] + [_pm(a["cosine"]) for a in g["attacks"]]
                          + [_pm(a["euclidean"]) for a in g["attacks"]] for g in report["seed_groups"]])

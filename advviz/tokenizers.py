@@ -18,11 +18,14 @@ _WORD_RE = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
 
 
 class TextTokenizer:
-    """Interface. ``vocab[i]`` is the string of id i; ``special_ids`` are never perturbed."""
+    """Interface. ``vocab[i]`` is the string of id i; ``special_ids`` are the structural tokens
+    ([PAD], [CLS], [SEP], [MASK]), never perturbed; ``unk_id`` is the unknown-word token, a real
+    word position in every family (see ``Classifier.perturbable_mask``)."""
 
     kind: str
     vocab: list[str]
     pad_id: int
+    unk_id: int | None
     special_ids: frozenset[int]
     max_length: int
 
@@ -136,8 +139,9 @@ class HFTokenizer(TextTokenizer):
         self.hf = hf_tokenizer
         inv = {i: t for t, i in hf_tokenizer.get_vocab().items()}
         self.vocab = [inv.get(i, f"<id{i}>") for i in range(max(inv) + 1)]
-        self.pad_id = hf_tokenizer.pad_token_id
-        self.special_ids = frozenset(hf_tokenizer.all_special_ids)
+        self.pad_id, self.unk_id = hf_tokenizer.pad_token_id, hf_tokenizer.unk_token_id
+        # [UNK] stands for a real word of the text: perturbable, like the word tokenizers' <unk>
+        self.special_ids = frozenset(hf_tokenizer.all_special_ids) - {self.unk_id}
         self.max_length = max_length
 
     @classmethod

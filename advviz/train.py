@@ -224,7 +224,10 @@ class Trainer:
             old = {k: v for k, v in saved[0]["run"]["train"].items() if k not in _RESUMABLE_CHANGES}
             new = {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            if diff or saved[0]["run"]["method"] != self.method.describe():
+            # the method's settings, not what setup derives from the data (CARL's resolved m)
+            want = {"name": self.method.name, **self.method.config.to_dict()}
+            have = {k: v for k, v in saved[0]["run"]["method"].items() if k in want}
+            if diff or have != want:
                 raise AdvvizError(f"cannot resume {self.out_dir} with different settings "
                                   f"({', '.join(diff) or 'method hyperparameters'})")
         return saved
@@ -267,16 +270,17 @@ class Trainer:
                               + (f" in the --max-train {cfg.max_train} subset" if cfg.max_train else "")
                               + "; a classifier needs at least two")
         self._check_size(train)
+        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+        steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
+        total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
+        self.method.plan(total, steps_per_epoch, cfg.dataset)  # refuses settings the run cannot honour
         model, model_info = build_model(cfg.arch, train.texts, train.num_labels, self.opts, cfg.seed)
         self._check_model(model, model_info, len(train))
-        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         self.method.setup(model, train)
         extras = self.method.extra_modules()
         params = list({id(p): p for m in [model, *extras.values()] for p in m.parameters()}.values())
         lr = cfg.lr or (1e-3 if cfg.is_rnn else 5e-5)
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
-        total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
         # stepped by us once per global step (not wrapped: Accelerate would step it per process)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, cfg.warmup, cfg.is_rnn))
         model, optimizer = acc.prepare(model, optimizer)
@@ -445,7 +449,8 @@ class Trainer:
                          "steps": step, "epoch": c["epoch"], "train_examples_seen": c["seen"],
                          "train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9),
                          "train_seconds": c["train_time"], "parameters": x["n_params"], "method": self.method.name,
-                         **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {})}
+                         **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {}),
+                         **self.method.metrics()}
             if main:
                 save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, x["extras_core"])
         elif main and (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log

@@ -34,15 +34,17 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
-def make_tiny_rnn(cell: str = "lstm", seed: int = 0) -> RNNClassifier:
+def make_tiny_rnn(cell: str = "lstm", seed: int = 0, dropout: float = 0.0) -> RNNClassifier:
     torch.manual_seed(seed)
     tok = WordTokenizer.build(SENTENCES)
     return RNNClassifier(tok, 2, cell=cell, bidirectional=(cell == "gru"), embedding_dim=8, hidden_size=12,
-                         mlp_hidden=6, dropout=0.0, arch="lstm" if cell == "lstm" else "bigru").eval()
+                         mlp_hidden=6, dropout=dropout, arch="lstm" if cell == "lstm" else "bigru").eval()
 
 
-def make_tiny_bert(seed: int = 0) -> HFEncoderClassifier:
-    """A 2-layer, 32-wide BERT with MiniLM's real WordPiece tokenizer (offline)."""
+def make_tiny_bert(seed: int = 0, dropout: float | None = None) -> HFEncoderClassifier:
+    """A 2-layer, 32-wide BERT with MiniLM's real WordPiece tokenizer (offline). ``dropout`` sets the
+    encoder's hidden and attention dropout and the head's (default: BERT's 0.1 in the encoder, none
+    in the head)."""
     from transformers import BertConfig, BertModel
 
     from advviz.models.transformer import minilm_path
@@ -50,8 +52,10 @@ def make_tiny_bert(seed: int = 0) -> HFEncoderClassifier:
     torch.manual_seed(seed)
     tok = HFTokenizer.from_pretrained(minilm_path(), max_length=32)
     cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    return HFEncoderClassifier(BertModel(cfg), tok, 2, dropout=0.0, arch="tiny-bert").eval()
+                     intermediate_size=64, max_position_embeddings=64,
+                     **({} if dropout is None else {"hidden_dropout_prob": dropout,
+                                                    "attention_probs_dropout_prob": dropout}))
+    return HFEncoderClassifier(BertModel(cfg), tok, 2, dropout=dropout or 0.0, arch="tiny-bert").eval()
 
 
 @pytest.fixture

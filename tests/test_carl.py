@@ -205,26 +205,51 @@ def test_negative_sampling_is_reproducible_from_the_run_seed():
 
 
 def test_extra_term_trains_theta_but_the_ascent_uses_L_C_only():
-    """FreeLB's δ path must not change when a subclass adds a δ-dependent term (Eq. 1)."""
-    seen = {}
+    """FreeLB's δ path must not change when a subclass adds a δ-dependent term (Eq. 1), and θ's
+    gradient must be FreeLB's plus exactly Σ_t ∂(extra_t / K)/∂θ."""
+    seen, extra_grads, K = {}, [], 3
 
     class Probe(FreeLB):
         def __init__(self, key, extra):
-            super().__init__(FreeLBConfig(steps=3))
+            super().__init__(FreeLBConfig(steps=K))
             self.key, self.extra = key, extra
 
         def extra_loss(self, model, batch, adv_out, step):
             seen.setdefault(self.key, []).append(adv_out.logits.detach().clone())
-            return (100 * adv_out.pooled.pow(2).sum() if self.extra else None), {}
+            if not self.extra:
+                return None, {}
+            term = 100 * adv_out.pooled.pow(2).sum()
+            params = [p for p in model.parameters() if p.requires_grad]
+            extra_grads.append(torch.autograd.grad(term / K, params, retain_graph=True, allow_unused=True))
+            return term, {}
 
+    grads = {}
     for key, extra in (("plain", False), ("extra", True)):
         model = make_tiny_rnn("lstm", seed=2)
         torch.manual_seed(0)
         p = Probe(key, extra)
         p.setup(model)
         p.train_step(model, batch_for(model), _backward)
+        grads[key] = [q.grad.clone() for q in model.parameters() if q.requires_grad]
     for a, b in zip(seen["plain"], seen["extra"]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert len(extra_grads) == K
+    for i, (gp, ge) in enumerate(zip(grads["plain"], grads["extra"])):
+        expected = gp + sum(g[i] if g[i] is not None else torch.zeros_like(gp) for g in extra_grads)
+        torch.testing.assert_close(ge, expected, rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(gp, ge) for gp, ge in zip(grads["plain"], grads["extra"]))
+
+
+def test_nce_with_per_anchor_z_is_a_fixed_denominator_contrastive_loss():
+    """The docstring's claim: with Ẑ = |pool|·mean_j e^{s_j}, P_n, m and |pool| cancel."""
+    torch.manual_seed(0)
+    pos, neg = torch.randn(5), torch.randn(5, 7)
+    for pool in (10.0, 1000.0):
+        pool_size = torch.full((5,), pool)
+        got = nce_loss(pos, neg, nce_log_z(neg, pool_size), pool_size)
+        S = neg.exp().sum(1)
+        expected = (-torch.log(pos.exp() / (pos.exp() + S)) + torch.log1p(neg.exp() / S.unsqueeze(1)).sum(1)).mean()
+        torch.testing.assert_close(got, expected)
 
 
 def test_registered_with_flags_and_validation():
@@ -238,8 +263,9 @@ def test_registered_with_flags_and_validation():
 
     m = build_method(args.method, method_overrides(args))
     assert (m.config.tau, m.config.bank_momentum, m.config.negatives, m.config.carl_start, m.config.carl_loss,
-            m.config.rar_weight) == (0.1, 0.9, 64, 10, "infonce", 0.2)
-    for bad in ({"tau": 0}, {"bank_momentum": 1.0}, {"negatives": -1}, {"carl_loss": "x"}):
+            m.config.rar_weight) == (0.1, 0.9, 64, "10", "infonce", 0.2)
+    for bad in ({"tau": 0}, {"bank_momentum": 1.0}, {"negatives": -1}, {"carl_loss": "x"}, {"carl_start": "-1"},
+                {"carl_start": "100%"}, {"carl_start": "soon"}, {"carl_start": "-2ep"}):
         with pytest.raises(AdvvizError):
             build_method("carl", bad)
     assert not METHODS["carl"].is_attack  # a training method; as an attack it would be FreeLB

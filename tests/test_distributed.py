@@ -94,4 +94,23 @@ def test_carl_trains_under_two_processes(tmp_path, data_dir):
                         "--data-dir", str(data_dir), "--out", str(tmp_path / "carl")],
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads((tmp_path / "carl" / "metrics.json").read_text())["total_steps"] == 8
+    metrics = json.loads((tmp_path / "carl" / "metrics.json").read_text())
+    assert metrics["total_steps"] == 8
+    assert metrics["carl"]["start_step"] == 3 and metrics["carl"]["ld_steps"] == metrics["steps"] - 3 > 0
+
+
+def test_carl_start_is_checked_against_the_steps_two_processes_take(tmp_path, data_dir):
+    """320 examples at 16 per process: one process takes 20 steps an epoch, two take 10 (a step is
+    one global batch), so --carl-start 15 fits one process and is refused under two."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["train", "--dataset", "sst2-sent", "--arch", "lstm", "--max-train", "320", "--max-eval", "50",
+            "--epochs", "1", "--hidden-size", "16", "--method", "carl", "--carl-start", "15", "--batch-size", "16",
+            "--data-dir", str(data_dir), "--quiet"]
+    p = subprocess.run([*_torchrun(), *args, "--out", str(tmp_path / "two")], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert p.returncode != 0
+    assert "--carl-start 15 is step 15, but this run has 10 optimiser steps" in p.stderr
+    assert not (tmp_path / "two").exists()
+    from advviz.methods import build_method
+
+    build_method("carl", {"carl_start": "15"}).plan(20, 20, "sst2-sent")  # one process: fine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from advviz.methods.freelb import freelb_init
 from advviz.methods.iadvt import iadvt_weights
 from advviz.methods.spgd import keep_counts, project_on_best_direction, top_tokens
 from advviz.methods.perturb import normalize_l2
-from conftest import LABELS, SENTENCES, batch_for, make_tiny_rnn
+from conftest import LABELS, SENTENCES, batch_for, make_tiny_bert, make_tiny_rnn
 
 MINE = ["advt", "fgsm", "iadvt", "spgd", "pgd", "freelb"]
 
@@ -52,15 +53,28 @@ def test_attack_contract(name, tiny_model):
     assert all(p.grad is None for p in tiny_model.parameters())
 
 
-@pytest.mark.parametrize("name", MINE + ["baseline"])
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_train_step_contract(name, tiny_model):
-    method = build_method(name)
-    method.setup(tiny_model)
+    """Every registered method (CARL's L_D switched on from the first step): a finite scalar
+    loss, clean logits, gradients on every trainable parameter that the loss reaches, and
+    the same on a second step (CARL's banks, RAR's head)."""
+    method = build_method(name, {"carl_start": 0, "negatives": 3} if "carl" in name else {})
+    method.setup(tiny_model, SimpleNamespace(texts=SENTENCES, labels=LABELS))
     tiny_model.train()
-    out = method.train_step(tiny_model, batch_for(tiny_model), lambda loss: loss.backward())
-    assert out.loss.dim() == 0 and math.isfinite(out.loss.item())
-    assert out.logits.shape == (len(SENTENCES), 2)
-    assert tiny_model.embedding_layer().weight.grad is not None
+    extras = list(method.extra_modules().values())
+    for step in (1, 2):
+        for m in [tiny_model, *extras]:
+            m.zero_grad()
+        out = method.train_step(tiny_model, batch_for(tiny_model), lambda loss: loss.backward())
+        method.on_step_end(tiny_model, step)
+        assert out.loss.dim() == 0 and math.isfinite(out.loss.item())
+        assert out.logits.shape == (len(SENTENCES), 2)
+        assert tiny_model.embedding_layer().weight.grad is not None
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny_model.head.parameters())
+        for m in extras:
+            assert all(p.grad is not None for p in m.parameters())
+        if "carl" in name:
+            assert out.logs["carl_loss"] > 0
 
 
 def test_every_registered_method_has_flagged_valid_defaults():
@@ -202,11 +216,24 @@ def test_neighbour_table_refresh(tiny_lstm):
     assert method._index is not first
 
 
-def test_attack_ignores_dropout_mode_but_training_uses_it():
-    model = make_tiny_rnn("lstm")
+@pytest.mark.parametrize("family", ["lstm", "bert"])
+def test_attack_ignores_dropout_mode_but_training_uses_it(family):
+    model = (make_tiny_rnn("lstm", dropout=0.5) if family == "lstm" else make_tiny_bert(dropout=0.3)).eval()
     b = batch_for(model, SENTENCES[:2], LABELS[:2])
-    d = build_method("advt").perturb(model, b)  # eval mode: deterministic
+    torch.manual_seed(0)
+    d = build_method("advt").perturb(model, b)  # eval mode: no dropout, deterministic
+    torch.manual_seed(1)
     assert torch.equal(d, build_method("advt").perturb(model, b))
+    # training: the same step on the same weights draws different dropout masks per seed
+    steps = []
+    for seed in (0, 1):
+        model.train()
+        torch.manual_seed(seed)
+        steps.append(build_method("advt").train_step(model, b, lambda loss: None))
+    assert not torch.equal(steps[0].logits, steps[1].logits)
+    with torch.no_grad():
+        clean = model.eval()(b["input_ids"], b["attention_mask"]).logits
+    assert not torch.allclose(steps[0].logits, clean)
 
 
 # -- a real checkpoint ---------------------------------------------------------------------------

@@ -65,8 +65,8 @@ def reference(tmp_path_factory, data_dir):
 
 def _assert_same(a, b):
     (ma, wa), (mb, wb) = a, b
-    for k in ("dev_accuracy", "dev_loss", "steps", "total_steps"):
-        assert ma[k] == mb[k], k
+    for k in ("dev_accuracy", "dev_loss", "steps", "total_steps", "carl"):
+        assert ma.get(k) == mb.get(k), k
     assert wa.keys() == wb.keys()
     for k in wa:
         assert (wa[k] == wb[k]).all(), k
@@ -76,6 +76,7 @@ def _assert_same(a, b):
     ("baseline", signal.SIGKILL, 4),
     ("baseline", signal.SIGKILL, 26),  # second epoch, after a completed epoch-end save
     ("freelb", signal.SIGKILL, 7),     # FreeLB's own generator (δ₀) must be restored too
+    ("carl", signal.SIGKILL, 21),      # after L_D is on (step 16 of 50): banks, L_D step count
 ])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, data_dir, reference, method, sig, min_step):
     out = tmp_path / "run"

@@ -12,6 +12,14 @@ take their further gradients with ``autograd.grad`` on δ only. As an attack (``
 model is left in whatever mode the caller chose (``inspect``/``eval --attack`` use eval mode) and
 no parameter gradient is ever written.
 
+Dropout in training (what each of AdvT, FGSM, iAdvT, SPGD and PGD does): ``embed`` is called
+once per step and returns dropout(E) for the RNN families, so the clean pass, the gradient g₀ and
+the adversarial pass all see the *same* embedding dropout mask, and the recurrent layer reads
+dropout(E) + δ with δ exactly as the adversary made it (Miyato et al.'s and Sato et al.'s code
+add r to the dropped-out embedding tensor of the clean pass). The dropouts after the embeddings
+(the RNN head's, MiniLM's hidden/attention dropout) draw new masks on the adversarial pass, as in
+that code, where the adversarial loss is a second, independent forward.
+
 Subclasses implement ``adversary(model, ids, embeds, att, y, mask, g0, generator) -> δ <float>[B,T,D]``
 (δ zero on padding/special tokens) and may use the neighbour-table mixin below.
 """

@@ -16,7 +16,9 @@ Readings / deviations:
   ε = 5 is large there; pass a smaller ``--epsilon``).
 - Padding and special tokens ([CLS]/[SEP]) are never perturbed (``perturbable_mask``).
 - The gradient g is taken on the same training-mode forward that gives the clean loss (dropout
-  on), as in the original; as an attack it is taken in eval mode.
+  on), as in the original; as an attack it is taken in eval mode. In training the adversarial
+  pass reads dropout(E) + r with the clean pass's embedding dropout mask and r intact
+  (``adversarial.py``, "Dropout in training").
 """
 
 from __future__ import annotations

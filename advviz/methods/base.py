@@ -85,6 +85,15 @@ class Method:
         """Trainable modules beyond the classifier (e.g. a RAR head): optimised and checkpointed."""
         return {}
 
+    def plan(self, total_steps: int, steps_per_epoch: int, dataset: str | None = None) -> None:
+        """Called once the run's length is known, before any model is built: resolve settings
+        given relative to the run (CARL's warm start) and refuse ones the run cannot honour."""
+
+    def metrics(self) -> dict[str, Any]:
+        """Method-specific facts recorded in the checkpoint's metrics at each save (CARL: how
+        many steps L_D shaped). JSON-serialisable."""
+        return {}
+
     def on_step_end(self, model: nn.Module, step: int) -> None:
         """Called after each optimiser step (refresh neighbour tables every N steps, ...)."""
 

@@ -48,12 +48,23 @@ Every choice, explicit (the paper is silent on each unless a section is cited):
   step and shared by its K ascent steps.
 - **Bank update** (Eq. 5) happens once per optimiser step, after the last ascent step, with that
   step's R (clean) and R_adv (the final δ), L2-normalised and detached (see ``memory_bank``).
-- **Warm start** (§3.2, Table 3). L_D is off for the first ``--carl-start`` optimiser steps; the
-  loss (and the gradients) are then exactly FreeLB's. When that many steps are done, one pass over
-  the whole training set initialises both banks: B_orig[i] = R_i and B_adv[i] = R_adv,i, with δ from
-  FreeLB used as an attack with the training hyperparameters (K, α, γ, ε), in eval mode (no
-  dropout), and no parameter gradients. Default 6315 steps (Table 3, SST-2; 3 epochs of 67k
-  examples at batch 32); small runs must lower it.
+- **Warm start** (§3.2, Table 3). L_D is off for the first S optimiser steps; the loss (and the
+  gradients) are then exactly FreeLB's. When S steps are done, one pass over the whole training
+  set initialises both banks: B_orig[i] = R_i and B_adv[i] = R_adv,i, with δ from FreeLB used as an
+  attack with the training hyperparameters (K, α, γ, ε), in eval mode (no dropout), and no
+  parameter gradients. S is given relative to the run (``--carl-start``): ``33%`` (default) of the
+  run's optimiser steps, ``1ep`` whole epochs, ``217`` an explicit step count, or ``paper`` for
+  Table 3's value of the data set (sst2 6315, agnews 7750). The paper states the rule — L_D starts
+  "after the model is about to be stable" — and gives step counts only for its four data sets at
+  its batch sizes (SST-2: 6315 = 3 epochs of 67,349 at batch 32; Yelp-P: 5625 = 3 epochs; AG's
+  News: 7750 ≈ 2 epochs), so a fixed count is wrong for any other data set or run length: 6315 on
+  sst2-sent (651 steps in 3 epochs) left L_D off for the whole run and saved FreeLB as CARL. A
+  share of the run is true to the rule on any data set: a fine-tuned encoder or a GloVe LSTM is
+  past its steep first descent after about a third of a 3-epoch run (one epoch), and two thirds
+  of the run still train with L_D. The resolved step is checked before training starts
+  (``plan``): a start that leaves L_D off for the whole run is refused. Each checkpoint records
+  ``metrics["carl"]``: the resolved start, the step at which the banks were filled, and how many
+  optimiser steps L_D shaped (``ld_steps``).
 - **m**: ``--negatives 0`` (default) scales the paper's SST-2 ratio to the data set:
   m = round(16000 · N / 67349), at least 1 and at most 16000; any positive value is used as is.
   Negatives are sampled with replacement, uniformly over the different-label pool.
@@ -70,9 +81,20 @@ Every choice, explicit (the paper is silent on each unless a section is cited):
   gradient vanishes, and the only gradient left pulls R_adv onto R, which a constant encoder
   satisfies. Observed here with a fixed Z: lstm/sst2-sent fell from 0.726 dev accuracy at
   ``--carl-start`` to 0.509 (constant predictions, dev loss ln 2) one epoch later.
+  **What this NCE reduces to.** With Ẑ(v) = |pool|·mean_j e^{s_j} (s_j = v·f_j/τ, detached) and
+  m·P_n = m/|pool|, the factors cancel: m·P_n·Ẑ(v) = Σ_j e^{s_j} =: S, so
+        −log P(D=1|pos) = −log e^{s⁺}/(e^{s⁺} + S),   −log P(D=0|neg_j) = log(1 + e^{s_j}/S)
+  with S held constant in the gradient. P_n, m and |pool| drop out: the loss is a contrastive
+  loss with a fixed (detached) denominator, the positive term InfoNCE's with a stop-gradient on
+  the negatives' sum, plus Σ_j log(1 + e^{s_j}/S), which pushes each negative's score down in
+  proportion to its share of S. ``--carl-loss infonce`` lets the gradient flow through the
+  denominator.
 - **Randomness**: negatives and the bank-initialisation attack draw from their own
   ``torch.Generator`` s, seeded from the run seed, so a run is reproducible.
-- **Distributed**: each process updates its banks with its own batches only (no all-gather yet).
+- **Distributed**: the banks stay global. At the bank update every process all-gathers the
+  batch's example ids, R and R_adv from every process (``distributed.gather_rows``) and applies
+  all rows, so the banks are equal on every rank and equal to a one-process run's over the same
+  global batch; negatives are then read from the full bank on each rank.
 """
 
 from __future__ import annotations
@@ -98,10 +120,12 @@ class CARLConfig(FreeLBConfig):
     bank_momentum: float = hp(0.5, "--bank-momentum", "CARL memory-bank momentum M (Eq. 5)")
     negatives: int = hp(0, "--negatives", "CARL negatives m per example (0: 16000·N/67349, the paper's "
                                            "SST-2 ratio)")
-    carl_start: int = hp(6315, "--carl-start", "CARL: optimiser steps before L_D is on and the banks are "
-                                               "filled (paper Table 3, SST-2: 6315)")
+    carl_start: str = hp("33%", "--carl-start", "CARL warm start before L_D is on and the banks are filled: "
+                         "P% of the run's optimiser steps, Nep epochs, N steps, or 'paper' (Table 3: sst2 "
+                         "6315, agnews 7750)")
     carl_loss: str = hp("nce", "--carl-loss", "CARL: NCE approximation (Wu et al. 2018) or exact InfoNCE",
                         choices=["nce", "infonce"])
+    carl_weight: float = hp(1.0, "--carl-weight", "CARL: weight λ_D of L_D in L_C + λ_D·L_D (the paper: 1)")
     carl_positive: str = hp("bank", "--carl-positive", "CARL: the positive is the other view's bank row of the "
                             "same example (CRD/CMC) or the live representation (Eq. 2 read literally)",
                             choices=["bank", "live"])
@@ -114,12 +138,79 @@ class CARLConfig(FreeLBConfig):
             raise ValueError(f"--bank-momentum must be in [0, 1), got {self.bank_momentum}")
         if self.negatives < 0:
             raise ValueError(f"--negatives must be >= 0 (0: automatic), got {self.negatives}")
-        if self.carl_start < 0:
-            raise ValueError(f"--carl-start must be >= 0, got {self.carl_start}")
+        object.__setattr__(self, "carl_start", str(self.carl_start).strip())  # 217 and "217" alike
+        parse_carl_start(self.carl_start)
+        if not self.carl_weight >= 0:
+            raise ValueError(f"--carl-weight must be >= 0, got {self.carl_weight}")
         if self.carl_loss not in ("nce", "infonce"):
             raise ValueError(f"--carl-loss must be nce or infonce, got {self.carl_loss!r}")
         if self.carl_positive not in ("bank", "live"):
             raise ValueError(f"--carl-positive must be bank or live, got {self.carl_positive!r}")
+
+
+PAPER_CARL_START = {"sst2": 6315, "agnews": 7750}  # Table 3 (Yahoo! 7200 and Yelp-P 5625: not shipped here)
+CARL_START_FORMS = "P% (share of the run's optimiser steps), Nep (epochs), N (steps) or 'paper'"
+
+
+def parse_carl_start(spec: str) -> tuple[str, float]:
+    """``"33%"`` -> ("share", 0.33), ``"1ep"`` -> ("epochs", 1.0), ``"217"`` -> ("steps", 217),
+    ``"paper"`` -> ("paper", 0); anything else is a ValueError naming the forms."""
+    s = str(spec).strip().lower()
+    try:
+        if s == "paper":
+            return "paper", 0.0
+        if s.endswith("%"):
+            v = float(s[:-1])
+            if 0 <= v < 100:
+                return "share", v / 100
+        elif s.endswith("ep"):
+            v = float(s[:-2])
+            if v >= 0 and math.isfinite(v):
+                return "epochs", v
+        else:
+            v = int(s)
+            if v >= 0:
+                return "steps", float(v)
+    except ValueError:
+        pass
+    raise ValueError(f"--carl-start must be {CARL_START_FORMS}, e.g. 33%, 1ep or 217; got {spec!r}")
+
+
+def resolve_carl_start(spec: str, total_steps: int, steps_per_epoch: int, dataset: str | None = None) -> int:
+    """The optimiser step after which L_D is on, for a run of ``total_steps`` steps."""
+    kind, v = parse_carl_start(spec)
+    if kind == "share":
+        return int(math.floor(v * total_steps))
+    if kind == "epochs":
+        return int(round(v * steps_per_epoch))
+    if kind == "paper":
+        if dataset not in PAPER_CARL_START:
+            raise AdvvizError(f"--carl-start paper: the paper gives a warm start only for "
+                              f"{', '.join(PAPER_CARL_START)} among the data sets here (not {dataset!r}); "
+                              f"give {CARL_START_FORMS}")
+        return PAPER_CARL_START[dataset]
+    return int(v)
+
+
+def ld_status(method: dict | None, metrics: dict | None) -> dict | None:
+    """How much a saved CARL / CARL+RAR checkpoint trained with L_D, from its config's ``method``
+    and its ``metrics.json``: ``{"ld_steps": int | None, "note": str}``; None for other methods.
+    Checkpoints written before ``metrics["carl"]`` existed are judged from the recorded integer
+    ``carl_start`` against the step the checkpoint was saved at."""
+    method, metrics = method or {}, metrics or {}
+    if method.get("name") not in ("carl", "carl+rar"):
+        return None
+    carl = metrics.get("carl") if isinstance(metrics.get("carl"), dict) else None
+    n = carl.get("ld_steps") if carl else None
+    if n is None:
+        start, step = method.get("carl_start"), metrics.get("steps")
+        try:
+            n = max(0, int(step) - int(start))
+        except (TypeError, ValueError):
+            n = None
+    if n == 0:
+        return {"ld_steps": 0, "note": "L_D never active — equivalent to FreeLB"}
+    return {"ld_steps": n, "note": "" if n is not None else "L_D steps unknown"}
 
 
 def default_negatives(num_train: int) -> int:
@@ -185,6 +276,9 @@ class CARL(FreeLB):
         self.train_texts: list[str] = []
         self.num_negatives = 0
         self.completed_steps = 0
+        self.start_step: int | None = None  # resolved by plan() (or the explicit step count)
+        self.ld_steps = 0  # optimiser steps whose loss included L_D
+        self.banks_filled_at: int | None = None  # the step count when the banks were initialised
         self.neg_generator: torch.Generator | None = None
         self.init_generator: torch.Generator | None = None
         self._neg_ids: torch.Tensor | None = None
@@ -201,7 +295,31 @@ class CARL(FreeLB):
         self.sampler = NegativeSampler(train_data.labels)
         self.num_negatives = self.config.negatives or default_negatives(len(self.train_texts))
         self.bank_orig = self.bank_adv = None
-        self.completed_steps = 0
+        self.completed_steps = self.ld_steps = 0
+        self.banks_filled_at = None
+
+    def plan(self, total_steps: int, steps_per_epoch: int, dataset: str | None = None) -> None:
+        """Resolve ``--carl-start`` for a run of ``total_steps`` optimiser steps (counted as the
+        Trainer counts them, i.e. per global batch under several processes) and refuse a start
+        that would leave L_D off for the whole run."""
+        spec = self.config.carl_start
+        start = resolve_carl_start(spec, total_steps, steps_per_epoch, dataset)
+        if start >= total_steps:
+            suggest = resolve_carl_start(CARLConfig.carl_start, total_steps, steps_per_epoch)
+            raise AdvvizError(
+                f"--carl-start {spec} is step {start}, but this run has {total_steps} optimiser steps: L_D "
+                f"would never be on and the checkpoint would be FreeLB saved as {self.name}; use e.g. "
+                f"--carl-start {CARLConfig.carl_start} (step {suggest}) or --carl-start {max(0, total_steps // 3)}")
+        self.start_step = start
+
+    def _start(self) -> int:
+        if self.start_step is None:
+            kind, v = parse_carl_start(self.config.carl_start)
+            if kind != "steps":
+                raise AdvvizError(f"--carl-start {self.config.carl_start} is relative to the run: call "
+                                  f"plan(total_steps, steps_per_epoch) first (the Trainer does)")
+            self.start_step = int(v)
+        return self.start_step
 
     def on_step_end(self, model, step: int) -> None:
         self.completed_steps = step
@@ -209,11 +327,18 @@ class CARL(FreeLB):
     def describe(self) -> dict:
         return {**super().describe(), "negatives_resolved": self.num_negatives}
 
+    def metrics(self) -> dict:
+        """What a checkpoint records of the warm start (see the class docstring)."""
+        return {"carl": {"start_spec": self.config.carl_start, "start_step": self.start_step,
+                         "banks_filled_at": self.banks_filled_at, "ld_steps": self.ld_steps}}
+
     # -- resume (``advviz train --resume``) -------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Generators, the optimiser-step counter (warm start) and both banks, so a resumed run
         continues bit-identically instead of restarting the warm start."""
-        out = {**super().state_dict(), "completed_steps": torch.tensor([self.completed_steps])}
+        out = {**super().state_dict(), "completed_steps": torch.tensor([self.completed_steps]),
+               "ld_steps": torch.tensor([self.ld_steps]),
+               "banks_filled_at": torch.tensor([-1 if self.banks_filled_at is None else self.banks_filled_at])}
         for name in ("neg_generator", "init_generator"):
             gen = getattr(self, name)
             if gen is not None:
@@ -226,6 +351,10 @@ class CARL(FreeLB):
         super().load_state_dict(state)
         if "completed_steps" in state:
             self.completed_steps = int(state["completed_steps"][0])
+        if "ld_steps" in state:
+            self.ld_steps = int(state["ld_steps"][0])
+            filled = int(state["banks_filled_at"][0])
+            self.banks_filled_at = None if filled < 0 else filled
         for name in ("neg_generator", "init_generator"):
             if name in state and getattr(self, name) is not None:
                 getattr(self, name).set_state(state[name])
@@ -237,12 +366,12 @@ class CARL(FreeLB):
 
     @property
     def active(self) -> bool:
-        """L_D is on once ``carl_start`` optimiser steps are done (Table 3 warm start)."""
-        return self.completed_steps >= self.config.carl_start
+        """L_D is on once the warm start's optimiser steps are done (Table 3)."""
+        return self.completed_steps >= self._start()
 
     def checkpoint_eligible(self, step: int) -> bool:
-        """A checkpoint is CARL only once L_D has shaped at least one step (step > carl_start)."""
-        return step > self.config.carl_start
+        """A checkpoint is CARL only once L_D has shaped at least one step (step > the start)."""
+        return step > self._start()
 
     @property
     def banks_ready(self) -> bool:
@@ -281,8 +410,12 @@ class CARL(FreeLB):
     def train_step(self, model, batch, backward):
         if self.active and not self.banks_ready:
             self.init_banks(model)
+            self.banks_filled_at = self.completed_steps
         self._neg_ids = None
-        return super().train_step(model, batch, backward)
+        out = super().train_step(model, batch, backward)
+        if self.active:
+            self.ld_steps += 1
+        return out
 
     def contrastive_loss(self, r: torch.Tensor, r_adv: torch.Tensor, labels: torch.Tensor,
                          neg_ids: torch.Tensor, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -327,4 +460,4 @@ class CARL(FreeLB):
             idx = gather_rows(batch["index"])
             self.bank_orig.update(idx, gather_rows(r), self.config.bank_momentum)
             self.bank_adv.update(idx, gather_rows(r_adv), self.config.bank_momentum)
-        return loss, logs
+        return self.config.carl_weight * loss, logs

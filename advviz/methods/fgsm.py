@@ -13,6 +13,9 @@ Readings / deviations:
 - The paper gives no values for α and ε: α = 0.5 is Goodfellow et al.'s; ε = 0.05 (per
   coordinate; ≈ 0.35 per token in L2 for 50-d GloVe) is our choice.
 - Padding and special tokens are never perturbed.
+- Dropout: Δ is added to the dropped-out embeddings of the clean pass (same mask), and the
+  gradient is taken with respect to them, so in training every perturbable coordinate the
+  model reads moves by exactly ±ε (``adversarial.py``, "Dropout in training").
 """
 
 from __future__ import annotations

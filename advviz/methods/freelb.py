@@ -1,23 +1,43 @@
 """FreeLB (Zhu et al., ICLR 2020), as its reference code does it; the adversary CARL and RAR
 (Qiu et al. 2021, §3.2–3.3) build on.
 
-Update rule (reference ``run_glue_freelb.py``, L2 case), for K ascent steps:
+Update rule (reference ``run_glue_freelb.py``), for K ascent steps:
 
-    δ₀ = U(−1, 1) ⊙ mask · γ / √(L·D)                L real tokens, D embedding size
+    δ₀ = U(−1, 1) ⊙ mask · γ / √(L·D)    (l2)      L real tokens, D embedding size
+    δ₀ = U(−γ, γ) ⊙ mask                   (linf)    δ₀ is *not* projected into the ε-ball
     for t = 0..K−1:
         ℓ_t = L_C(f(E + δ_t), y) / K                   E re-read from the embedding layer each step
         ∇θ += ∂ℓ_t/∂θ                                  parameter gradients accumulate ("free")
-        δ_{t+1} = Π_ε(δ_t + α · g_t / ‖g_t‖₂)          g_t = ∂ℓ_t/∂δ_t, norm per example over (T·D)
+        δ_{t+1} = Π_ε(δ_t + α · g_t / ‖g_t‖₂)          (l2)   g_t = ∂ℓ_t/∂δ_t
+        δ_{t+1} = clip_[−ε,ε](δ_t + α · g_t / ‖g_t‖∞)  (linf)
+    all K passes of one batch share one set of dropout masks (the reference's ``dp_masks``)
 
-Π_ε rescales δ to ‖δ‖₂ ≤ ε when ε > 0 (ε = 0: unbounded, the setting the CARL paper's Table 1
-uses for SST-2 and AG's News). L∞: δ₀ = U(−γ, γ), steps α·sign(g), clamp to [−ε, ε].
+Norms run per example over the whole (T·D) perturbation. Π_ε rescales δ to ‖δ‖₂ ≤ ε when ε > 0
+(ε = 0: unbounded, the setting the CARL paper's Table 1 uses for SST-2 and AG's News).
+
+As in the reference, and stated because it matters when γ is large against ε:
+- **δ₀ is not projected.** The random start is used as drawn; Π_ε first acts on δ₁. With l2 the
+  start has ‖δ₀‖₂ ≤ γ (each of the L·D coordinates is at most γ/√(L·D)), so δ_t is in the ball
+  for every t whenever γ ≤ ε; with γ > ε the first ascent step may start outside it.
+- **L∞ steps are α·g/‖g‖∞, not α·sign(g).** The reference scales the gradient by its largest
+  coordinate (per example), so only that coordinate moves by α and the rest move in proportion;
+  sign steps (Madry et al.'s PGD, ``pgd.py``) move every coordinate by α.
+- **One dropout mask per batch** (``--dropout-masks shared``, default): the reference threads the
+  masks drawn on the first ascent step through the K − 1 later ones, so the K passes differ only
+  by δ and g_t is the gradient of the same network. Here the global generator is replayed before
+  each pass (``perturb.DropoutMasks``), which gives every dropout of the model (MiniLM's 0.1,
+  the RNN's 0.5 on the embeddings and the head) the same masks on every step without changing
+  the model. ``fresh`` draws new masks per step (for comparison; this code did so before the
+  option existed).
+- The RNN families apply their embedding dropout inside ``embed``: the recurrent layer reads
+  dropout(E) + δ_t, with δ_t intact (see ``models/base.py``).
 
 Choices where the reference and this code differ, or the papers are silent:
-- ``mask`` excludes padding *and* special tokens ([CLS]/[SEP]); the reference perturbs every
-  attended position. Keeping specials clean makes per-token norms comparable across families
-  (an LSTM has no [CLS]) and matches what ``advviz inspect`` shows.
+- ``mask`` excludes padding *and* structural tokens ([CLS]/[SEP]); the reference perturbs every
+  attended position. Keeping them clean makes per-token norms comparable across families (an
+  LSTM has no [CLS]) and matches what ``advviz inspect`` shows. [UNK] is perturbed (a word).
 - The reference never includes the clean loss, which is a known reproduction problem;
-  ``--clean-loss`` adds L_C(f(E), y) once per step (one extra forward/backward).
+  ``--clean-loss`` adds L_C(f(E), y) once per step (one extra forward/backward, same masks).
 - As an *attack* (``perturb``) the K updates are all applied and δ_K is returned; parameter
   gradients are never touched (``torch.autograd.grad`` on δ only).
 
@@ -35,7 +55,7 @@ import torch
 
 from ..models.base import ClassifierOutput
 from .base import Method, MethodConfig, StepOutput, classification_loss, hp, unwrap
-from .perturb import ascent_direction, masked, project
+from .perturb import DropoutMasks, masked, normalize, project
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,9 @@ class FreeLBConfig(MethodConfig):
     init_mag: float = hp(0.6, "--init-mag", "FreeLB initial magnitude γ")
     norm: str = hp("l2", "--norm", "perturbation norm", choices=["l2", "linf"])
     clean_loss: bool = hp(False, "--clean-loss", "FreeLB: add the clean loss each step")
+    dropout_masks: str = hp("shared", "--dropout-masks", "FreeLB: one dropout mask per batch for all K ascent "
+                            "steps (the reference's dp_masks) or fresh masks each step",
+                            choices=["shared", "fresh"])
 
     def __post_init__(self):
         if self.steps < 1:
@@ -57,6 +80,13 @@ class FreeLBConfig(MethodConfig):
             raise ValueError("--epsilon and --init-mag must be >= 0")
         if self.norm not in ("l2", "linf"):
             raise ValueError(f"--norm must be l2 or linf, got {self.norm!r}")
+        if self.dropout_masks not in ("shared", "fresh"):
+            raise ValueError(f"--dropout-masks must be shared or fresh, got {self.dropout_masks!r}")
+
+
+def freelb_step(delta: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, cfg: "FreeLBConfig") -> torch.Tensor:
+    """δ_{t+1} = Π_ε(δ_t + α·g/‖g‖_p), p = cfg.norm, the norm per example (reference, both norms)."""
+    return project(delta.detach() + cfg.step_size * normalize(g, mask, cfg.norm), cfg.epsilon, cfg.norm, mask)
 
 
 def freelb_init(embeds: torch.Tensor, mask: torch.Tensor, init_mag: float, norm: str,
@@ -97,17 +127,20 @@ class FreeLB(Method):
         cfg, core = self.config, unwrap(model)
         ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
         mask = core.perturbable_mask(ids, att)
-        embeds = core.embed(ids)
-        delta = freelb_init(embeds.detach(), mask, cfg.init_mag, cfg.norm, self.generator)
-        total, logs, clean_logits = 0.0, {}, None
+        masks = DropoutMasks(ids.device, cfg.dropout_masks == "shared")  # before the first pass draws any
+        delta, total, logs, clean_logits = None, 0.0, {}, None
         if cfg.clean_loss:
-            clean = model(inputs_embeds=embeds, attention_mask=att)
+            masks.replay()
+            clean = model(inputs_embeds=core.embed(ids), attention_mask=att)
             lc = classification_loss(clean, y)
             backward(lc)
             total += lc.item()
             clean_logits = clean.logits.detach()
-            embeds = core.embed(ids)
         for t in range(cfg.steps):
+            masks.replay()
+            embeds = core.embed(ids)  # dropout(E) for RNNs; re-read: backward freed the previous graph
+            if delta is None:
+                delta = freelb_init(embeds.detach(), mask, cfg.init_mag, cfg.norm, self.generator)
             delta.requires_grad_()
             out = model(inputs_embeds=embeds + delta, attention_mask=att)
             loss = classification_loss(out, y)
@@ -128,10 +161,7 @@ class FreeLB(Method):
                 logs[k] = logs.get(k, 0.0) + v / cfg.steps
             if t == cfg.steps - 1:
                 break
-            g = delta.grad.detach() if g_c is None else g_c
-            delta = project(delta.detach() + cfg.step_size * ascent_direction(g, mask, cfg.norm),
-                            cfg.epsilon, cfg.norm, mask)
-            embeds = core.embed(ids)  # re-read: the embedding weights' graph was freed by backward
+            delta = freelb_step(delta, delta.grad.detach() if g_c is None else g_c, mask, cfg)
         return StepOutput(torch.tensor(total), clean_logits, logs)
 
     # -- attack --------------------------------------------------------------------------------
@@ -146,6 +176,5 @@ class FreeLB(Method):
             with torch.enable_grad():
                 loss = classification_loss(model(inputs_embeds=embeds + delta, attention_mask=att), y)
                 (g,) = torch.autograd.grad(loss, delta)
-            delta = project(delta.detach() + cfg.step_size * ascent_direction(g, mask, cfg.norm),
-                            cfg.epsilon, cfg.norm, mask)
+            delta = freelb_step(delta, g, mask, cfg)
         return delta.detach()

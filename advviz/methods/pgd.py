@@ -11,7 +11,9 @@ no random start. As a training method: L + λ·L_C(f(E + δ_K)) (λ = --adv-weig
 
 Readings: the CARL paper does not state k, α or the random start of its k-PGD; the norm is the
 L2 norm of the whole example's perturbation, as in FreeLB (which the same paper uses); padding
-and special tokens are never perturbed.
+and special tokens are never perturbed; L∞ steps are Madry et al.'s α·sign(g). As a training
+method all k steps and the adversarial pass reuse the clean pass's dropped-out embeddings
+(``adversarial.py``, "Dropout in training").
 """
 
 from __future__ import annotations

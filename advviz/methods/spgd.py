@@ -21,6 +21,9 @@ Readings of an ambiguous paper (each a choice made here):
 - eq. 7 is applied literally: if every rᵢ·u is negative, the coefficient is negative and the
   token moves away from its best neighbour (still along one neighbour direction).
 - Sparsification ranks the raw ‖rᵢ‖ (Algorithm 1), not ‖r̂ᵢ‖.
+- Dropout: r̂ is added to the clean pass's dropped-out embeddings (same mask), so the recurrent
+  layer reads each kept token moved along exactly one neighbour direction (``adversarial.py``,
+  "Dropout in training"); the M > 1 inner steps reuse that embedding tensor too.
 - Defaults: K = 15, σ = 0.75, M = 1 (the paper's best), ε = 25 (App. B, for 256-d embeddings
   with unit-variance coordinates; in GloVe-50d units this is strong: lower ``--epsilon`` for
   minilm). Neighbours are rebuilt every 50 steps (App. B: "every 50 batches").

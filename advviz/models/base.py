@@ -2,14 +2,21 @@
 
 Shapes: B batch, T tokens, D embedding size, H representation size, V vocabulary, C classes.
 
-    embed(input_ids <long>[B,T]) -> <float>[B,T,D]           word embeddings only (no positions)
+    embed(input_ids <long>[B,T]) -> <float>[B,T,D]           word embeddings only (no positions);
+                                                              in training mode after the family's
+                                                              embedding dropout (RNNs), so δ is
+                                                              added to dropout(E), never dropped
     forward_embeds(embeds [B,T,D], attention_mask [B,T]) -> ClassifierOutput
         .logits <float>[B,C], .pooled <float>[B,H], .tokens <float>[B,T,H]
     embedding_matrix() -> <float>[V,D]                        the live input-embedding weight
     tokenizer.vocab -> list[str] of length V                  row i of the matrix is vocab[i]
 
 Adversaries perturb the output of ``embed`` and call ``forward_embeds``; nothing else of a model
-is touched, so every method works with every family.
+is touched, so every method works with every family. ``forward_embeds`` feeds its ``embeds``
+argument to the encoder unchanged (no dropout in between): the perturbation a model trains on is
+exactly the δ an adversary computed and the heatmaps show (Miyato et al. 2017 and Sato et al.
+2018 drop out the embeddings, then add r). A transformer's own embedding LayerNorm/dropout act
+after the position embeddings are added, as in FreeLB; that is part of the encoder, not of E.
 """
 
 from __future__ import annotations
@@ -65,7 +72,15 @@ class Classifier(nn.Module):
         return self.tokenizer.vocab
 
     def perturbable_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """<bool>[B,T]: real tokens that an adversary may perturb (no padding, no [CLS]/[SEP])."""
+        """<bool>[B,T]: the positions an adversary may perturb, one policy for every family.
+
+        Perturbable: every attended word position, *including* the unknown-word token
+        (``<unk>``/``[UNK]``): it stands for a real word of the text and the model reads its
+        (trained) embedding row like any other, so an adversary may move it (Miyato et al. and
+        Sato et al. perturb every word position of the sequence). Never perturbed: padding and the
+        structural tokens ``tokenizer.special_ids`` ([CLS], [SEP], [PAD], [MASK]), which are not
+        words of the text (an LSTM has none, so per-token norms stay comparable across families).
+        FreeLB's reference also perturbs [CLS]/[SEP]; see ``methods/freelb.py``."""
         special = torch.zeros_like(attention_mask, dtype=torch.bool)
         for sid in self.tokenizer.special_ids:
             special |= input_ids == sid

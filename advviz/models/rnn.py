@@ -46,10 +46,18 @@ class RNNClassifier(Classifier):
     def embedding_layer(self) -> nn.Embedding:
         return self.embedding
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """dropout(E) <float>[B,T,D]: the embedding dropout belongs to ``embed``, so an adversary's δ
+        is added *after* it and reaches the recurrent layer intact (Miyato et al. 2017's
+        ``Embedding`` layer and Sato et al. 2018's ``xs = dropout(embed(x)); xs + d``). Identity in
+        eval mode, so attacks and heatmaps see the plain embeddings."""
+        return self.drop(self.embedding(input_ids))  # (B, T, D)
+
     def forward_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> ClassifierOutput:
         B, T, _ = embeds.shape
         lengths = attention_mask.sum(1).clamp(min=1).cpu()  # (B,) empty rows read one pad token
-        packed = pack_padded_sequence(self.drop(embeds), lengths, batch_first=True, enforce_sorted=False)
+        # embeds is dropout(E) + δ already: no dropout here, or δ would be rescaled and zeroed
+        packed = pack_padded_sequence(embeds, lengths, batch_first=True, enforce_sorted=False)
         out, h = self.rnn(packed)
         h_n = h[0] if self.cell == "lstm" else h  # (dirs, B, h)
         tokens, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, H)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from advviz import registry
+
 from . import core, forms
 
 
@@ -39,10 +41,11 @@ def _keep_valid(key: str, options: list, multi: bool) -> None:
 
 def _models(rows: list[dict]) -> list[str]:
     names = [r["name"] for r in rows if r["status"] == "ok"]
+    labels = {r["name"]: registry.label(r) for r in rows}
     _keep_valid("sb_models", names, multi=True)
     if "sb_models" not in st.session_state:
         st.session_state["sb_models"] = names[:1]
-    return st.sidebar.multiselect("Model(s)", names, key="sb_models", max_selections=4,
+    return st.sidebar.multiselect("Model(s)", names, key="sb_models", max_selections=4, format_func=labels.get,
                                   help="Checkpoints under the models root; pages compare them side by side.",
                                   placeholder="no model yet" if not names else "choose models")
 

@@ -11,7 +11,8 @@ from advviz import registry
 from appkit import core, plots, sidebar, training
 
 COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset", "dev_accuracy": "dev acc",
-           "clean_accuracy": "eval acc", "robustness": "robustness (attack ε: acc)", "parameters": "params",
+           "ld_steps": "L_D steps", "note": "note", "clean_accuracy": "eval acc",
+           "robustness": "robustness (attack ε: acc)", "parameters": "params",
            "train_seconds": "train s", "date": "date", "status": "status"}
 
 
@@ -23,6 +24,8 @@ def registry_table(rows: list[dict]) -> None:
                  column_config={"dev acc": st.column_config.NumberColumn(format="%.3f"),
                                 "eval acc": st.column_config.NumberColumn(format="%.3f"),
                                 "params": st.column_config.NumberColumn(format="localized"),
+                                "L_D steps": st.column_config.NumberColumn(
+                                    help="CARL: optimiser steps trained with the contrastive loss L_D"),
                                 "train s": st.column_config.NumberColumn(format="%.1f")})
     st.download_button("Download registry (CSV)", df.to_csv(index=False), "models.csv", "text/csv", key="dl_registry")
 
