@@ -123,13 +123,18 @@ def _unreadable(row: dict, reason: str) -> dict:
     return row
 
 
+def _row(path: Path) -> dict:
+    """A registry row with every column and nothing known yet."""
+    return {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None, "epsilon": None,
+            "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
+            "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
+
+
 def describe(path: Path) -> dict:
     """One registry row from a checkpoint's JSON files. ``status`` is ``ok``, ``language model``,
     ``missing weights`` or ``unreadable: REASON`` (a file that is not a regular JSON object of
     sane size and depth); a bad checkpoint never stops a scan."""
-    row = {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None,
-           "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
-           "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
+    row = _row(path)
     loaded = {}
     for f in ("config.json", "metrics.json", "eval.json"):
         value, problem = _load_json(path / f)
@@ -209,10 +214,7 @@ def scan(root: str | os.PathLike | None = None, time_budget: float = SCAN_SECOND
 
     def row(p: Path, name: str) -> dict:
         if time.monotonic() > deadline:
-            return {**_unreadable({"name": name, "path": str(p), "arch": None, "method": None, "dataset": None,
-                                   "dev_accuracy": None, "robustness": "", "clean_accuracy": None,
-                                   "parameters": None, "train_seconds": None, "date": None},
-                                  f"not read (the scan took more than {time_budget:g} s)"), "name": name}
+            return {**_unreadable(_row(p), f"not read (the scan took more than {time_budget:g} s)"), "name": name}
         return {**describe(p), "name": name}
 
     try:

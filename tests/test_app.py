@@ -488,6 +488,8 @@ def test_registry_scan_has_a_time_budget(tmp_path, monkeypatch):
     rows = {r["name"]: r for r in registry.scan(root)}
     assert set(rows) == {"bad", "good"}
     assert any(r["status"].startswith("unreadable: not read") for r in rows.values())
+    full = set(registry.describe(root / "good"))
+    assert all(set(r) == full for r in rows.values())  # the Models table needs every column
 
 
 def test_train_log_of_a_fifo_or_huge_file(tmp_path):
