@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .data import load_dataset
+from .data import align_labels, load_dataset
 from .evaluate import evaluate, predict_logits
 
 
@@ -83,9 +83,21 @@ class Model:
     def evaluate(self, dataset: str | None = None, split: str = "dev", max_examples: int | None = None,
                  data_dir=None, seed: int = 0) -> dict:
         """Accuracy, macro-F1, loss and n on a split (default: the data set it was trained on)."""
+        from .errors import AdvvizError
+
+        if max_examples is not None and max_examples <= 0:
+            raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
         name = dataset or self.config["data"]["name"]
-        ds = load_dataset(name, split, data_dir).subset(max_examples, seed)
+        ds = self.examples(name, split, data_dir).subset(max_examples, seed)
+        if len(ds) == 0:
+            raise AdvvizError(f"{name}/{split} has no examples to evaluate")
         return evaluate(self.classifier, ds.texts, ds.labels)
+
+    def examples(self, dataset: str | None = None, split: str = "dev", data_dir=None):
+        """A split of a data set with its labels in this model's order (matched by name); a data
+        set with labels this model was not trained on is refused (:func:`advviz.data.align_labels`)."""
+        name = dataset or self.config["data"]["name"]
+        return align_labels(load_dataset(name, split, data_dir), self.label_names, self.name, name)
 
 
 def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Model:

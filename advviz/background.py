@@ -259,11 +259,11 @@ def _group_alive(pgid: int) -> bool:
 
 def forget(root: str | os.PathLike, job_id: str) -> None:
     """Remove a finished job's folder (not its checkpoint)."""
-    import shutil
+    from . import outdir
 
     if status(root, job_id)["state"] == "running":
         raise AdvvizError("the job is still running; cancel it first")
-    shutil.rmtree(_job_dir(root, job_id))
+    outdir.remove_owned(_job_dir(root, job_id), outdir.JOB)
 
 
 def _run(job_dir: Path) -> int:

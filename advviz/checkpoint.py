@@ -12,7 +12,6 @@ half-written directory (a crash leaves the previous checkpoint, or nothing, plus
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -27,7 +26,9 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from . import outdir
 from .errors import AdvvizError
+from .jsonio import dumps, read_json
 from .models import Classifier, model_from_config
 from .tokenizers import load_tokenizer
 
@@ -64,8 +65,23 @@ def state_tensors(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict
     return tensors
 
 
+def state_shapes(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, tuple]:
+    """The keys (and shapes) :func:`state_tensors` writes for these modules, nothing copied."""
+    shapes: dict[str, tuple] = {}
+    seen: set[int] = set()
+    modules = {"": model, **{f"extra.{k}.": v for k, v in extras.items()}}
+    for prefix, mod in modules.items():
+        for k, v in mod.state_dict(keep_vars=True).items():
+            ptr = v.data_ptr()
+            if ptr in seen and v.numel() > 0:
+                continue
+            seen.add(ptr)
+            shapes[prefix + k] = tuple(v.shape)
+    return shapes
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    path.write_text(dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def fsync_dir_files(d: Path) -> None:
@@ -94,19 +110,25 @@ def replace_dir(tmp: Path, target: Path) -> None:
 
 
 @contextmanager
-def atomic_dir(target: Path, failure: str, what: str) -> Iterator[Path]:
+def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPOINT) -> Iterator[Path]:
     """Write a whole directory atomically: yields an empty hidden sibling of ``target`` to fill;
     when the block ends its files are made durable and it replaces ``target`` whole
     (:func:`replace_dir`). If anything fails the sibling is removed and ``target`` stays as it was;
     an ``OSError`` becomes one ``AdvvizError`` line:
-    ``"{failure}: {reason}; the previous {what} (if any) is intact"``."""
-    target = Path(target)
+    ``"{failure}: {reason}; the previous {what} (if any) is intact"``.
+
+    ``target`` must be absent, empty, or advviz's own directory of ``kind``
+    (:func:`advviz.outdir.check_replaceable`), checked before writing and again before the swap;
+    anything else is refused and left untouched."""
+    target = Path(os.path.abspath(target))
+    outdir.check_replaceable(target, kind)
     hidden = target.name if target.name.startswith(".") else f".{target.name}"
     tmp = target.parent / f"{hidden}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
         yield tmp
         fsync_dir_files(tmp)
+        outdir.check_replaceable(target, kind)
         replace_dir(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -143,7 +165,7 @@ def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dic
         _write_json(tmp / "metrics.json", metrics)
         with open(tmp / "train_log.jsonl", "w", encoding="utf-8") as f:
             for line in log_lines or []:
-                f.write(json.dumps(line) + "\n")
+                f.write(dumps(line) + "\n")
     return directory
 
 
@@ -164,11 +186,9 @@ class Checkpoint:
         return self.directory.name
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AdvvizError(f"{path}: not a readable JSON file ({type(e).__name__})") from None
+def _read_json(path: Path, expect: type | None = None) -> Any:
+    """A checkpoint's JSON file: a regular file, bounded in size and depth (:mod:`advviz.jsonio`)."""
+    return read_json(path, expect=expect)
 
 
 # Serialised-object formats that must never be deserialised: pickle protocols 2-5 and the zip
@@ -223,6 +243,17 @@ def _check_shapes(directory: Path, config: dict, tokenizer) -> None:
         raise AdvvizError(f"{directory}/model.safetensors does not match config.json ({detail})")
 
 
+def _check_positions(directory: Path, config: dict, tokenizer) -> None:
+    """A transformer reads at most its position embeddings' worth of tokens: a tokenizer
+    max_length beyond that would fail at the first long text, so it is refused here."""
+    if not isinstance(config.get("model"), dict) or config["model"].get("family") != "hf":
+        return
+    positions = (config["model"].get("encoder_config") or {}).get("max_position_embeddings")
+    if isinstance(positions, int) and isinstance(tokenizer.max_length, int) and tokenizer.max_length > positions:
+        raise AdvvizError(f"{directory}/config.json: tokenizer max_length {tokenizer.max_length} is more than the "
+                          f"encoder's {positions} positions")
+
+
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild a model from a checkpoint directory (safetensors + JSON only; see verify_checkpoint_dir)."""
     directory = Path(directory)
@@ -230,7 +261,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         raise AdvvizError(f"{directory} is not an advviz checkpoint (needs config.json and model.safetensors)")
     verify_checkpoint_dir(directory)
     config = _read_json(directory / "config.json")
-    metrics = _read_json(directory / "metrics.json") if (directory / "metrics.json").is_file() else {}
+    metrics = _read_json(directory / "metrics.json", dict) if (directory / "metrics.json").is_file() else {}
     if not isinstance(config, dict):
         raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build (not an object)")
     # only these sections drive loading; "train" records e.g. the data directory, informational
@@ -239,6 +270,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         tokenizer = load_tokenizer(directory, config["tokenizer"])
     except (KeyError, TypeError, ValueError, OSError) as e:
         raise AdvvizError(f"{directory}: the tokenizer files do not load ({type(e).__name__}: {e})") from None
+    _check_positions(directory, config, tokenizer)
     _check_shapes(directory, config, tokenizer)
     try:
         model = model_from_config(config["model"], tokenizer)

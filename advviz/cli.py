@@ -108,9 +108,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_max_examples(n, flag: str = "--max-examples") -> None:
+    if n is not None and n <= 0:
+        raise AdvvizError(f"{flag} must be positive, got {n} (leave it out to use every example)")
+
+
 def cmd_eval(args) -> int:
     from .api import load
 
+    check_max_examples(args.max_examples)
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
     res = model.evaluate(name, args.split, args.max_examples, args.data_dir)
@@ -165,14 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=0.1, help="transformers: share of steps for linear warm-up")
     p.add_argument("--grad-clip", type=float, default=None, help="default: 4.0 for lstm/bigru, 1.0 for transformers")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="checkpoint directory (default models/ARCH-DATASET-METHOD-sSEED)")
+    p.add_argument("--out", default=None, help="checkpoint directory: new, empty, or advviz's own run "
+                                               "(default models/ARCH-DATASET-METHOD-sSEED)")
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: each epoch)")
     p.add_argument("--save-every", type=int, default=None,
                    help="steps between resume states (also saved at each epoch end and on Ctrl-C)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace advviz's own run in --out (a directory holding anything else is never replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_flags(p)
     g = p.add_argument_group("model")

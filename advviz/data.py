@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,13 +129,47 @@ def _resolve_dir(data_dir: str | os.PathLike | None) -> Path:
 # reading tables
 
 
+MAX_DATA_BYTES = int(float(os.environ.get("ADVVIZ_MAX_DATA_MB", "2048")) * (1 << 20))  # decompressed
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The (decompressed) bytes of a data file: a regular file, at most MAX_DATA_BYTES once
+    decompressed (a gzip bomb stops at the limit instead of filling memory)."""
+    import stat
+
+    limit = MAX_DATA_BYTES
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise AdvvizError(f"{path}: cannot read the data file ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AdvvizError(f"{path}: not a regular file")
+    too_big = (f"{path}: more than {limit / (1 << 20):,.0f} MB of data"
+               f"{' once decompressed' if path.suffix == '.gz' else ''}; set ADVVIZ_MAX_DATA_MB to allow more")
+    try:
+        if path.suffix != ".gz":
+            if st.st_size > limit:
+                raise AdvvizError(too_big)
+            return path.read_bytes()
+        out, total = [], 0
+        with gzip.open(path, "rb") as f:
+            while True:
+                chunk = f.read(min(1 << 24, limit + 1 - total))
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > limit:
+                    raise AdvvizError(too_big)
+                out.append(chunk)
+        return b"".join(out)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise AdvvizError(f"{path}: not a readable gzip file ({e})") from None
+    except OSError as e:
+        raise AdvvizError(f"{path}: cannot read the data file ({e.strerror or e})") from None
+
+
 def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise AdvvizError(f"{path}: not a readable gzip file ({e})") from None
+    raw = _read_bytes(path)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -145,28 +180,44 @@ def _read_text(path: Path) -> str:
                           f"({raw[e.start:e.start + 4]!r}); re-encode the file as UTF-8") from None
 
 
-def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
-    """Read a .csv/.tsv/.jsonl file (optionally .gz) into (columns, rows)."""
+def _no_duplicate_keys(where: str):
+    def hook(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise AdvvizError(f"{where}: key '{k}' appears twice in one object")
+            seen.add(k)
+        return dict(pairs)
+    return hook
+
+
+def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict], list[int]]:
+    """(columns, rows, line numbers) of a .csv/.tsv/.jsonl file (optionally .gz). A header naming
+    a column twice, a row with more or fewer fields than the header and a JSON object repeating a
+    key are errors naming the file and line (they would silently shift or drop a column)."""
     path = Path(path)
     stem = path.name[:-3] if path.name.endswith(".gz") else path.name
     kind = stem.rsplit(".", 1)[-1].lower()
     if kind not in ("csv", "tsv", "jsonl", "json"):
         raise AdvvizError(f"{path}: unsupported file type '.{kind}' (use .csv, .tsv or .jsonl, optionally .gz)")
     text = _read_text(path)
+    rows, lines = [], []
     if kind in ("jsonl", "json"):
-        rows = []
         for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, object_pairs_hook=_no_duplicate_keys(f"{path}: line {i}"))
             except json.JSONDecodeError as e:
                 raise AdvvizError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise AdvvizError(f"{path}: line {i}: JSON nested too deeply") from None
             if not isinstance(obj, dict):
                 raise AdvvizError(f"{path}: line {i}: each line must be a JSON object")
             rows.append(obj)
+            lines.append(i)
         cols = list(rows[0].keys()) if rows else []
-        return cols, rows
+        return cols, rows, lines
     # TSV files in the wild (and ours) carry literal quotes: read them unquoted.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",",
                         quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
@@ -174,13 +225,33 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
         header = next(reader)
     except StopIteration:
         raise AdvvizError(f"{path}: the file is empty") from None
+    except csv.Error as e:
+        raise AdvvizError(f"{path}: line 1: {e}") from None
     header = [h.strip() for h in header]
-    rows = []
-    for r in reader:
-        if not r:
-            continue
-        rows.append(dict(zip(header, r)))
-    return header, rows
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise AdvvizError(f"{path}: line 1: column '{dup[0]}' appears twice in the header; rename one")
+    start = reader.line_num + 1
+    try:
+        for r in reader:
+            line, start = start, reader.line_num + 1
+            if not r:
+                continue
+            if len(r) != len(header):
+                sep = "a tab" if kind == "tsv" else "a comma (quote such texts)"
+                raise AdvvizError(f"{path}: line {line}: {len(r)} field{'s' if len(r) != 1 else ''} but the header "
+                                  f"has {len(header)} ({sep} inside a text, or a missing field?)")
+            rows.append(dict(zip(header, r)))
+            lines.append(line)
+    except csv.Error as e:
+        raise AdvvizError(f"{path}: line {reader.line_num}: {e}") from None
+    return header, rows, lines
+
+
+def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
+    """Read a .csv/.tsv/.jsonl file (optionally .gz) into (columns, rows)."""
+    cols, rows, _ = read_rows(path)
+    return cols, rows
 
 
 def _pick(cols: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path) -> str:
@@ -196,43 +267,113 @@ def _pick(cols: list[str], wanted: str | None, candidates: tuple[str, ...], what
                       f"columns found: {', '.join(cols) or '(none)'}; name it with --{what}-col")
 
 
+def _label_value(v, where: str) -> str:
+    """A label as a stripped string; a missing, empty or non-scalar label is an error at ``where``."""
+    if v is None:
+        raise AdvvizError(f"{where}: no label; every row needs one")
+    if isinstance(v, (dict, list)):
+        raise AdvvizError(f"{where}: the label must be a string or an integer, not {type(v).__name__}")
+    v = str(v).strip()
+    if not v:
+        raise AdvvizError(f"{where}: empty label; every row needs one")
+    return v
+
+
+def _as_int(v: str) -> int | None:
+    try:
+        return int(v)
+    except ValueError:
+        return None
+
+
+def _shown(values, n: int = 6) -> str:
+    values = list(values)
+    return ", ".join(str(v) for v in values[:n]) + (f", … ({len(values)} distinct)" if len(values) > n else "")
+
+
 def rows_to_dataset(rows, text_col, label_col, name, split, source,
-                    label_names=None, label_mapping=None) -> TextDataset:
+                    label_names=None, label_mapping=None, lines=None) -> TextDataset:
     """Turn raw rows into a TextDataset: strip texts, skip empty ones, make labels integers.
 
-    Integer labels are kept. Any non-integer label turns the whole column into strings mapped
-    to ids in sorted order (unless ``label_mapping`` is given, e.g. the train split's), and the
-    mapping is recorded.
+    Labels are validated here, as the data is read: a row with a text but a missing or empty label
+    is an error naming the file and line (``lines``: the file line of each row). Integer labels
+    must be 0..C−1 with every class present (labels {1, 5} or one stray 100000 are refused, never
+    turned into 6 or 100,001 classes); with ``label_names`` (a named data set) they must lie in
+    its range. Any non-integer label turns the whole column into names mapped to ids in sorted
+    order (unless ``label_mapping`` is given, e.g. the train split's), and the mapping is recorded.
     """
-    texts, raw_labels, skipped = [], [], 0
-    for r in rows:
+    texts, raw_labels, where, skipped = [], [], [], 0
+    for i, r in enumerate(rows):
         t = r.get(text_col)
         t = "" if t is None else str(t).strip()
         if not t:
             skipped += 1
             continue
+        at = f"{source}: line {lines[i]}" if lines is not None else f"{source}: row {i + 1}"
         texts.append(t)
-        raw_labels.append(r.get(label_col))
+        raw_labels.append(_label_value(r.get(label_col), at))
+        where.append(at)
+    ints = None
     if label_mapping is None:
-        try:
-            labels = [int(str(v).strip()) for v in raw_labels]
-            if any(v < 0 for v in labels):
-                raise ValueError
-        except (ValueError, TypeError):
-            keys = sorted({str(v).strip() for v in raw_labels})
-            label_mapping = {k: i for i, k in enumerate(keys)}
+        ints = [_as_int(v) for v in raw_labels]
+        if any(v is None for v in ints):
+            ints = None
+            label_mapping = {k: i for i, k in enumerate(sorted(set(raw_labels)))}
     if label_mapping is not None:
-        try:
-            labels = [label_mapping[str(v).strip()] for v in raw_labels]
-        except KeyError as e:
-            raise AdvvizError(f"{source}: label {e.args[0]!r} was not seen in the train split") from None
+        labels = []
+        for v, at in zip(raw_labels, where):
+            key = v if v in label_mapping or _as_int(v) is None else str(_as_int(v))
+            if key not in label_mapping:
+                raise AdvvizError(f"{at}: label {v!r} was not seen in the train split "
+                                  f"(labels there: {_shown(label_mapping)})")
+            labels.append(label_mapping[key])
         label_names = list(label_mapping)
-    if label_names is None:
-        label_names = [str(i) for i in range(max(labels, default=0) + 1)]
-    elif labels and max(labels) >= len(label_names):
-        raise AdvvizError(f"{source}: label {max(labels)} is out of range for {len(label_names)} classes")
+    elif label_names is not None:
+        labels = ints
+        for v, at in zip(labels, where):
+            if not 0 <= v < len(label_names):
+                raise AdvvizError(f"{at}: label {v} is out of range for the {len(label_names)} classes "
+                                  f"0..{len(label_names) - 1} ({', '.join(label_names)})")
+    else:
+        labels = ints
+        found = sorted(set(labels))
+        if found and found != list(range(len(found))):
+            raise AdvvizError(f"{source}: integer labels must be 0..C−1 with every class present, found "
+                              f"{_shown(found)}; renumber them 0..{len(found) - 1} (or write the labels as "
+                              f"names, e.g. neg/pos, which are mapped to ids in sorted order)")
+        label_names = [str(i) for i in range(len(found))]
     return TextDataset(name, split, texts, labels, list(label_names), str(source),
                        skipped_empty=skipped, label_mapping=label_mapping)
+
+
+def check_classes(ds: "TextDataset", source) -> None:
+    """A data set to learn from needs at least two classes."""
+    present = sorted(set(ds.labels))
+    if len(present) < 2:
+        only = f" ({ds.label_names[present[0]]})" if present else ""
+        raise AdvvizError(f"{source}: only one class{only} in the labels; a classifier needs at least two")
+
+
+def align_labels(ds: "TextDataset", label_names, model_name: str, dataset: str) -> "TextDataset":
+    """``ds`` with its label ids in the order of a model's ``label_names``. Labels with names are
+    matched by name (ids reordered when only the order differs); a file of integer labels
+    ``0..C−1`` carries no names and is taken by position, so its labels must be below the model's
+    number of classes. Anything else is one line, as ``compare`` / ``project`` / ``report`` do:
+    evaluating on another label set would be another task (accuracy 0.0, or a traceback)."""
+    model_names, names = list(label_names), list(ds.label_names)
+    if names == model_names:
+        return ds
+    used = sorted(set(ds.labels))
+    positional = ds.label_mapping is None and names == [str(i) for i in range(len(names))]
+    if positional and (not used or used[-1] < len(model_names)):
+        return TextDataset(ds.name, ds.split, ds.texts, ds.labels, model_names, ds.source,
+                           {**ds.split_info, "labels_by_position_for": model_name}, ds.skipped_empty, None)
+    if positional or not all(names[i] in model_names for i in used) or len(set(model_names)) != len(model_names):
+        raise AdvvizError(f"{model_name} was trained on labels {model_names} but {dataset} has {names}; "
+                          f"evaluate it on a data set with the same labels")
+    to_model = {i: model_names.index(n) for i, n in enumerate(names) if n in model_names}
+    return TextDataset(ds.name, ds.split, ds.texts, [to_model[y] for y in ds.labels], model_names, ds.source,
+                       {**ds.split_info, "labels_aligned_to": model_name}, ds.skipped_empty, ds.label_mapping)
 
 
 def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,11 +430,11 @@ def _load_named_local(spec: DatasetSpec, d: Path) -> dict[str, TextDataset]:
         if split not in spec.files:
             continue
         path = d / spec.files[split]
-        cols, rows = read_table(path)
+        cols, rows, lines = read_rows(path)
         text_col = _pick(cols, spec.text_col, (), "text", path)
         label_col = _pick(cols, spec.label_col, (), "label", path)
         ds = rows_to_dataset(rows, text_col, label_col, spec.name, split, path,
-                             label_names=spec.label_names, label_mapping=mapping)
+                             label_names=spec.label_names, label_mapping=mapping, lines=lines)
         mapping = ds.label_mapping
         out[split] = ds
     return derive_splits(out, spec.derive)
@@ -319,11 +460,10 @@ def _load_from_hub(spec: DatasetSpec) -> dict[str, TextDataset]:
             cols = t.column_names
             text_col = _pick(cols, None, TEXT_COLUMNS, "text", spec.hub_id)
             label_col = _pick(cols, None, LABEL_COLUMNS, "label", spec.hub_id)
-            ds = rows_to_dataset(t, text_col, label_col, spec.name, split, f"hub:{spec.hub_id}",
-                                 label_names=spec.label_names)
-            if split == "test" and ds.labels and min(ds.labels) < 0:
-                continue  # unlabelled test (GLUE)
-            out[split] = ds
+            if split == "test" and any(int(v) < 0 for v in t[label_col][:100]):
+                continue  # unlabelled test (GLUE: label -1)
+            out[split] = rows_to_dataset(t, text_col, label_col, spec.name, split, f"hub:{spec.hub_id}",
+                                         label_names=spec.label_names)
     return derive_splits(out, spec.derive)
 
 
@@ -347,15 +487,16 @@ def load_splits(name: str, data_dir=None, text_col: str | None = None,
             raise AssertionError  # unreachable
         else:
             out = _load_from_hub(spec)
-    elif path.is_file():
-        cols, rows = read_table(path)
+    elif os.path.lexists(path) and (path.is_file() or not path.is_dir()):
+        cols, rows, lines = read_rows(path)
         if not rows:
             raise AdvvizError(f"{path}: the file has a header but no rows")
         tc = _pick(cols, text_col, TEXT_COLUMNS, "text", path)
         lc = _pick(cols, label_col, LABEL_COLUMNS, "label", path)
-        ds = rows_to_dataset(rows, tc, lc, str(path), "train", path)
+        ds = rows_to_dataset(rows, tc, lc, str(path), "train", path, lines=lines)
         if len(ds) == 0:
             raise AdvvizError(f"{path}: every text is empty")
+        check_classes(ds, path)
         out = derive_splits({"train": ds})
     else:
         looks_like_path = any(ch in name for ch in "/\\.")

@@ -17,7 +17,6 @@ An LM directory holds config.json (kind "lm"), model.safetensors, vocab.txt and 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -27,14 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import outdir
 from .checkpoint import atomic_dir
 from .data import load_dataset
 from .errors import AdvvizError
+from .jsonio import dumps, read_json
 from .tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
 
 LM_KIND = "advviz-lstm-lm"
@@ -161,10 +162,10 @@ def perplexity(lm: LSTMLanguageModel, texts: list, include_eos: bool = True, bat
 def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_config: dict | None = None) -> Path:
     """Write the LM directory atomically (temp sibling + rename; :func:`advviz.checkpoint.atomic_dir`)."""
     out = Path(out)
-    with atomic_dir(out, f"could not write the language model to {out}", "language model") as tmp:
+    with atomic_dir(out, f"could not write the language model to {out}", "language model", outdir.LM) as tmp:
         config = {"kind": LM_KIND, "model": asdict(lm.config), "tokenizer": lm.tokenizer.meta(), **(extra_config or {})}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        (tmp / "config.json").write_text(dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / "metrics.json").write_text(dumps(metrics, indent=2) + "\n", encoding="utf-8")
         state = {k: v.detach().cpu().contiguous().clone() for k, v in lm.state_dict().items()
                  if not (lm.config.tie_weights and k == "decoder.weight")}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -177,23 +178,30 @@ def load_lm(directory: str | os.PathLike) -> LSTMLanguageModel:
     d = Path(directory)
     if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
         raise AdvvizError(f"{d} is not an advviz language model (train one with `advviz lm train`)")
-    try:
-        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise AdvvizError(f"{d}/config.json is not readable JSON ({e})") from None
-    if config.get("kind") != LM_KIND:
-        raise AdvvizError(f"{d} is not a language model directory (config kind {config.get('kind')!r}); "
+    config = read_json(d / "config.json")
+    kind = config.get("kind") if isinstance(config, dict) else None
+    if kind != LM_KIND:
+        raise AdvvizError(f"{d} is not a language model directory (config kind {kind!r}); "
                           f"did you pass a classifier checkpoint to --lm?")
     try:
         tok = WordTokenizer.load(d, config["tokenizer"])
-        lm = LSTMLanguageModel(tok, LMConfig(**config["model"]))
+        lm_config = LMConfig(**config["model"])
+        with torch.device("meta"):  # shapes first, nothing allocated: a config may not describe a 40 GB LSTM
+            expected = {k: tuple(v.shape) for k, v in LSTMLanguageModel(tok, lm_config).state_dict().items()}
+        with safe_open(str(d / "model.safetensors"), "pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        wrong = [k for k in found if expected.get(k) != found[k]]
+        if wrong:
+            raise AdvvizError(f"{d}/model.safetensors does not match config.json ({wrong[0]} {found[wrong[0]]} "
+                              f"vs {expected.get(wrong[0])})")
+        lm = LSTMLanguageModel(tok, lm_config)
         missing, unexpected = lm.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
-    except (KeyError, TypeError, ValueError, SafetensorError, OSError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, SafetensorError, OSError) as e:
         raise AdvvizError(f"{d}: language model files are inconsistent or truncated ({e})") from None
     missing = [k for k in missing if not (lm.config.tie_weights and k == "decoder.weight")]
     if missing or unexpected:
         raise AdvvizError(f"{d}/model.safetensors does not match config.json (missing {missing[:3]})")
-    lm.metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else {}
+    lm.metrics = read_json(d / "metrics.json", expect=dict) if (d / "metrics.json").is_file() else {}
     return lm.eval()
 
 
@@ -221,6 +229,16 @@ class LMTrainConfig:
             raise ValueError("--held-out must be in (0, 0.5)")
         if self.max_train is not None and self.max_train < 10:
             raise ValueError("--max-train must be at least 10")
+        if not (0 < self.lr < 1):
+            raise ValueError(f"--lr must be in (0, 1), got {self.lr}")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"the gradient clip must be a positive number, got {self.grad_clip}")
+        if self.max_vocab < 5 or self.min_freq < 1:
+            raise ValueError("--max-vocab must be at least 5 (<pad> <unk> <s> </s> and a word) and --min-freq at least 1")
+        from .limits import seed_problem
+
+        if seed_problem(self.seed):
+            raise ValueError(seed_problem(self.seed))
 
 
 def split_held_out(texts: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:

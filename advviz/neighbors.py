@@ -13,7 +13,9 @@ benchmark times). Rows listed in ``exclude`` (padding, [CLS], [SEP], <unk>, [unu
 
 On disk (``save``/``load``) the table lives in a safetensors file together with a fingerprint of
 the embedding matrix it was computed from; a mismatching fingerprint means "stale, recompute".
-Never pickle.
+A file is never trusted as it is (it may come with a checkpoint from elsewhere): its shape, type
+and ids are validated on load (:func:`valid_table`), and each row is checked against a fresh
+query before its first use; one differing row discards the file's rows. Never pickle.
 
 Discretization (SPGD paper Fig. 2): for a token i with embedding vᵢ and perturbation δᵢ,
 ``moved_to`` = argmaxₖ cos(δᵢ, uᵢₖ) over the unit directions uᵢₖ = (v_nₖ − vᵢ)/‖v_nₖ − vᵢ‖ to its K
@@ -31,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .errors import AdvvizError
+from .limits import check_fits
 
 EPS = 1e-12
 
@@ -64,6 +69,8 @@ class NeighborIndex:
         self.table: torch.Tensor | None = None  # <long>[V,K], -1 where not computed yet
         self.fingerprint: str | None = None
         self.dirty = False  # table rows computed since the last save/load
+        self.unverified: torch.Tensor | None = None  # <bool>[V] rows read from disk, not yet checked
+        self.cache_rejected = False  # a cache file's rows differed from a fresh query
 
     # -- building -------------------------------------------------------------------------------
     def fit(self, matrix) -> "NeighborIndex":
@@ -75,6 +82,13 @@ class NeighborIndex:
         m = _np32(matrix)  # (V, D)
         V, D = m.shape
         keep = np.array([i for i in range(V) if i not in self.exclude], dtype=np.int64)  # (V',)
+        if len(keep) == 0:
+            raise AdvvizError("the vocabulary has no words to move towards (every entry is padding, a special "
+                              "token or <unk>); train with a lower --min-freq")
+        if self.k > len(keep):
+            raise AdvvizError(f"--k {self.k} is larger than the vocabulary ({len(keep):,} words that can be "
+                              f"neighbours); use --k {min(len(keep), 15)}")
+        check_fits(V * self.k * 8, f"a neighbour table of {V:,} × {self.k:,} ids", "lower --k")
         rows = m[keep]
         if self.metric == "cosine":
             rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), EPS)
@@ -110,7 +124,25 @@ class NeighborIndex:
         missing = torch.unique(ids[self.table[ids, 0] < 0])
         if len(missing):
             self._compute_rows(missing)
+        if self.unverified is not None:
+            check = torch.unique(ids[self.unverified[ids]])
+            if len(check):
+                self._verify_rows(check)
         return self.table[ids]  # (N, K)
+
+    def _verify_rows(self, token_ids: torch.Tensor) -> None:
+        """Rows read from a cache file are checked against a fresh query before their first use;
+        one row that differs discards every row the file supplied (they are recomputed as needed),
+        so a tampered or foreign table can never name a false neighbour."""
+        cached, dirty = self.table[token_ids].clone(), self.dirty
+        self._compute_rows(token_ids)
+        self.unverified[token_ids] = False
+        if torch.equal(cached, self.table[token_ids]):
+            self.dirty = dirty
+            return
+        self.table[self.unverified] = -1
+        self.unverified[:] = False
+        self.cache_rejected = True
 
     def _compute_rows(self, token_ids: torch.Tensor) -> None:
         ids = token_ids.numpy()
@@ -126,6 +158,9 @@ class NeighborIndex:
 
     def build_table(self, batch: int = 4096) -> torch.Tensor:
         """Fill and return the full <long>[V,K] table (every vocabulary entry)."""
+        if self.unverified is not None:  # a full table is computed here anyway: nothing read is kept
+            self.table[self.unverified] = -1
+            self.unverified = None
         todo = torch.nonzero(self.table[:, 0] < 0).flatten()
         for s in range(0, len(todo), batch):
             self._compute_rows(todo[s: s + batch])
@@ -161,10 +196,28 @@ class NeighborIndex:
                 table = f.get_tensor("table")
         except Exception:  # unreadable/truncated cache: recompute
             return False
-        if table.shape != self.table.shape:
+        if not valid_table(table, self.table.shape, self.exclude):
             return False
-        self.table, self.dirty = table.long(), False
+        self.table, self.dirty = table.long().clone(), False
+        self.unverified = self.table[:, 0] >= 0  # checked row by row on first use (_verify_rows)
         return True
+
+
+def valid_table(table, shape: tuple, exclude) -> bool:
+    """A neighbour table read from disk has the expected shape and integer type, and each row is
+    either not computed (all −1) or K ids of real vocabulary entries (in range, none excluded)."""
+    if not isinstance(table, torch.Tensor) or table.dtype not in (torch.int64, torch.int32, torch.int16):
+        return False
+    if tuple(table.shape) != tuple(shape):
+        return False
+    t = table.long()
+    empty = (t == -1).all(dim=1)
+    ids_ok = ((t >= 0) & (t < shape[0])).all(dim=1)
+    if not bool((empty | ids_ok).all()):
+        return False
+    if exclude and bool(torch.isin(t[ids_ok], torch.tensor(sorted(exclude), dtype=torch.long)).any()):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,7 +338,7 @@ def index_for(model, k: int = 15, metric: str = "cosine", cache_dir: str | os.Pa
 def persist(index: NeighborIndex) -> None:
     """Write a cached index's table back to its cache file when rows were added (best effort)."""
     path = getattr(index, "cache_path", None)
-    if path is not None and index.dirty:
+    if path is not None and (index.dirty or index.cache_rejected):
         try:
             index.save(path)
         except OSError:

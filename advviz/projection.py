@@ -296,16 +296,12 @@ def project_representations(model, texts, labels, attack: str | None = None, ove
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write by extension: .parquet or .csv (atomic rename)."""
+    """Write by extension: .parquet or .csv (temporary sibling + rename; :mod:`advviz.outputs`)."""
+    from .outputs import write_output
+
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in (".parquet", ".csv"):
         raise AdvvizError(f"{path}: --out must end in .parquet or .csv")
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(tmp, index=False) if ext == ".parquet" else df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise AdvvizError(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    return write_output(path, lambda tmp: df.to_parquet(tmp, index=False) if ext == ".parquet"
+                        else df.to_csv(tmp, index=False))

@@ -21,17 +21,18 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import AdvvizError
 from .methods.carl import ld_status
+from .outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.lm)
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
 RAR_METHODS = ("rar", "carl+rar")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}$")
-LM_KIND = "advviz-lstm-lm"  # config.json "kind" of a language model directory (advviz.lm)
 MAX_DEPTH = 2  # NAME or GROUP/NAME (e.g. models/repro/lstm-sst2-sent-spgd-s0)
 JOBS_DIR = ".jobs"  # background training jobs (hidden: never listed as a model)
 CACHE_DIR = ".cache"  # app caches (projections, robustness results)
@@ -72,15 +73,35 @@ def resolve(root: str | os.PathLike, name: str) -> Path:
     return path
 
 
+MAX_JSON_BYTES = 4 << 20  # config / metrics / eval of one checkpoint (they are KBs)
+MAX_LOG_BYTES = 64 << 20  # train_log.jsonl
+SCAN_SECONDS = 10.0  # a scan stops reading after this; the rest is listed as not read
+
+
 def is_checkpoint(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
-def _read_json(path: Path) -> Any:
+def _load_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, str | None]:
+    """(value, None), (None, None) when the file does not exist, or (None, reason) when it cannot
+    be used: only a regular file inside the checkpoint is read (no symlink, FIFO or device), at
+    most ``max_bytes`` and nested at most :data:`advviz.jsonio.MAX_DEPTH` deep."""
+    from .jsonio import read_json
+
+    if not os.path.lexists(path):
+        return None, None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        return read_json(path, max_bytes), None
+    except AdvvizError as e:
+        return None, f"{path.name}: {str(e).split(': ', 1)[-1]}"
+
+
+def _read_json(path: Path) -> Any:
+    return _load_json(path)[0]
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def robustness_summary(ev: dict | None) -> str:
@@ -88,44 +109,76 @@ def robustness_summary(ev: dict | None) -> str:
     if not isinstance(ev, dict):
         return ""
     parts = []
-    for r in ev.get("attacks") or []:
-        if isinstance(r, dict) and "accuracy" in r:
-            eps = r.get("epsilon")
-            eps_s = f" ε={eps:g}" if isinstance(eps, (int, float)) else ""
-            parts.append(f"{r.get('name', '?')}{eps_s}: {float(r['accuracy']):.3f}")
+    attacks = ev.get("attacks")
+    for r in attacks if isinstance(attacks, list) else []:
+        if isinstance(r, dict) and _num(r.get("accuracy")) is not None:
+            eps = _num(r.get("epsilon"))
+            eps_s = f" ε={eps:g}" if eps is not None else ""
+            parts.append(f"{str(r.get('name', '?'))[:40]}{eps_s}: {_num(r['accuracy']):.3f}")
     return "; ".join(parts)
 
 
+def _unreadable(row: dict, reason: str) -> dict:
+    row["status"] = f"unreadable: {reason}"
+    return row
+
+
+def _row(path: Path) -> dict:
+    """A registry row with every column and nothing known yet."""
+    return {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None, "epsilon": None,
+            "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
+            "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
+
+
 def describe(path: Path) -> dict:
-    """One registry row from a checkpoint's JSON files (``status`` says if they are unreadable)."""
-    cfg = _read_json(path / "config.json")
-    metrics = _read_json(path / "metrics.json") or {}
-    ev = _read_json(path / "eval.json")
-    row = {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None,
-           "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": robustness_summary(ev),
-           "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
+    """One registry row from a checkpoint's JSON files. ``status`` is ``ok``, ``language model``,
+    ``missing weights`` or ``unreadable: REASON`` (a file that is not a regular JSON object of
+    sane size and depth); a bad checkpoint never stops a scan."""
+    row = _row(path)
+    loaded = {}
+    for f in ("config.json", "metrics.json", "eval.json"):
+        value, problem = _load_json(path / f)
+        if problem is None and value is not None and not isinstance(value, dict):
+            problem = f"{f}: not a JSON object"
+        if problem is not None:
+            return _unreadable(row, problem)
+        loaded[f] = value
+    cfg, metrics, ev = loaded["config.json"], loaded["metrics.json"] or {}, loaded["eval.json"]
+    if cfg is None:
+        return _unreadable(row, "config.json is missing")
     try:
-        row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "model.safetensors").stat().st_mtime))
+        st = os.lstat(path / "model.safetensors")
+        if not stat.S_ISREG(st.st_mode):
+            return _unreadable(row, "model.safetensors is not a regular file")
+        row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
     except OSError:
         row["status"] = "missing weights"
-    if not isinstance(cfg, dict):
-        row["status"] = "unreadable config.json"
-        return row
+
+    def text(section: str, key: str):
+        v = cfg.get(section)
+        v = v.get(key) if isinstance(v, dict) else None
+        return v if isinstance(v, str) else None
+
+    row["robustness"] = robustness_summary(ev)
     if cfg.get("kind") == LM_KIND:  # a language model (perplexity), not a classifier
-        row.update(status="language model", method="lm", dataset=(cfg.get("data") or {}).get("name"),
-                   parameters=metrics.get("parameters"), train_seconds=metrics.get("train_seconds"))
+        row.update(status="language model" if row["status"] == "ok" else row["status"], method="lm",
+                   dataset=text("data", "name"), parameters=_num(metrics.get("parameters")),
+                   train_seconds=_num(metrics.get("train_seconds")))
         return row
-    row["arch"] = (cfg.get("model") or {}).get("arch") or (cfg.get("train") or {}).get("arch")
-    row["method"] = (cfg.get("method") or {}).get("name")
-    row["epsilon"] = (cfg.get("method") or {}).get("epsilon")  # the ε it was trained with, if any
-    row["dataset"] = (cfg.get("data") or {}).get("name")
-    row["dev_accuracy"] = metrics.get("dev_accuracy")
-    ld = ld_status(cfg.get("method"), metrics if isinstance(metrics, dict) else {})
+    row["arch"] = text("model", "arch") or text("train", "arch")
+    row["method"] = text("method", "name")
+    row["epsilon"] = _num((cfg.get("method") or {}).get("epsilon")) if isinstance(cfg.get("method"), dict) else None
+    row["dataset"] = text("data", "name")
+    row["dev_accuracy"] = _num(metrics.get("dev_accuracy"))
+    try:
+        ld = ld_status(cfg.get("method") if isinstance(cfg.get("method"), dict) else None, metrics)
+    except (AttributeError, TypeError, ValueError):  # values of the wrong type in a hand-edited file
+        ld = {"ld_steps": None, "note": "L_D steps unknown"}
     row["ld_steps"], row["note"] = (ld["ld_steps"], ld["note"]) if ld else (None, "")
-    row["parameters"] = metrics.get("parameters")
-    row["train_seconds"] = metrics.get("total_train_seconds", metrics.get("train_seconds"))
+    row["parameters"] = _num(metrics.get("parameters"))
+    row["train_seconds"] = _num(metrics.get("total_train_seconds", metrics.get("train_seconds")))
     if isinstance(ev, dict) and isinstance(ev.get("clean"), dict):
-        row["clean_accuracy"] = ev["clean"].get("accuracy")
+        row["clean_accuracy"] = _num(ev["clean"].get("accuracy"))
     return row
 
 
@@ -144,21 +197,34 @@ def _children(d: Path) -> list[Path]:
     return out
 
 
-def scan(root: str | os.PathLike | None = None) -> list[dict]:
+def _has_config(p: Path) -> bool:
+    return os.path.lexists(p / "config.json")
+
+
+def scan(root: str | os.PathLike | None = None, time_budget: float = SCAN_SECONDS) -> list[dict]:
     """Every checkpoint under ``root`` (directly, or one group folder deep), sorted by name; a row's
-    ``name`` is its path relative to the root. Hidden, temporary and symlinked dirs are skipped."""
+    ``name`` is its path relative to the root. Hidden, temporary and symlinked dirs are skipped.
+    Only regular files inside the root are read, each bounded in size; once ``time_budget``
+    seconds have passed, the remaining checkpoints are listed as not read."""
     root = models_root(root)
     if not root.is_dir():
         return []
     rows = []
+    deadline = time.monotonic() + time_budget
+
+    def row(p: Path, name: str) -> dict:
+        if time.monotonic() > deadline:
+            return {**_unreadable(_row(p), f"not read (the scan took more than {time_budget:g} s)"), "name": name}
+        return {**describe(p), "name": name}
+
     try:
         for p in _children(root):
-            if (p / "config.json").is_file():
-                rows.append(describe(p))
+            if _has_config(p):
+                rows.append(row(p, p.name))
                 continue
             for q in _children(p):
-                if (q / "config.json").is_file():
-                    rows.append({**describe(q), "name": f"{p.name}/{q.name}"})
+                if _has_config(q):
+                    rows.append(row(q, f"{p.name}/{q.name}"))
     except OSError:
         pass  # a folder removed while scanning: the next run sees the new state
     return sorted(rows, key=lambda r: r["name"])
@@ -198,9 +264,13 @@ def load(root: str | os.PathLike, name: str, device: str = "cpu"):
 
 def delete(root: str | os.PathLike, name: str) -> None:
     """Remove one checkpoint directory of the root (only a directory that is a checkpoint)."""
+    from . import outdir
+
     path = resolve(root, name)
-    if not path.is_dir() or path.is_symlink() or not (path / "config.json").is_file():
-        raise AdvvizError(f"'{name}' is not a checkpoint under {Path(root)}")
+    kind, reason = outdir.ownership(path)
+    if kind not in (outdir.CHECKPOINT, outdir.LM):
+        raise AdvvizError(f"'{name}' is not deleted: it {reason or 'is not a checkpoint'} (advviz only deletes "
+                          f"a checkpoint or language model it wrote, with nothing else in it)")
     shutil.rmtree(path)
 
 
@@ -225,18 +295,20 @@ def record_eval(path: str | os.PathLike, clean: dict | None = None, attacks: lis
 
 def train_log(root: str | os.PathLike, name: str) -> list[dict]:
     """The logged steps and evaluations of model ``name`` (``train_log.jsonl``; bad lines skipped)."""
+    from .jsonio import depth, read_regular
+
     path = resolve(root, name) / "train_log.jsonl"
     out = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = read_regular(path, MAX_LOG_BYTES, "training log").decode("utf-8").splitlines()
+    except (AdvvizError, UnicodeDecodeError):
         return []
     for line in lines:
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and depth(obj) <= 4:
             out.append(obj)
     return out
 

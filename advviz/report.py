@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from .errors import AdvvizError
+from .jsonio import dumps
 from .methods.carl import ld_status
 
 DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
@@ -56,11 +57,14 @@ def _describe(model) -> dict:
             "train_seconds": m.get("total_train_seconds", m.get("train_seconds")), **_count_parameters(model)}
 
 
-def check_labels(models, label_names: list[str], dataset: str) -> None:
-    for mdl in models:
-        if list(mdl.label_names) != list(label_names):
-            raise AdvvizError(f"{mdl.name} was trained on labels {list(mdl.label_names)} but {dataset} has "
-                              f"{list(label_names)}; a report compares checkpoints on one label set")
+def check_labels(models) -> None:
+    """Every model was trained on the first one's label names: a report compares checkpoints on
+    one label set (the data set's labels are then aligned to it, :func:`advviz.data.align_labels`)."""
+    first = models[0]
+    for mdl in models[1:]:
+        if list(mdl.label_names) != list(first.label_names):
+            raise AdvvizError(f"{mdl.name} was trained on labels {list(mdl.label_names)} but {first.name} on "
+                              f"{list(first.label_names)}; a report compares checkpoints on one label set")
 
 
 def parse_attack_spec(spec: str) -> tuple[str, dict]:
@@ -109,20 +113,23 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
                  title: str | None = None, progress: bool = False) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc)."""
     from .api import load
-    from .data import load_dataset
+    from .data import align_labels, load_dataset
 
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
     epsilons = list(DEFAULT_EPSILONS if epsilons is None else epsilons)
+    if max_examples is not None and max_examples <= 0:
+        raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
     ds = load_dataset(dataset, split, data_dir)
+    models = [load(d) for d in dirs]
+    check_labels(models)
+    ds = align_labels(ds, models[0].label_names, models[0].name, dataset)
     sub = ds.subset(max_examples, seed)
     if max_examples is not None and max_examples > len(ds):
         import sys
 
         print(f"advviz: note: asked for {max_examples} examples but {dataset}/{split} has {len(ds)}; using all",
               file=sys.stderr)
-    models = [load(d) for d in dirs]
-    check_labels(models, ds.label_names, dataset)
     lm = None
     if lm_dir is not None:
         from .lm import load_lm
@@ -256,12 +263,11 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out_md: str | os.PathLike) -> tuple[Path, Path]:
+    from .outputs import write_output
+
     out_md = Path(out_md)
     out_json = out_md.with_suffix(".json")
-    try:
-        out_md.parent.mkdir(parents=True, exist_ok=True)
-        out_md.write_text(render_markdown(report) + "\n", encoding="utf-8")
-        out_json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise AdvvizError(f"cannot write the report to {out_md}: {e.strerror or e}") from None
+    write_output(out_md, lambda tmp: tmp.write_text(render_markdown(report) + "\n", encoding="utf-8"))
+    write_output(out_json, lambda tmp: tmp.write_text(dumps(report, indent=2) + "\n", encoding="utf-8"),
+                 "--out (JSON)")
     return out_md, out_json

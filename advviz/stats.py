@@ -83,9 +83,13 @@ def compare_predictions(logits_a: np.ndarray, logits_b: np.ndarray, labels, n_bo
     ca, cb = logits_a.argmax(-1) == labels, logits_b.argmax(-1) == labels
     la, lb = per_example_losses(logits_a, labels), per_example_losses(logits_b, labels)
     t, p = paired_ttest(la, lb)
+    if math.isnan(t) or math.isnan(p):  # fewer than 2 pairs: JSON gets null and the reason, never NaN
+        t, p, t_test = None, None, "undefined for fewer than 2 examples (t and p are null)"
+    else:
+        t_test = "scipy.stats.ttest_rel on per-example losses (A − B)"
     return {"n": int(len(labels)), "accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
             "accuracy_diff": float(ca.mean() - cb.mean()), "loss_a": float(la.mean()), "loss_b": float(lb.mean()),
-            "t": t, "p": p, "mcnemar": mcnemar(ca, cb), "ci95": bootstrap_ci(ca, cb, n_boot, seed),
+            "t": t, "p": p, "t_test": t_test, "mcnemar": mcnemar(ca, cb), "ci95": bootstrap_ci(ca, cb, n_boot, seed),
             "n_boot": n_boot}
 
 
@@ -110,4 +114,4 @@ def compare_models(model_a, model_b, texts, labels, n_boot: int = 1000, seed: in
     lb = predict_logits(model_b.classifier, list(texts), batch_size, progress)
     res = compare_predictions(la, lb, labels, n_boot, seed)
     return {"model_a": str(model_a.directory), "model_b": str(model_b.directory), **res,
-            "significant_0.05": bool(res["p"] < 0.05) if not math.isnan(res["p"]) else False}
+            "significant_0.05": bool(res["p"] is not None and res["p"] < 0.05)}

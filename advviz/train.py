@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,9 +17,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import outdir
 from .checkpoint import save_checkpoint, write_json_atomic
 from .data import TextDataset, load_splits
 from .errors import AdvvizError
+from .jsonio import dumps
+from .limits import check_fits, seed_problem
 from .evaluate import evaluate
 from .methods import Method, build_method
 from .models import ModelOptions, build_model
@@ -64,6 +68,14 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
         if self.lr is not None and not (0 < self.lr < 1):
             raise ValueError("--lr must be in (0, 1)")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup <= 1:
+            raise ValueError(f"--warmup must be in [0, 1], got {self.warmup}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"--grad-clip must be a positive number (the largest gradient norm), got {self.grad_clip}")
+        if seed_problem(self.seed):
+            raise ValueError(seed_problem(self.seed))
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError("--mixed-precision must be no, fp16 or bf16")
 
@@ -138,11 +150,13 @@ _RESUMABLE_CHANGES = {"resume", "save_every", "log_every", "overwrite"}
 
 
 class _StopFlag:
-    """First SIGINT/SIGTERM asks the loop to save and stop; a second one stops at once (the
-    default handlers are back by then; every write is atomic, so nothing is left half-written)."""
+    """SIGINT/SIGTERM while the run is being set up stop it at once (nothing to save yet; the
+    output lock is released on the way out). Once training runs (``immediate`` False), the first
+    signal asks the loop to save and stop; a second one stops at once (the default handlers are
+    back by then; every write is atomic, so nothing is left half-written)."""
 
     def __init__(self):
-        self.requested, self._old = None, {}
+        self.requested, self._old, self.immediate = None, {}, True
 
     def __enter__(self):
         import signal
@@ -159,6 +173,8 @@ class _StopFlag:
         self.requested = signal.Signals(signum).name
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self.immediate:
+            raise Interrupted(f"stopped by {self.requested} before training started; nothing was written")
 
     def __exit__(self, *exc):
         import signal
@@ -177,7 +193,7 @@ class Trainer:
         self.method = method or build_method(cfg.method)
         self.progress = progress
         self.callback = callback  # called with each log line (the app's live progress)
-        self.out_dir = Path(cfg.out) if cfg.out else default_out_dir(cfg)
+        self.out_dir = Path(os.path.abspath(cfg.out)) if cfg.out else default_out_dir(cfg)
         self.log: list[dict] = []
 
     def _log(self, line: dict) -> None:
@@ -187,15 +203,21 @@ class Trainer:
 
     # -- setup -------------------------------------------------------------------------------
     def _check_out_dir(self) -> dict | None:
-        """The saved state to resume from, or None for a fresh run; refuses to clobber work."""
-        from .resume import load_state
+        """The saved state to resume from, or None for a fresh run; refuses to clobber work and
+        to write where advviz cannot prove the directory is its own (advviz.outdir)."""
+        from .resume import has_state, load_state, resume_dir
 
-        cfg, has_ckpt = self.cfg, (self.out_dir / "config.json").is_file()
+        cfg = self.cfg
+        has_ckpt = outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT) == outdir.CHECKPOINT
+        outdir.check_replaceable(resume_dir(self.out_dir), outdir.RESUME)
         saved = load_state(self.out_dir) if cfg.resume else None
-        if cfg.resume and saved is None and has_ckpt:
-            raise AdvvizError(f"nothing to resume in {self.out_dir}: the run there finished "
-                              f"(or kept no resume state); use a new --out or --overwrite")
-        if not cfg.resume and not cfg.overwrite and (has_ckpt or load_state(self.out_dir) is not None):
+        if cfg.resume and saved is None:
+            if has_ckpt:
+                raise AdvvizError(f"nothing to resume in {self.out_dir}: the run there finished "
+                                  f"(or kept no resume state); use a new --out or --overwrite")
+            raise AdvvizError(f"nothing to resume in {self.out_dir}: no run saved its state there; "
+                              f"start it without --resume")
+        if not cfg.resume and not cfg.overwrite and (has_ckpt or has_state(self.out_dir)):
             raise AdvvizError(f"{self.out_dir} already holds a run; pass --resume to continue it or "
                               f"--overwrite to replace it")
         if saved is not None:
@@ -211,6 +233,23 @@ class Trainer:
         return saved
 
     def fit(self) -> TrainResult:
+        """Train under a lock on the output directory (only the process that writes, rank 0 of a
+        distributed run, takes it); the lock is released on every way out."""
+        import os
+
+        writer = int(os.environ.get("RANK", "0") or 0) == 0
+        lock = outdir.OutputLock(self.out_dir) if writer else None
+        if lock is not None:
+            outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT)  # refuse before leaving a lock file
+            lock.acquire()
+        try:
+            with _StopFlag() as stop:
+                return self._fit(stop)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, stop: "_StopFlag") -> TrainResult:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -224,11 +263,19 @@ class Trainer:
         dev = splits["dev"].subset(cfg.max_eval, cfg.seed)
         if len(train) == 0:
             raise AdvvizError("the train split is empty")
+        if len(dev) == 0:
+            raise AdvvizError(f"the dev split of '{cfg.dataset}' is empty: there is nothing to select checkpoints on")
+        if len(set(train.labels)) < 2:
+            raise AdvvizError(f"the train examples hold only one class ({train.label_names[train.labels[0]]})"
+                              + (f" in the --max-train {cfg.max_train} subset" if cfg.max_train else "")
+                              + "; a classifier needs at least two")
+        self._check_size(train)
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
         self.method.plan(total, steps_per_epoch, cfg.dataset)  # refuses settings the run cannot honour
         model, model_info = build_model(cfg.arch, train.texts, train.num_labels, self.opts, cfg.seed)
+        self._check_model(model, model_info, len(train))
         self.method.setup(model, train)
         extras = self.method.extra_modules()
         params = list({id(p): p for m in [model, *extras.values()] for p in m.parameters()}.values())
@@ -258,17 +305,53 @@ class Trainer:
         counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
                     "best": {"dev_accuracy": -1.0}}
         if saved is not None:
-            from .resume import restore
+            from .resume import restore, resume_dir
 
             counters = restore(saved[0], saved[1], model=core, extras=self._ctx["extras_core"],
-                               optimizer=optimizer, scheduler=scheduler, method=self.method)
+                               optimizer=optimizer, scheduler=scheduler, method=self.method,
+                               directory=resume_dir(self.out_dir))
             self.log = list(saved[0]["counters"].get("log", []))
             counters.pop("log", None)
             if self.progress and acc.is_main_process:
                 tqdm.write(f"resuming {self.out_dir} at step {counters['step']} (epoch {counters['epoch']})")
-        with _StopFlag() as stop:
-            counters = self._loop(counters, stop)
+        stop.immediate = False  # from here on a signal saves the state and stops at the next step
+        counters = self._loop(counters, stop)
         return self._finish(counters)
+
+    def _check_size(self, train: TextDataset) -> None:
+        """Refuse an RNN that cannot fit in memory before building it: weights, gradients and the
+        two AdamW moments of the embedding (at most --max-vocab rows), recurrent and head layers."""
+        if not self.cfg.is_rnn:
+            return
+        o, bi = self.opts, self.cfg.arch == "bigru"
+        D = (o.embedding_dim or 200) if bi else 50  # lstm: GloVe-50d
+        h = o.hidden_size or (200 if bi else 256)
+        m = (256 if bi else 30) if o.mlp_hidden is None else o.mlp_hidden
+        V = min(o.max_vocab, 2 + sum(len(t) for t in train.texts))  # never more words than characters
+        gates, dirs = (3, 2) if bi else (4, 1)
+        H, C = h * dirs, train.num_labels
+        params = V * D + dirs * gates * h * (D + h + 2) + (H * m + m + m * C + C if m else H * C + C)
+        flags = "--hidden-size" + (", --embedding-dim" if bi else "") + (" or --mlp-hidden" if m else "")
+        check_fits(16 * params, f"the {self.cfg.arch} model ({params:,.0f} parameters: weights, gradients, AdamW state)",
+                   f"lower {flags}")
+
+    def _check_model(self, model, model_info: dict, n_train: int) -> None:
+        """What the built model cannot work with: a vocabulary without a single word (every token
+        would be <unk>; the neighbour-based methods would have nothing to move towards), or a
+        --max-length beyond the positions a transformer was trained with."""
+        cfg = self.cfg
+        if cfg.is_rnn and model_info.get("vocab_size", 3) <= 2:
+            raise AdvvizError(f"the vocabulary has no words: none occurs --min-freq {self.opts.min_freq} times in "
+                              f"the {n_train} train texts; lower --min-freq")
+        if not cfg.is_rnn:
+            enc = getattr(model, "encoder", None)
+            limit = getattr(getattr(enc, "config", None), "max_position_embeddings", None)
+            tok_limit = getattr(getattr(model.tokenizer, "hf", None), "model_max_length", None)
+            if isinstance(tok_limit, int) and tok_limit < 10**6:
+                limit = min(limit, tok_limit) if isinstance(limit, int) else tok_limit
+            if isinstance(limit, int) and model.tokenizer.max_length > limit:
+                raise AdvvizError(f"--max-length {model.tokenizer.max_length} is more than {cfg.arch} takes "
+                                  f"({limit} positions); use --max-length {limit} or less")
 
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self, c: dict, stop: _StopFlag) -> dict:
@@ -372,7 +455,7 @@ class Trainer:
                 save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, x["extras_core"])
         elif main and (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+                f.write(dumps(line) + "\n")
 
     def _finish(self, c: dict) -> TrainResult:
         from .resume import clear_state

@@ -24,13 +24,13 @@ train() {  # train DATASET ARCH METHOD [extra advviz-train flags...]
   local dir="$OUT/$arch-$ds-$m-s$SEED"
   if [[ -f "$dir/model.safetensors" && -z "${FORCE:-}" ]]; then echo "exists: $dir"; return; fi
   echo "== train $arch $ds $m"
-  advviz train --dataset "$ds" --arch "$arch" --method "$m" --seed "$SEED" --out "$dir" --quiet "$@"
+  advviz train --dataset "$ds" --arch "$arch" --method "$m" --seed "$SEED" --out "$dir" --quiet ${FORCE:+--overwrite} "$@"
 }
 
 lm() {  # lm DATASET [extra flags]
   local ds=$1; shift
   if [[ -f "$OUT/lm-$ds/model.safetensors" && -z "${FORCE:-}" ]]; then return; fi
-  advviz lm train --dataset "$ds" --out "$OUT/lm-$ds" --quiet "$@"
+  advviz lm train --dataset "$ds" --out "$OUT/lm-$ds" --quiet ${FORCE:+--overwrite} "$@"
 }
 
 significance() {  # significance DATASET SPLIT BASELINE_DIR OTHER_DIRS... -> $OUT/compare-*.jsonl

@@ -3,6 +3,7 @@ real checkpoints (a baseline and a RAR GloVe-LSTM trained for a few steps on sst
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -402,3 +403,183 @@ def test_background_cancel_and_resume(app_env):
         shutil.rmtree(app_env / "zz-cancel", ignore_errors=True)
         shutil.rmtree(app_env / ".zz-cancel.resume", ignore_errors=True)
     assert os.environ["ADVVIZ_MODELS_DIR"] == str(app_env)
+
+
+# -------------------------------------------------------------------------------- hostile models root (issue 12)
+
+SECRET = 0.123456789
+
+
+def _deep(path: Path) -> None:
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _fifo(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+
+
+def _link(path: Path, target) -> None:
+    path.unlink(missing_ok=True)
+    path.symlink_to(target)
+
+
+HOSTILE_ROOT = {
+    "metrics.json is a list": lambda d: (d / "metrics.json").write_text("[1, 2]"),
+    "metrics.json nested 100,000 deep": lambda d: _deep(d / "metrics.json"),
+    "config.json nested 100,000 deep": lambda d: _deep(d / "config.json"),
+    "metrics.json is a FIFO": lambda d: _fifo(d / "metrics.json"),
+    "config.json is a FIFO": lambda d: _fifo(d / "config.json"),
+    "metrics.json -> /dev/zero": lambda d: _link(d / "metrics.json", "/dev/zero"),
+    "eval.json -> a file outside the root": lambda d: _link(d / "eval.json", d.parent.parent / "secret.json"),
+    "config.json of 40 MB": lambda d: (d / "config.json").write_text('{"pad": "' + "x" * (40 << 20) + '"}'),
+    "eval.json with a string accuracy": lambda d: (d / "eval.json").write_text('{"clean": {"accuracy": "high"}, '
+                                                                                '"attacks": [{"accuracy": "x"}]}'),
+}
+
+
+TOLERATED = {"eval.json with a string accuracy"}
+
+
+def _hostile_root(tmp_path: Path, case: str) -> Path:
+    from advviz.checkpoint import save_checkpoint
+    from tests.conftest import make_tiny_rnn
+
+    (tmp_path / "secret.json").write_text(json.dumps({"clean": {"accuracy": SECRET}}))
+    root = tmp_path / "root"
+    run = {"data": {"name": "sst2-sent", "label_names": ["negative", "positive"]}, "method": {"name": "baseline"}}
+    save_checkpoint(root / "good", make_tiny_rnn(), run, {"dev_accuracy": 0.5})
+    save_checkpoint(root / "bad", make_tiny_rnn(), run, {"dev_accuracy": 0.5})
+    HOSTILE_ROOT[case](root / "bad")
+    return root
+
+
+def _in_thread(fn, timeout=60):
+    """fn() with a deadline: a scan that hangs (a FIFO) fails the test instead of blocking it."""
+    import threading
+
+    out = {}
+    t = threading.Thread(target=lambda: out.update(v=fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "hung"
+    return out["v"]
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_ROOT))
+def test_registry_scan_survives_a_hostile_checkpoint(tmp_path, case):
+    root = _hostile_root(tmp_path, case)
+    rows = {r["name"]: r for r in _in_thread(lambda: registry.scan(root))}
+    assert rows["good"]["status"] == "ok" and rows["good"]["dev_accuracy"] == 0.5
+    if case in TOLERATED:  # read, the unusable values left out
+        assert rows["bad"]["status"] == "ok" and rows["bad"]["clean_accuracy"] is None
+    else:
+        assert rows["bad"]["status"].startswith("unreadable: "), rows["bad"]
+    assert str(SECRET) not in json.dumps(rows, default=str)
+    for f in ("config.json", "metrics.json", "eval.json"):
+        v = _in_thread(lambda: registry.read_json(root, "bad", f))
+        assert v is None or (isinstance(v, dict) and str(SECRET) not in json.dumps(v))
+
+
+def test_registry_scan_has_a_time_budget(tmp_path, monkeypatch):
+    root = _hostile_root(tmp_path, "metrics.json is a list")
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(registry.time, "monotonic", lambda: next(clock))
+    rows = {r["name"]: r for r in registry.scan(root)}
+    assert set(rows) == {"bad", "good"}
+    assert any(r["status"].startswith("unreadable: not read") for r in rows.values())
+    full = set(registry.describe(root / "good"))
+    assert all(set(r) == full for r in rows.values())  # the Models table needs every column
+
+
+def test_train_log_of_a_fifo_or_huge_file(tmp_path):
+    root = _hostile_root(tmp_path, "metrics.json is a list")
+    _fifo(root / "bad" / "train_log.jsonl")
+    assert _in_thread(lambda: registry.train_log(root, "bad")) == []
+    _link(root / "bad" / "train_log.jsonl", "/dev/zero")
+    assert _in_thread(lambda: registry.train_log(root, "bad")) == []
+
+
+def test_every_page_renders_with_hostile_checkpoints(models_root, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copytree(models_root / "tiny-baseline", root / "tiny-baseline")
+    (tmp_path / "secret.json").write_text(json.dumps({"clean": {"accuracy": SECRET}}))
+    for i, case in enumerate(HOSTILE_ROOT):
+        if "40 MB" in case:
+            continue
+        shutil.copytree(models_root / "tiny-baseline", root / f"bad{i}")
+        HOSTILE_ROOT[case](root / f"bad{i}")
+    monkeypatch.setenv("ADVVIZ_MODELS_DIR", str(root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for page in PAGES:
+        at = new_app(page)
+        assert_clean(at)
+        if page == "models":
+            table = at.dataframe[0].value
+            assert (table["status"].str.startswith("unreadable: ")).sum() == len(HOSTILE_ROOT) - 1 - len(TOLERATED)
+            assert str(SECRET) not in table.to_csv()
+
+
+def test_app_models_dir_that_is_a_file(tmp_path, capsys):
+    from advviz.cli import main
+
+    f = tmp_path / "models.txt"
+    f.write_text("not a folder")
+    assert main(["app", "--models-dir", str(f), "--no-train"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("advviz: error: ") and "not a directory" in err
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
+    except OSError:
+        return False
+
+
+def test_sigterm_to_advviz_app_stops_the_streamlit_server(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    app = subprocess.Popen([sys.executable, "-m", "advviz", "app", "--models-dir", str(tmp_path), "--no-train",
+                            "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    server = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not server:
+            server = _children(app.pid)
+            time.sleep(0.2)
+        assert server, "the Streamlit server did not start"
+        time.sleep(1.0)
+        app.send_signal(signal.SIGTERM)
+        app.wait(timeout=30)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(p) for p in server):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in server), "the Streamlit server outlived advviz app"
+    finally:
+        for p in [*server, app.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        app.wait(timeout=10)

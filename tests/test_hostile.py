@@ -144,3 +144,81 @@ def test_non_utf8(tmp_path):
     p.write_bytes("text,label\ncafé,1\n".encode("latin-1"))
     with pytest.raises(AdvvizError, match=r"latin\.csv: line 2: bytes that are not UTF-8"):
         load_splits(str(p))
+
+
+# -- round 2 (issue 12): JSON that is valid but hostile, tampered caches --------------------------
+
+def test_deeply_nested_config_refused(ckpt, depth=100_000):
+    text = (ckpt / "config.json").read_text()
+    assert '"model": {' in text  # nested inside the section that drives loading
+    (ckpt / "config.json").write_text(text.replace('"model": {', '"model": {"deep": ' + "[" * depth + "]" * depth + ", ", 1))
+    _refused(ckpt, "nested")
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"', "[" * 50_000 + "]" * 50_000])
+def test_metrics_that_are_not_an_object_refused(ckpt, content):
+    (ckpt / "metrics.json").write_text(content)
+    _refused(ckpt, "metrics.json")
+
+
+def test_transformer_max_length_beyond_positions_refused(tiny_bert, tmp_path):
+    d = save_checkpoint(tmp_path / "bert", tiny_bert, RUN, {})
+    _edit_config(d, lambda c: c["tokenizer"].update(max_length=100_000))
+    _refused(d, "max_length 100000")
+
+
+def test_deeply_nested_lm_config_refused(tmp_path):
+    from advviz.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
+    from tests.conftest import SENTENCES
+
+    lm = LSTMLanguageModel(build_lm_tokenizer(SENTENCES, None, 1), LMConfig(embedding_dim=4, hidden_size=4))
+    d = save_lm(lm, tmp_path / "lm", {})
+    (d / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AdvvizError, match="nested"):
+        load_lm(d)
+
+
+def _inspect_moves(model_dir):
+    import advviz
+    from advviz import neighbors
+    from advviz.inspection import inspect
+
+    neighbors._CACHE.clear()
+    [r] = inspect(advviz.load(model_dir), ["the movie is good and the acting is great"], "spgd")
+    return [(t["token"], t["moved_to"]) for t in r["tokens"]]
+
+
+@pytest.mark.parametrize("tamper", ["out of range", "excluded ids", "wrong shape", "plausible but false"])
+def test_tampered_neighbour_cache_never_shows_false_moves(ckpt, tamper):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    truth = _inspect_moves(ckpt)  # computes and caches the table under ck/cache/
+    [path] = (ckpt / "cache").glob("neighbors-*.safetensors")
+    with safe_open(str(path), "pt") as f:
+        meta, table = f.metadata(), f.get_tensor("table")
+    done = table[:, 0] >= 0
+    if tamper == "out of range":
+        table[done] = 10**9
+    elif tamper == "excluded ids":
+        table[done] = 0  # <pad>
+    elif tamper == "wrong shape":
+        table = table[:, :3].contiguous()
+    else:  # every computed row points at the same real words, shifted by one
+        table[done] = table[done].roll(1, dims=0)
+    save_file({"table": table}, str(path), metadata=meta)
+    assert _inspect_moves(ckpt) == truth
+
+
+def test_lm_config_describing_a_huge_lstm_refused_before_allocation(tmp_path):
+    from advviz.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
+    from tests.conftest import SENTENCES
+
+    lm = LSTMLanguageModel(build_lm_tokenizer(SENTENCES, None, 1), LMConfig(embedding_dim=4, hidden_size=4))
+    d = save_lm(lm, tmp_path / "lm", {})
+    _edit_config(d, lambda c: c["model"].update(hidden_size=200_000))  # a 640 GB LSTM
+    with pytest.raises(AdvvizError, match="does not match config.json"):
+        load_lm(d)
+    _edit_config(d, lambda c: c.update(tokenizer=[1]))
+    with pytest.raises(AdvvizError, match="inconsistent"):
+        load_lm(d)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..errors import AdvvizError
+from ..jsonio import dumps
 
 
 def add_parsers(sub, eval_parser) -> None:
@@ -34,6 +34,7 @@ def add_parsers(sub, eval_parser) -> None:
     t.add_argument("--held-out", type=float, default=0.05, help="share of texts kept for held-out perplexity")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-dir", default=None)
+    t.add_argument("--overwrite", action="store_true", help="replace the language model already in --out")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_lm_train)
 
@@ -93,19 +94,23 @@ def _split_flags(p, n_flag: str = "--max-examples") -> None:
 
 def _examples(args, model):
     """The (sub)set of the split, saying so when --n/--max-examples exceeds it."""
-    from ..data import load_dataset
-
     if args.max_examples is not None and args.max_examples <= 0:
         raise AdvvizError("--n / --max-examples must be positive")
     name = args.dataset or model.config["data"]["name"]
-    ds = load_dataset(name, args.split, args.data_dir)
-    if list(model.label_names) != list(ds.label_names):
-        raise AdvvizError(f"{model.name} was trained on labels {list(model.label_names)} but {name} has "
-                          f"{list(ds.label_names)}")
+    ds = model.examples(name, args.split, args.data_dir)
     if args.max_examples is not None and args.max_examples > len(ds):
         print(f"advviz: note: asked for {args.max_examples} examples but {name}/{args.split} has {len(ds)}; "
               f"using all {len(ds)}", file=sys.stderr)
     return name, ds.subset(args.max_examples, args.seed)
+
+
+def _check_common(args) -> None:
+    """--seed and --n / --max-examples of the analysis commands, before anything is loaded."""
+    from ..limits import check_seed
+
+    check_seed(args.seed)
+    if args.max_examples is not None and args.max_examples <= 0:
+        raise AdvvizError(f"--n / --max-examples must be positive, got {args.max_examples}")
 
 
 def _attack_list(values) -> list[str]:
@@ -132,8 +137,15 @@ def cmd_lm_train(args) -> int:
                         dropout=args.dropout)
     except ValueError as e:
         raise AdvvizError(str(e)) from None
+    from .. import outdir
+
     out = Path(args.out or Path("models") / f"lm-{Path(args.dataset).stem}")
-    _, m = train_lm(args.dataset, out, cfg, mcfg, args.split, args.data_dir, progress=not args.quiet)
+    outdir.check_replaceable(out, outdir.LM)  # refuse a foreign --out before leaving a lock file beside it
+    with outdir.OutputLock(out, "language-model training"):
+        if outdir.check_replaceable(out, outdir.LM) == outdir.LM and not args.overwrite:
+            raise AdvvizError(f"{out} already holds a language model; pass --overwrite to replace it "
+                              f"or choose a new --out")
+        _, m = train_lm(args.dataset, out, cfg, mcfg, args.split, args.data_dir, progress=not args.quiet)
     print(f"held-out perplexity {m['held_out_perplexity']:.2f} ({m['held_out_texts']} texts, vocab "
           f"{m['vocab_size']:,}); language model: {out}")
     return 0
@@ -145,6 +157,7 @@ def cmd_perplexity(args) -> int:
     from ..lm import adversarial_perplexity, load_lm
     from ..report import parse_attack_spec
 
+    _check_common(args)
     names = _attack_list(args.attack)
     lm = load_lm(args.lm)
     model = load(args.checkpoint)
@@ -157,7 +170,7 @@ def cmd_perplexity(args) -> int:
                                    args.seed, progress=not (args.json or args.quiet))
         out["attacks"].append({**r, "attack": spec})
     if args.json:
-        print(json.dumps(out))
+        print(dumps(out))
         return 0
     print(f"{dataset}/{args.split}, {len(ds)} texts; LM {args.lm}")
     print(f"{'attack':10s} {'original':>10s} {'adversarial':>12s} {'gap':>8s} {'changed/text':>13s}")
@@ -171,20 +184,24 @@ def cmd_compare(args) -> int:
     from ..api import load
     from ..stats import check_same_labels, compare_models
 
+    _check_common(args)
     a, b = load(args.checkpoint_a), load(args.checkpoint_b)
     check_same_labels(a, b)
     dataset, ds = _examples(args, a)
     r = compare_models(a, b, ds.texts, ds.labels, args.n_boot, args.seed, progress=not (args.json or args.quiet))
     r = {"dataset": dataset, "split": args.split, **r}
     if args.json:
-        print(json.dumps(r))
+        print(dumps(r))
         return 0
     mc = r["mcnemar"]
     print(f"{dataset}/{args.split}, n {r['n']}")
     print(f"  A {a.name}: accuracy {r['accuracy_a']:.4f}  loss {r['loss_a']:.4f}")
     print(f"  B {b.name}: accuracy {r['accuracy_b']:.4f}  loss {r['loss_b']:.4f}")
     print(f"  difference A−B {r['accuracy_diff']:+.4f}, 95% bootstrap CI [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
-    print(f"  paired t-test on losses: t {r['t']:.3f}, p {r['p']:.4g}")
+    if r["t"] is None:
+        print(f"  paired t-test on losses: {r['t_test']}")
+    else:
+        print(f"  paired t-test on losses: t {r['t']:.3f}, p {r['p']:.4g}")
     print(f"  McNemar ({mc['method']}, b={mc['b']}, c={mc['c']}): statistic {mc['statistic']:.3f}, p {mc['p']:.4g}")
     return 0
 
@@ -192,12 +209,17 @@ def cmd_compare(args) -> int:
 def cmd_project(args) -> int:
     from tqdm.auto import tqdm
 
+    _check_common(args)
     from ..api import load
     from ..cli import method_overrides
     from ..projection import default_cache_dir, project_representations, write_table
 
+    from ..outputs import check_output_file, write_output
+
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
+    check_output_file(args.out)
+    check_output_file(Path(args.out).with_suffix(".metrics.json"), "--out (metrics)")
     model = load(args.checkpoint)
     _, ds = _examples(args, model)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -214,11 +236,11 @@ def cmd_project(args) -> int:
     bar.close()
     out = write_table(df, args.out)
     side = out.with_suffix(".metrics.json")
-    side.write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    write_output(side, lambda tmp: tmp.write_text(dumps(m, indent=2) + "\n", encoding="utf-8"), "--out (metrics)")
     if m.get("fallback"):
         print(f"advviz: note: {m['fallback']}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"table": str(out), "metrics_file": str(side), **m}))
+        print(dumps({"table": str(out), "metrics_file": str(side), **m}))
         return 0
     sil = m["silhouette_2d"]
     line = f"{len(df)} points ({m['reducer']}) -> {out}; silhouette by label {sil:.3f}" if sil is not None \
@@ -236,6 +258,11 @@ def cmd_report(args) -> int:
     from ..report import build_report
     from ..robustness import parse_epsilons
 
+    _check_common(args)
+    from ..outputs import check_output_file
+
+    check_output_file(args.out)
+    check_output_file(Path(args.out).with_suffix(".json"), "--out (JSON)")
     eps = parse_epsilons(args.eps)
     ppl = _attack_list([args.ppl_attacks]) if args.lm else []
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
@@ -243,7 +270,7 @@ def cmd_report(args) -> int:
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
                        title=args.title, progress=not (args.json or args.quiet))
     if args.json:
-        print(json.dumps(rep))
+        print(dumps(rep))
     else:
         print(f"report over {len(rep['rows'])} checkpoints -> {args.out} (and {Path(args.out).with_suffix('.json')})")
     return 0

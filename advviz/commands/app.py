@@ -8,6 +8,7 @@ its progress bars on the terminal; ``--no-train`` skips it (the app then offers 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,50 @@ def add_parsers(sub, eval_parser) -> None:
     p.set_defaults(func=cmd_app)
 
 
+def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> int:
+    """Run ``cmd`` in the foreground so that it never outlives this process: SIGINT, SIGTERM and
+    SIGHUP are forwarded to it, and on Linux the kernel sends it SIGTERM when this process dies
+    (PR_SET_PDEATHSIG), e.g. by SIGKILL. Returns its exit code (128 + N for signal N)."""
+    preexec = None
+    if sys.platform.startswith("linux"):
+        parent = os.getpid()
+        preexec = lambda: _die_with_parent(parent)  # noqa: E731
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=preexec)
+
+    def forward(signum, frame):
+        try:
+            proc.send_signal(signum)
+        except (ProcessLookupError, OSError):
+            pass
+
+    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {sig: signal.signal(sig, forward) for sig in sigs}
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # an exception in this process: do not leave the child behind
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return rc if rc >= 0 else 128 - rc
+
+
 def train_default_suite(root: Path) -> None:
     """Run the default training, one method after another, progress bars on this terminal."""
     from ..background import default_suite
@@ -36,7 +81,7 @@ def train_default_suite(root: Path) -> None:
           f"({', '.join(n for n, _ in suite)}); this takes a few minutes on CPU", file=sys.stderr)
     for i, (name, argv) in enumerate(suite, 1):
         print(f"[{i}/{len(suite)}] {name}", file=sys.stderr)
-        rc = subprocess.call([sys.executable, "-m", "advviz", *argv])
+        rc = run_child([sys.executable, "-m", "advviz", *argv])
         if rc != 0:
             raise AdvvizError(f"default training of {name} failed (exit {rc}); the app can still be opened "
                               f"with --no-train")
@@ -51,7 +96,12 @@ def cmd_app(args) -> int:
         raise AdvvizError(f"the app is not installed beside the package ({APP_FILE} is missing); "
                           f"run from a source checkout")
     root = models_root(args.models_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(root) and not root.is_dir():
+        raise AdvvizError(f"--models-dir {root} is not a directory; give a folder (it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AdvvizError(f"--models-dir {root}: cannot create it ({e.strerror or e})") from None
     if not any(r["status"] == "ok" for r in scan(root)) and not args.no_train:
         train_default_suite(root)
     env = {**os.environ, MODELS_DIR_ENV: str(root)}
@@ -60,7 +110,5 @@ def cmd_app(args) -> int:
            "--server.maxUploadSize", str(args.max_upload_mb), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal"]
     print(f"advviz app: http://{args.host}:{args.port}  (models root {root})", file=sys.stderr)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    rc = run_child(cmd, env)
+    return 0 if rc in (0, 128 + signal.SIGINT, 128 + signal.SIGTERM) else rc

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import AdvvizError
+from ..jsonio import dumps
 
 
 def add_parsers(sub, eval_parser) -> None:
@@ -61,6 +61,9 @@ def cmd_inspect(args) -> int:
     from ..cli import method_overrides
     from ..inspection import inspect
 
+    from ..limits import check_seed
+
+    check_seed(args.seed)
     texts = read_texts(args)
     model = load(args.checkpoint)
     results = inspect(model, texts, args.attack, method_overrides(args), args.label, args.seed)
@@ -69,7 +72,7 @@ def cmd_inspect(args) -> int:
             print(f"advviz: note: text of {r['n_tokens']} tokens truncated to {model.classifier.tokenizer.max_length}",
                   file=sys.stderr)
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results))
+        print(dumps(results[0] if len(results) == 1 else results))
     else:
         for r in results:
             print(format_result(r))
@@ -103,14 +106,25 @@ def cmd_eval_attack(args, previous) -> int:
         return previous(args)
     from ..api import load
     from ..cli import method_overrides
-    from ..data import load_dataset
     from ..evaluate import evaluate
     from ..robustness import evaluate_under_attack, parse_epsilons
 
+    from ..cli import check_max_examples
+
+    from ..limits import check_seed
+
+    check_max_examples(args.max_examples)
+    check_seed(args.attack_seed, "--attack-seed")
+    if args.per_example:
+        from ..outputs import check_output_file
+
+        check_output_file(args.per_example, "--per-example")
     eps = parse_epsilons(args.eps) if args.eps is not None else None
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
-    ds = load_dataset(name, args.split, args.data_dir).subset(args.max_examples, 0)
+    ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, 0)
+    if len(ds) == 0:
+        raise AdvvizError(f"{name}/{args.split} has no examples to evaluate")
     res = {"model": str(args.checkpoint), "dataset": name, "split": args.split,
            **evaluate(model.classifier, ds.texts, ds.labels)}
     attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, method_overrides(args), eps,
@@ -119,7 +133,7 @@ def cmd_eval_attack(args, previous) -> int:
         _write_per_example(Path(args.per_example), attacks)
     res["attacks"] = [{k: v for k, v in a.items() if k != "per_example"} for a in attacks]
     if args.json:
-        print(json.dumps(res))
+        print(dumps(res))
         return 0
     print(f"{name}/{args.split}: accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  "
           f"loss {res['loss']:.4f}  n {res['n']}")
@@ -130,11 +144,12 @@ def cmd_eval_attack(args, previous) -> int:
 
 
 def _write_per_example(path: Path, attacks: list[dict]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
+    from ..outputs import write_output
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             for a in attacks:
                 for row in a["per_example"]:
-                    f.write(json.dumps({"attack": a["name"], "epsilon": a["epsilon"], **row}) + "\n")
-    except OSError as e:
-        raise AdvvizError(f"cannot write --per-example {path}: {e.strerror or e}") from None
+                    f.write(dumps({"attack": a["name"], "epsilon": a["epsilon"], **row}) + "\n")
+
+    write_output(path, write, "--per-example")

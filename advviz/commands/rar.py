@@ -13,10 +13,20 @@ from ..errors import AdvvizError
 def cmd_reconstruct(args) -> int:
     from ..api import load
     from ..cli import method_overrides
-    from ..data import load_dataset
     from ..methods import METHODS
+    from ..stats import check_same_labels
     from ..reconstruct import reconstruct_dataset, summarize
 
+    from ..limits import check_positive, check_seed
+    from ..outputs import check_output_file, write_output
+
+    check_seed(args.seed)
+    check_positive(args.batch_size, "--batch-size")
+    check_positive(args.max_examples, "--max-examples")
+    if args.show < 0:
+        raise AdvvizError(f"--show must be >= 0, got {args.show}")
+    if args.out:
+        check_output_file(args.out, "--out")
     if args.attack not in METHODS or not METHODS[args.attack].is_attack:
         known = ", ".join(n for n, c in METHODS.items() if c.is_attack)
         raise AdvvizError(f"--attack {args.attack!r} is not an attack; known: {known}")
@@ -24,13 +34,15 @@ def cmd_reconstruct(args) -> int:
     if model.rar_head is None:
         raise AdvvizError(f"{args.checkpoint} has no RAR head: train it with --method rar or carl+rar")
     judge = load(args.judge) if args.judge else None
+    if judge is not None:
+        check_same_labels(model, judge)
     name = args.dataset or model.config["data"]["name"]
-    ds = load_dataset(name, args.split, args.data_dir).subset(args.max_examples, args.seed)
+    ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, args.seed)
     df = reconstruct_dataset(model, ds.texts, ds.labels, args.attack, method_overrides(args), judge,
                              args.batch_size, args.seed, progress=not args.quiet)
     s = summarize(df)
     if args.out:
-        df.to_csv(args.out, index=False)
+        write_output(args.out, lambda tmp: df.to_csv(tmp, index=False), "--out")
     print(f"{name}/{args.split}: {s['n']} sentences attacked with {args.attack}; "
           f"{s['changed']} reconstructions differ from the original; "
           f"{s['flips_self']} flip this model's prediction (adversarial embeddings flip {s['adv_flips_self']})")

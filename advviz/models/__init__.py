@@ -29,12 +29,18 @@ class ModelOptions:
     char: bool = False  # BiGRU: character-level tokens
 
     def __post_init__(self):
-        for name in ("hidden_size", "embedding_dim", "mlp_hidden", "max_length"):
+        for name in ("hidden_size", "embedding_dim", "max_length"):
             v = getattr(self, name)
             if v is not None and v <= 0:
-                raise ValueError(f"{name} must be positive, got {v}")
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {v}")
+        if self.mlp_hidden is not None and self.mlp_hidden < 0:
+            raise ValueError(f"--mlp-hidden must be >= 0 (0: no hidden layer), got {self.mlp_hidden}")
+        if self.max_vocab < 3:
+            raise ValueError(f"--max-vocab must be at least 3 (<pad>, <unk> and a word), got {self.max_vocab}")
+        if self.min_freq < 1:
+            raise ValueError(f"--min-freq must be at least 1, got {self.min_freq}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
 def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelOptions = ModelOptions(),

@@ -64,6 +64,14 @@ def get_dataset(name: str, split: str):
     return load_dataset(name, split)
 
 
+def model_dataset(model, dataset: str, split: str = "dev"):
+    """A split with its labels in ``model``'s order; a data set with other labels is refused
+    (AdvvizError, shown by :func:`shown_errors`) rather than scored against the wrong classes."""
+    from advviz.data import align_labels
+
+    return align_labels(get_dataset(dataset, split), model.label_names, model.name, dataset)
+
+
 def available_datasets() -> list[str]:
     """Named data sets whose files are in the data directory (no network from the app)."""
     from advviz.data import REGISTRY, default_data_dir

@@ -53,7 +53,7 @@ def evaluate_panel(name: str, row: dict) -> None:
             if fn is None:
                 core.show_needs("evaluate_under_attack", "Evaluating under attack")
             else:
-                ds = core.get_dataset(dataset, "dev").subset(n or None, sel.seed)
+                ds = core.model_dataset(model, dataset).subset(n or None, sel.seed)
                 with st.spinner(f"Attacking with {sel.attack}…"):
                     attacks = fn(model, ds.texts, ds.labels, sel.attack, sel.overrides, seed=sel.seed)
         registry.record_eval(registry.resolve(core.root(), name), clean, attacks)

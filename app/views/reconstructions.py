@@ -100,8 +100,9 @@ def data_slice(model: str, judge: str | None, sel) -> None:
         st.caption("Choose a slice and press the button; results are cached.")
         return
     _, _, dataset, start, n, attack, seed, overrides_json = req
-    texts, labels = tuple(ds.texts[start:start + n]), tuple(ds.labels[start:start + n])
     with core.shown_errors(f"Reconstructing {dataset} with {model}"):
+        ds = core.model_dataset(core.get_model(model), dataset)
+        texts, labels = tuple(ds.texts[start:start + n]), tuple(ds.labels[start:start + n])
         bar = st.progress(0.0, text="reconstructing…")
         df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, texts, labels,
                              attack or "pgd", overrides_json, seed, bar=bar)

@@ -19,7 +19,7 @@ SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean
 def attack_curve(key: tuple, dataset: str, n: int, attack: str, overrides_json: str, epsilons: tuple,
                  seed: int) -> list[dict]:
     model = core._load(*key)
-    ds = core.get_dataset(dataset, "dev").subset(n, seed)
+    ds = core.model_dataset(model, dataset).subset(n, seed)
     res = core.need("evaluate_under_attack")(model, ds.texts, ds.labels, attack, json.loads(overrides_json),
                                              epsilons=list(epsilons), seed=seed)
     return [{k: r.get(k) for k in SCALARS if k in r} for r in res]
@@ -36,7 +36,7 @@ def load_lm(path: str, mtime: float):
 def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str, overrides_json: str,
                    seed: int) -> dict:
     model = core._load(*key)
-    ds = core.get_dataset(dataset, "dev").subset(n, seed)
+    ds = core.model_dataset(model, dataset).subset(n, seed)
     res = core.need("adversarial_perplexity")(model, load_lm(*lm_key), ds.texts, ds.labels, attack,
                                               json.loads(overrides_json), seed=seed)
     return {k: v for k, v in res.items() if k != "examples"}
@@ -44,8 +44,9 @@ def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str,
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def significance(key_a: tuple, key_b: tuple, dataset: str, n: int, seed: int) -> dict:
-    ds = core.get_dataset(dataset, "dev").subset(n, seed)
-    res = core.need("compare_models")(core._load(*key_a), core._load(*key_b), ds.texts, ds.labels, seed=seed)
+    a, b = core._load(*key_a), core._load(*key_b)
+    ds = core.model_dataset(a, dataset).subset(n, seed)
+    res = core.need("compare_models")(a, b, ds.texts, ds.labels, seed=seed)
     return {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 

@@ -20,7 +20,7 @@ def _args(name: str, sel, n: int, adversarial: bool, reducer: str) -> tuple:
 
 def _project(path, mtime, dataset, n, attack, overrides_json, reducer, seed, progress=None):
     model = core._load(path, mtime)
-    ds = core.get_dataset(dataset, "dev").subset(n, seed)
+    ds = core.model_dataset(model, dataset).subset(n, seed)
     return core.need("project_representations")(
         model, ds.texts, ds.labels, attack, json.loads(overrides_json), reducer=reducer, seed=seed,
         cache_dir=registry.cache_dir(core.root(), "projections"), progress=progress)

@@ -1,0 +1,345 @@
+"""Output directories: which ones advviz may replace, and the lock a run holds on one.
+
+advviz replaces (or removes) a directory only when :func:`ownership` proves it is advviz's own:
+
+    checkpoint      config.json (an advviz model config) + model.safetensors, and nothing but the
+                    files advviz writes there (tokenizer files, metrics, log, eval.json, cache/)
+    language model  config.json of kind "advviz-lstm-lm" + model.safetensors (+ vocab, metrics)
+    resume state    ``.NAME.resume/``: state.json and tensors.safetensors only
+    training job    ``ROOT/.jobs/ID/``: job.json and the runner's files only
+
+A missing path may be created and an empty directory may be used; anything else (a folder of
+notes, a group folder of checkpoints, the current directory, a regular file, a symbolic link, a
+checkpoint with a file advviz did not write beside it) is refused with one line, whatever the
+flags. ``train --out``, ``--resume``, ``lm train --out``, every atomic directory swap
+(:func:`advviz.checkpoint.atomic_dir`) and every removal go through :func:`check_replaceable`.
+
+A run holds :class:`OutputLock` on its output while it works: ``.NAME.lock`` beside the output
+(the output itself is swapped whole by a rename at each save, so a file inside it would move
+away with the old copy). The lock is created with O_EXCL and holds the pid, host, process start
+time and a random token; it is removed on every exit path. A lock whose process is gone (or
+whose pid now belongs to a younger process) is stale and taken over; a live one refuses the
+second run with one line naming the holder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import stat
+import time
+import uuid
+from pathlib import Path
+
+from .errors import AdvvizError
+
+CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
+ABSENT, EMPTY = "absent", "empty"
+LM_KIND = "advviz-lstm-lm"
+
+# Tokenizer files a Hugging Face ``save_pretrained`` may write (they vary by tokenizer class).
+HF_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                      "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                      "tokenizer.model", "source.spm", "target.spm", "bpe.codes", "chat_template.jinja",
+                      "chat_template.json"}
+CHECKPOINT_FILES = {"config.json", "model.safetensors", "metrics.json", "train_log.jsonl", "eval.json",
+                    "vocab.txt"} | HF_TOKENIZER_FILES
+CHECKPOINT_DIRS = {"cache"}  # neighbour tables of `inspect` (advviz.inspection)
+CACHE_FILE_RE = re.compile(r"^neighbors-[a-z0-9]+-k\d+\.safetensors$")
+LM_FILES = {"config.json", "model.safetensors", "vocab.txt", "metrics.json"}
+RESUME_FILES = {"state.json", "tensors.safetensors"}
+JOB_FILES = {"job.json", "train.log", "runner.log", "pid", "rc", "done", "cancelled"}
+# temporary files of advviz's atomic writes (write_json_atomic, NeighborIndex.save)
+TEMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]+$")
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _entries(path: Path) -> list[os.DirEntry]:
+    with os.scandir(path) as it:
+        return list(it)
+
+
+def _config(path: Path) -> dict | None:
+    from .jsonio import read_json
+
+    try:
+        cfg = read_json(path / "config.json", MAX_CONFIG_BYTES)
+    except AdvvizError:
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _foreign(path: Path, entries: list[os.DirEntry], files: set[str], dirs: set[str] = frozenset()) -> list[str]:
+    """Entries advviz would not have written in a directory of this kind."""
+    out = []
+    for e in entries:
+        if e.is_symlink():
+            out.append(e.name)
+        elif e.is_dir(follow_symlinks=False):
+            if e.name not in dirs or _foreign_cache(Path(e.path)):
+                out.append(e.name + "/")
+        elif not e.is_file(follow_symlinks=False) or (e.name not in files and not TEMP_RE.match(e.name)):
+            out.append(e.name)
+    return out
+
+
+def _foreign_cache(d: Path) -> bool:
+    try:
+        return any(e.is_symlink() or not e.is_file(follow_symlinks=False)
+                   or not (CACHE_FILE_RE.match(e.name) or TEMP_RE.match(e.name)) for e in _entries(d))
+    except OSError:
+        return True
+
+
+def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
+    """(kind, reason): kind is ``absent``, ``empty``, :data:`CHECKPOINT`, :data:`LM`, :data:`RESUME`,
+    :data:`JOB`, or None when advviz cannot prove the path is its own (reason says why)."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return ABSENT, ""
+    except OSError as e:
+        return None, f"cannot be inspected ({e.strerror or e})"
+    if stat.S_ISLNK(st.st_mode):
+        return None, "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return None, "is a file, not a directory" if stat.S_ISREG(st.st_mode) else "is not a directory"
+    try:
+        entries = _entries(path)
+    except OSError as e:
+        return None, f"cannot be listed ({e.strerror or e})"
+    if not entries:
+        return EMPTY, ""
+    names = {e.name for e in entries}
+    if {"config.json", "model.safetensors"} <= names:
+        cfg = _config(path)
+        if cfg is None:
+            return None, "has a config.json that is not an advviz config"
+        if cfg.get("kind") == LM_KIND:
+            kind, files, dirs = LM, LM_FILES, set()
+        elif "format_version" in cfg or isinstance(cfg.get("model"), dict) and "family" in cfg["model"]:
+            kind, files, dirs = CHECKPOINT, CHECKPOINT_FILES, CHECKPOINT_DIRS
+        else:
+            return None, "has a config.json that is not an advviz config"
+    elif names <= RESUME_FILES | {n for n in names if TEMP_RE.match(n)} and names & RESUME_FILES:
+        kind, files, dirs = RESUME, RESUME_FILES, set()
+    elif "job.json" in names:
+        kind, files, dirs = JOB, JOB_FILES, set()
+    else:
+        shown = sorted(names)[:3]
+        return None, (f"is not empty and was not written by advviz (it holds {', '.join(shown)}"
+                      f"{', …' if len(names) > 3 else ''})")
+    foreign = _foreign(path, entries, files, dirs)
+    if foreign:
+        return None, (f"holds files advviz did not write ({', '.join(sorted(foreign)[:3])}"
+                      f"{', …' if len(foreign) > 3 else ''})")
+    return kind, ""
+
+
+def _contains_cwd(path: Path) -> bool:
+    try:
+        cwd = Path(os.getcwd()).resolve()
+    except OSError:
+        return False
+    p = Path(os.path.abspath(path))
+    try:
+        p = p.resolve()
+    except OSError:
+        return False
+    return cwd == p or p in cwd.parents
+
+
+def check_replaceable(path: str | os.PathLike, kind: str, flag: str = "--out") -> str:
+    """What is at ``path`` (``absent``, ``empty`` or ``kind``) when advviz may write ``kind`` there,
+    replacing what is there; otherwise one :class:`AdvvizError` line (whatever the flags)."""
+    path = Path(os.path.abspath(path))
+    if _contains_cwd(path):
+        raise AdvvizError(f"refusing to write a {kind} to {path}: it is the current directory or contains it; "
+                          f"choose a new {flag}")
+    found, reason = ownership(path)
+    if found is None:
+        raise AdvvizError(f"refusing to write a {kind} to {path}: it {reason}; advviz only replaces a "
+                          f"directory it wrote itself — choose a new {flag}")
+    if found not in (ABSENT, EMPTY, kind):
+        raise AdvvizError(f"refusing to write a {kind} to {path}: it holds an advviz {found}; choose a new {flag}")
+    return found
+
+
+def remove_owned(path: str | os.PathLike, kind: str) -> bool:
+    """Remove ``path`` only if it is advviz's own ``kind`` (True when removed; a missing path is
+    False). Anything else raises one line and nothing is removed."""
+    import shutil
+
+    path = Path(path)
+    found = check_replaceable(path, kind, flag="path")
+    if found == ABSENT:
+        return False
+    shutil.rmtree(path)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# the lock
+
+
+def _proc_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot, /proc/PID/stat field 22), which
+    tells a live holder from a younger process that got the same pid; None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+class OutputLock:
+    """``with OutputLock(out_dir): ...`` — at most one advviz run writes ``out_dir`` at a time."""
+
+    STALE_EMPTY_SECONDS = 10.0  # an unreadable lock younger than this may be one being written
+
+    def __init__(self, target: str | os.PathLike, what: str = "run"):
+        target = Path(os.path.abspath(target))
+        self.target, self.what = target, what
+        self.path = target.parent / f".{target.name}.lock"
+        self.token: str | None = None
+
+    # -- holder info -------------------------------------------------------------------------
+    def _read(self) -> tuple[bytes | None, dict | None]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return None, None
+        except OSError:
+            return b"", None
+        try:
+            raw = os.read(fd, 65536)
+        except OSError:
+            raw = b""
+        finally:
+            os.close(fd)
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            return raw, None
+        return raw, info if isinstance(info, dict) else None
+
+    def _stale(self, raw: bytes, info: dict | None) -> bool:
+        if info is None or not {"pid", "host", "token"} <= set(info):
+            if raw.strip():  # not a lock advviz wrote: never removed, the user is told
+                return False
+            try:  # empty: a lock being written, or the remains of a crash right after O_EXCL
+                return time.time() - os.lstat(self.path).st_mtime > self.STALE_EMPTY_SECONDS
+            except OSError:
+                return True
+        if info.get("host") != socket.gethostname():
+            return False  # cannot tell from here
+        pid = info.get("pid")
+        if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
+            return True
+        started = info.get("proc_start")
+        now = _proc_start(pid)
+        return started is not None and now is not None and started != now  # pid reused
+
+    def _holder(self, raw: bytes, info: dict | None) -> str:
+        if info is None or not {"pid", "host", "token"} <= set(info):
+            if raw.strip():
+                return (f"{self.path} exists but is not an advviz lock; remove it if no advviz run is "
+                        f"writing {self.target}")
+            return f"another advviz run is starting on {self.target} (lock {self.path})"
+        since = info.get("started")
+        when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
+        host = info.get("host")
+        where = "" if host == socket.gethostname() else f" on host {host}"
+        return f"{self.target} is in use by another advviz {self.what} (pid {info.get('pid')}{where}{when})"
+
+    # -- acquire / release ---------------------------------------------------------------------
+    def acquire(self) -> "OutputLock":
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                "proc_start": _proc_start(os.getpid()), "token": uuid.uuid4().hex, "target": str(self.target)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AdvvizError(f"cannot create {self.path.parent}: {e.strerror or e}") from None
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except FileExistsError:
+                raw, holder = self._read()
+                if raw is None:
+                    continue  # released meanwhile: try again
+                if not self._stale(raw, holder):
+                    msg = self._holder(raw, holder)
+                    if "not an advviz lock" not in msg:
+                        other_host = holder is not None and holder.get("host") != socket.gethostname()
+                        msg += "; wait for it to finish or stop it" + \
+                            (f"; if that run is gone, delete {self.path}" if other_host else "")
+                    raise AdvvizError(msg) from None
+                self._take_over(raw)
+                continue
+            except OSError as e:
+                raise AdvvizError(f"cannot lock {self.target} ({self.path}): {e.strerror or e}") from None
+            try:
+                os.write(fd, json.dumps(info).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.token = info["token"]
+            return self
+        raise AdvvizError(f"could not lock {self.target}: its lock {self.path} keeps changing hands")
+
+    def _take_over(self, stale_raw: bytes) -> None:
+        """Move a stale lock aside, checking it is still the stale one (a racing run may have
+        taken it over first: then its fresh lock is put back)."""
+        aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise AdvvizError(f"cannot take over the stale lock {self.path}: {e.strerror or e}") from None
+        try:
+            with open(aside, "rb") as f:
+                moved = f.read(65536)
+        except OSError:
+            moved = stale_raw
+        if moved != stale_raw:  # not the one we judged stale: a live lock, put it back
+            try:
+                os.link(aside, self.path)
+            except OSError:
+                pass
+        try:
+            os.unlink(aside)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        if self.token is None:
+            return
+        _, info = self._read()
+        if info is not None and info.get("token") == self.token:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.token = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
