@@ -1,7 +1,6 @@
 """advviz: train text classifiers adversarially in embedding space and see what the adversary does."""
 
-__version__ = "0.1.0"
-
-from .api import Model, load  # noqa: E402
+from .api import Model, load
+from .version import __version__
 
 __all__ = ["Model", "load", "__version__"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .storage.checkpoint import Checkpoint, load_checkpoint
 from .data import align_labels, load_dataset
 from .evaluate import evaluate, predict_logits
 

@@ -1,15 +1,18 @@
 """Training in a background process, for the app: start, poll progress, tail the log, cancel.
 
-    job = background.start(root, [train_argv("my-lstm", {...}, {...})])
+    run = TrainRun("my-lstm", {"dataset": "sst2-sent", "method": "spgd"}, {"k": 5})
+    job = background.start(root, [run])
     background.status(root, job)   # {"state": "running", "step": 40, "total": 200, "log_tail": ..., ...}
     background.cancel(root, job)
 
-A job is ``ROOT/.jobs/ID/`` holding ``job.json`` (the commands, pid, start time), ``train.log``
-(stdout+stderr of ``python -m advviz train ... --out ROOT/NAME``) and ``rc`` (exit code, written
-by the runner when a command ends). The runner (``python -m advviz.background JOBDIR``) runs the
-job's commands one after the other in its own process group, so cancelling kills exactly it and
-its children. Progress is read from tqdm's ``step/total`` in the log and the evaluations
-(``step N: dev accuracy A``) it prints.
+A job is ``ROOT/.jobs/ID/`` holding ``job.json`` (its runs: TrainConfig / ModelOptions values and
+the method's values, by field name), ``progress.json`` (step, total, last dev accuracy of the run
+in progress: written by the Trainer's callbacks), ``train.log`` (what a run printed, errors
+included) and ``rc`` (the exit code). The runner (``python -m advviz.background JOBDIR``) trains
+the runs one after the other with :class:`advviz.train.Trainer` in its own process group, so
+cancelling (SIGTERM: the Trainer saves its resume state and stops) ends exactly it. Nothing is
+turned into command-line strings except the equivalent ``advviz train`` line shown in the log
+(``config.to_argv``), and no progress is parsed out of text.
 """
 
 from __future__ import annotations
@@ -17,98 +20,87 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AdvvizError
 from .registry import JOBS_DIR, check_name, models_root, resolve
 
 DEFAULT_SUITE = ("baseline", "spgd", "freelb", "carl", "rar")  # the README's default comparison
+# The default set: a GloVe-LSTM on sst2-sent; each method with its family preset (SPGD ε 2.0 for the
+# LSTM) and CARL's default warm start (a third of the run, one epoch here).
 DEFAULT_TRAIN = {"dataset": "sst2-sent", "arch": "lstm", "epochs": 3, "lr": 2e-3, "seed": 0}
-# Per-method settings of the default set (docs/results.md): the papers' SPGD ε (25, for 230-token
-# IMDB reviews and 256-d embeddings) collapses a GloVe-50d LSTM on 20-token sentences, ≈0.08·ε fits.
-# CARL's default warm start (a third of the run) is one epoch here.
-DEFAULT_METHOD_ARGS = {"spgd": {"epsilon": 2.0}}
 TAIL_BYTES = 4000
-_STEP_RE = re.compile(r"(\d+)/(\d+) \[")
-_EVAL_RE = re.compile(r"step (\d+): dev accuracy ([0-9.]+)")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+@dataclass
+class TrainRun:
+    """One training run of a job: its name under the models root and its settings by field name
+    (``train``: TrainConfig and ModelOptions fields; ``method``: the method's config fields)."""
 
+    name: str
+    train: dict
+    method: dict = field(default_factory=dict)
 
-def train_argv(out: str | os.PathLike, train: dict, method_values: dict | None = None) -> list[str]:
-    """``advviz train`` arguments from TrainConfig / ModelOptions values and the method's config
-    values (field name -> value; the flags come from the fields' metadata)."""
-    from .methods import get_method
-    from .models import ModelOptions
-    from .train import TrainConfig
+    def configs(self, root, resume: bool = False):
+        """(TrainConfig, ModelOptions, Method) for this run, writing to ROOT/NAME."""
+        from .config import method_preset
+        from .methods import build_method
+        from .models import ModelOptions
+        from .train import TrainConfig
 
-    known = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(ModelOptions)}
-    argv = ["train"]
-    for k, v in train.items():
-        if k not in known or k == "out" or v is None or v is False:
-            continue
-        argv += [_flag(k)] if v is True else [_flag(k), str(v)]
-    method = train.get("method", "baseline")
-    for f in dataclasses.fields(get_method(method).Config):
-        flag = f.metadata.get("flag")
-        if not flag or method_values is None or f.name not in method_values or method_values[f.name] is None:
-            continue
-        v = method_values[f.name]
-        if isinstance(v, bool):
-            argv.append(flag if v else "--no-" + flag[2:])
-        else:
-            argv += [flag, str(v)]
-    return argv + ["--out", str(out)]
+        model_fields = {f.name for f in dataclasses.fields(ModelOptions)}
+        train = {k: v for k, v in self.train.items() if k not in model_fields and v is not None}
+        try:
+            cfg = TrainConfig(**{**train, "out": str(resolve(root, self.name)), "resume": resume or train.get("resume", False)})
+            opts = ModelOptions(**{k: v for k, v in self.train.items() if k in model_fields and v is not None})
+        except (TypeError, ValueError) as e:
+            raise AdvvizError(str(e)) from None
+        method = build_method(cfg.method, {**method_preset(cfg.method, cfg.arch, cfg.preset), **self.method})
+        return cfg, opts, method
+
+    def argv(self, root) -> list[str]:
+        """The equivalent ``advviz train`` command line (shown in the job's log)."""
+        from .config import to_argv
+        from .methods import get_method
+        from .models import ModelOptions
+        from .train import TrainConfig
+
+        model_fields = {f.name for f in dataclasses.fields(ModelOptions)}
+        train = {k: v for k, v in self.train.items() if k not in model_fields}
+        model = {k: v for k, v in self.train.items() if k in model_fields}
+        return (["train"] + to_argv(TrainConfig, {**train, "out": str(resolve(root, self.name))})
+                + to_argv(ModelOptions, model) + to_argv(get_method(train.get("method", "baseline")).Config, self.method))
 
 
 def resumable(out: str | os.PathLike) -> bool:
     """A stopped run left its resume state in ``out`` (``advviz train --resume`` continues it)."""
     try:
-        from .resume import resume_dir
+        from .storage.resume import resume_dir
     except ImportError:
         return False
     return resume_dir(Path(out)).is_dir()
 
 
-def with_resume(commands: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
-    """``--resume`` added to each train command whose output holds a stopped run."""
-    out = []
-    for name, argv in commands:
-        target = argv[argv.index("--out") + 1] if "--out" in argv else None
-        resume = target is not None and "--resume" not in argv and resumable(target)
-        out.append((name, argv + ["--resume"] if resume else argv))
-    return out
-
-
 def restart(root: str | os.PathLike, job_id: str) -> str:
-    """Start a stopped job again: the commands that did not finish, resumed where they stopped."""
+    """Start a stopped job again: the runs that did not finish, resumed where they stopped."""
     d = _job_dir(root, job_id)
-    spec = json.loads((d / "job.json").read_text(encoding="utf-8"))
+    spec = _spec(d)
     done = set((d / "done").read_text().split()) if (d / "done").is_file() else set()
-    todo = [(n, a) for n, a in zip(spec["names"], spec["commands"]) if n not in done]
-    return start(root, with_resume(todo))
+    return start(root, [TrainRun(**r) for r in spec["runs"] if r["name"] not in done])
 
 
-def default_suite(root: str | os.PathLike | None = None) -> list[tuple[str, list[str]]]:
-    """(name, argv) for the default comparison: the GloVe-LSTM on sst2-sent with each method of
-    :data:`DEFAULT_SUITE` that is registered now."""
+def default_suite(root: str | os.PathLike | None = None) -> list[TrainRun]:
+    """The default comparison: the GloVe-LSTM on sst2-sent with each method of
+    :data:`DEFAULT_SUITE` that is registered now (method values: the family preset)."""
     from .methods import METHODS
 
-    root = models_root(root)
-    out = []
-    for m in DEFAULT_SUITE:
-        if m in METHODS:
-            name = f"lstm-sst2-sent-{m}-s0"
-            out.append((name, train_argv(root / name, {**DEFAULT_TRAIN, "method": m}, DEFAULT_METHOD_ARGS.get(m))))
-    return with_resume(out)
+    return [TrainRun(f"lstm-sst2-sent-{m}-s0", {**DEFAULT_TRAIN, "method": m}) for m in DEFAULT_SUITE if m in METHODS]
 
 
 def _jobs(root) -> Path:
@@ -122,17 +114,18 @@ def _job_dir(root, job_id: str) -> Path:
     return _jobs(root) / job_id
 
 
-def start(root: str | os.PathLike, commands: list[tuple[str, list[str]]]) -> str:
-    """Start ``advviz`` commands (name, argv) one after another in the background; returns the job id."""
-    if not commands:
+def start(root: str | os.PathLike, runs: list[TrainRun]) -> str:
+    """Train ``runs`` one after another in the background; returns the job id. Settings are
+    checked here (one clear error) before anything starts."""
+    if not runs:
         raise AdvvizError("nothing to train")
-    for name, _ in commands:
-        resolve(root, name)  # outputs stay inside the root
+    for r in runs:
+        r.configs(root)  # outputs stay inside the root; values are valid for their configs
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     d = _job_dir(root, job_id)
     d.mkdir()
-    spec = {"id": job_id, "names": [n for n, _ in commands], "commands": [a for _, a in commands],
-            "started": time.time()}
+    spec = {"id": job_id, "names": [r.name for r in runs], "runs": [dataclasses.asdict(r) for r in runs],
+            "root": str(models_root(root)), "started": time.time()}
     (d / "job.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     with open(d / "runner.log", "w") as log:
@@ -141,6 +134,10 @@ def start(root: str | os.PathLike, commands: list[tuple[str, list[str]]]) -> str
     (d / "pid").write_text(str(proc.pid))
     _CHILDREN[job_id] = proc
     return job_id
+
+
+def _spec(d: Path) -> dict:
+    return json.loads((d / "job.json").read_text(encoding="utf-8"))
 
 
 _CHILDREN: dict[str, subprocess.Popen] = {}  # reaped on poll so finished runners leave no zombies
@@ -174,7 +171,7 @@ def _tail(path: Path, n: int = TAIL_BYTES) -> str:
 def status(root: str | os.PathLike, job_id: str) -> dict:
     """state (running | done | failed | cancelled), current command, step/total, last dev accuracy, log tail."""
     d = _job_dir(root, job_id)
-    spec = json.loads((d / "job.json").read_text(encoding="utf-8"))
+    spec = _spec(d)
     pid = int((d / "pid").read_text()) if (d / "pid").is_file() else -1
     rc_text = (d / "rc").read_text().strip() if (d / "rc").is_file() else None
     done_n = len((d / "done").read_text().split()) if (d / "done").is_file() else 0
@@ -186,18 +183,14 @@ def status(root: str | os.PathLike, job_id: str) -> dict:
         state = "running"
     else:
         state = "failed"  # the runner died without writing its exit code
-    raw = _tail(d / "train.log", 64_000)
-    steps = _STEP_RE.findall(raw)
-    evals = _EVAL_RE.findall(raw)
-    lines = raw.replace("\r", "\n").splitlines()
-    tail = "\n".join(ln for ln in lines if ln.strip() and not _STEP_RE.search(ln))[-TAIL_BYTES:]
-    if steps:
-        tail += f"\n{lines[-1].strip()}" if lines and _STEP_RE.search(lines[-1]) else ""
+    try:
+        prog = json.loads((d / "progress.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        prog = {}
     names = spec["names"]
     return {"id": job_id, "state": state, "names": names, "current": names[min(done_n, len(names) - 1)],
-            "done": done_n, "n": len(names), "step": int(steps[-1][0]) if steps else 0,
-            "total": int(steps[-1][1]) if steps else 0,
-            "dev_accuracy": float(evals[-1][1]) if evals else None, "log_tail": tail.strip(),
+            "done": done_n, "n": len(names), "step": int(prog.get("step", 0)), "total": int(prog.get("total", 0)),
+            "dev_accuracy": prog.get("dev_accuracy"), "log_tail": _tail(d / "train.log").strip(),
             "started": spec["started"], "rc": rc_text}
 
 
@@ -259,29 +252,82 @@ def _group_alive(pgid: int) -> bool:
 
 def forget(root: str | os.PathLike, job_id: str) -> None:
     """Remove a finished job's folder (not its checkpoint)."""
-    from . import outdir
+    from .storage import outdir
 
     if status(root, job_id)["state"] == "running":
         raise AdvvizError("the job is still running; cancel it first")
     outdir.remove_owned(_job_dir(root, job_id), outdir.JOB)
 
 
+class _Progress:
+    """The Trainer's callbacks for one run: step/total and the last dev accuracy in progress.json,
+    each evaluation and log line in train.log."""
+
+    def __init__(self, job_dir: Path, log):
+        self.path, self.log, self.state, self.last = job_dir / "progress.json", log, {}, 0.0
+
+    def _write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last > 0.5:
+            tmp = self.path.with_name(".progress.json.tmp-" + uuid.uuid4().hex[:8])
+            tmp.write_text(json.dumps(self.state), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self.last = now
+
+    def step(self, step: int, total: int) -> None:
+        self.state.update(step=step, total=total)
+        self._write(step == total)
+
+    def line(self, line: dict) -> None:
+        if "dev_accuracy" in line:
+            self.state["dev_accuracy"] = line["dev_accuracy"]
+            self.log.write(f"step {line['step']}: dev accuracy {line['dev_accuracy']:.4f}\n")
+            self._write(True)
+        elif "loss" in line:
+            self.log.write(f"step {line['step']}: loss {line['loss']:.4f}\n")
+        self.log.flush()
+
+
 def _run(job_dir: Path) -> int:
-    """The runner: each command in turn, output appended to train.log; stop at the first failure."""
-    spec = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    """The runner: each run in turn with the Trainer, output in train.log; stop at the first failure."""
+    from .train import Interrupted, Trainer
+
+    spec = _spec(job_dir)
+    root = spec["root"]
     rc = 0
-    with open(job_dir / "train.log", "ab", buffering=0) as log:
-        for name, argv in zip(spec["names"], spec["commands"]):
-            log.write(f"=== {name}: advviz {' '.join(argv)}\n".encode())
-            rc = subprocess.call([sys.executable, "-m", "advviz", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
+    with open(job_dir / "train.log", "a", encoding="utf-8") as log:
+        for r in spec["runs"]:
+            run = TrainRun(**r)
+            progress = _Progress(job_dir, log)
+            try:
+                resume = resumable(resolve(root, run.name))
+                cfg, opts, method = run.configs(root, resume)
+                log.write(f"=== {run.name}: advviz {' '.join(run.argv(root))}{' --resume' if resume else ''}\n")
+                log.flush()
+                res = Trainer(cfg, method, opts, progress=False, callback=progress.line,
+                              on_step=progress.step).fit()
+                log.write(f"best dev accuracy {res.metrics['dev_accuracy']:.4f} at step {res.metrics['steps']}; "
+                          f"checkpoint: {res.out_dir}\n")
+            except Interrupted as e:
+                log.write(f"advviz: {e}\n")
+                rc = e.exit_code
+            except AdvvizError as e:
+                log.write(f"advviz: error: {e}\n")
+                rc = e.exit_code
+            except Exception:  # a bug: its traceback belongs in the log
+                import traceback
+
+                log.write(traceback.format_exc())
+                rc = 1
+            log.flush()
             if rc != 0:
                 break
             with open(job_dir / "done", "a") as f:
-                f.write(name + "\n")
+                f.write(run.name + "\n")
     (job_dir / "rc").write_text(str(rc))
     return rc
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # replaced by the Trainer while it trains
     sys.exit(_run(Path(sys.argv[1])))

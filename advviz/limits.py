@@ -54,3 +54,8 @@ def check_seed(seed, flag: str = "--seed") -> None:
 def check_positive(value, flag: str) -> None:
     if value is not None and value <= 0:
         raise AdvvizError(f"{flag} must be positive, got {value}")
+
+
+def check_max_examples(n, flag: str = "--max-examples") -> None:
+    if n is not None and n <= 0:
+        raise AdvvizError(f"{flag} must be positive, got {n} (leave it out to use every example)")

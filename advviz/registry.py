@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import AdvvizError
 from .methods.carl import ld_status
-from .outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.lm)
+from .storage.outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.analysis.lm)
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
 RAR_METHODS = ("rar", "carl+rar")
@@ -85,8 +85,8 @@ def is_checkpoint(path: Path) -> bool:
 def _load_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, str | None]:
     """(value, None), (None, None) when the file does not exist, or (None, reason) when it cannot
     be used: only a regular file inside the checkpoint is read (no symlink, FIFO or device), at
-    most ``max_bytes`` and nested at most :data:`advviz.jsonio.MAX_DEPTH` deep."""
-    from .jsonio import read_json
+    most ``max_bytes`` and nested at most :data:`advviz.storage.jsonio.MAX_DEPTH` deep."""
+    from .storage.jsonio import read_json
 
     if not os.path.lexists(path):
         return None, None
@@ -264,7 +264,7 @@ def load(root: str | os.PathLike, name: str, device: str = "cpu"):
 
 def delete(root: str | os.PathLike, name: str) -> None:
     """Remove one checkpoint directory of the root (only a directory that is a checkpoint)."""
-    from . import outdir
+    from .storage import outdir
 
     path = resolve(root, name)
     kind, reason = outdir.ownership(path)
@@ -276,7 +276,7 @@ def delete(root: str | os.PathLike, name: str) -> None:
 
 def record_eval(path: str | os.PathLike, clean: dict | None = None, attacks: list[dict] | None = None) -> dict:
     """Merge results into ``eval.json`` (attacks replace earlier rows with the same name and ε)."""
-    from .checkpoint import write_json_atomic
+    from .storage.checkpoint import write_json_atomic
 
     path = Path(path)
     ev = _read_json(path / "eval.json")
@@ -295,7 +295,7 @@ def record_eval(path: str | os.PathLike, clean: dict | None = None, attacks: lis
 
 def train_log(root: str | os.PathLike, name: str) -> list[dict]:
     """The logged steps and evaluations of model ``name`` (``train_log.jsonl``; bad lines skipped)."""
-    from .jsonio import depth, read_regular
+    from .storage.jsonio import depth, read_regular
 
     path = resolve(root, name) / "train_log.jsonl"
     out = []

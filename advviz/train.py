@@ -17,46 +17,53 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import outdir
-from .checkpoint import save_checkpoint, write_json_atomic
+from .storage import outdir
+from .config import PRESETS, Config, hp, is_rnn, method_preset, train_default
+from .storage.checkpoint import save_checkpoint, write_json_atomic
 from .data import TextDataset, load_splits
 from .errors import AdvvizError
-from .jsonio import dumps
+from .storage.jsonio import dumps
 from .limits import check_fits, seed_problem
 from .evaluate import evaluate
-from .methods import Method, build_method
+from .methods import METHODS, Method, build_method
 from .models import ModelOptions, build_model
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything ``advviz train`` takes besides the method's own hyperparameters."""
+class TrainConfig(Config):
+    """Everything ``advviz train`` takes besides the method's own hyperparameters and the model
+    options. ``None`` for ``lr``/``grad_clip`` means the family's value (``config.TRAIN_DEFAULTS``)."""
 
-    dataset: str = "sst2-sent"
-    arch: str = "lstm"
-    method: str = "baseline"
-    epochs: int = 3
-    max_train: int | None = None  # use a seeded subset of the train split
-    max_steps: int | None = None  # stop after this many optimiser steps
-    max_eval: int | None = None  # evaluate on a seeded subset of dev
-    batch_size: int = 32
-    lr: float | None = None  # RNN 1e-3 (Adam, both papers), transformers 5e-5
-    weight_decay: float = 0.0
-    warmup: float = 0.1  # transformers only: linear warm-up share, then linear decay
-    grad_clip: float | None = None  # RNN 4.0 (SPGD App. B), transformers 1.0
-    seed: int = 0
-    out: str | None = None
-    data_dir: str | None = None
-    text_col: str | None = None
-    label_col: str | None = None
-    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
-    log_every: int = 20
-    eval_every: int | None = None  # steps; default once per epoch
-    save_every: int | None = None  # steps between resume states (always at each epoch end)
-    resume: bool = False  # continue the run in ``out`` from its last saved state
-    overwrite: bool = False  # replace a run already in ``out``
+    dataset: str = hp("sst2-sent", "a known name (advviz data list) or a .csv/.tsv/.jsonl file")
+    arch: str = hp("lstm", "lstm | bigru | minilm | a Hugging Face encoder id or path")
+    method: str = hp("baseline", "training method (each one's flags: advviz train --method NAME --help)",
+                     choices=list(METHODS))
+    preset: str = hp("family", "method defaults: scaled for the model family, or the papers' own values",
+                     choices=PRESETS)
+    epochs: int = hp(3, "passes over the training set")
+    max_train: int | None = hp(None, "train on a seeded subset of N examples")
+    max_steps: int | None = hp(None, "stop after N optimiser steps")
+    max_eval: int | None = hp(None, "evaluate on a seeded subset of N dev examples")
+    batch_size: int = hp(32, "examples per optimiser step (per process under torchrun)")
+    lr: float | None = hp(None, "AdamW learning rate")
+    weight_decay: float = hp(0.0, "AdamW weight decay")
+    warmup: float = hp(0.1, "transformers: share of the steps for linear warm-up, then linear decay")
+    grad_clip: float | None = hp(None, "largest gradient norm (clipped above)")
+    seed: int = hp(0, "seed of initialisation, data order, dropout and the methods' own draws")
+    out: str | None = hp(None, "checkpoint directory: new, empty, or advviz's own run "
+                               "(default models/ARCH-DATASET-METHOD-sSEED)")
+    data_dir: str | None = hp(None, "folder of the *.tsv.gz files (env ADVVIZ_DATA_DIR; default ../shared/data)")
+    text_col: str | None = hp(None, "text column of a local file (auto-detected)")
+    label_col: str | None = hp(None, "label column of a local file (auto-detected)")
+    mixed_precision: str = hp("no", "mixed precision on a GPU", choices=["no", "fp16", "bf16"])
+    log_every: int = hp(20, "optimiser steps between logged training lines")
+    eval_every: int | None = hp(None, "optimiser steps between evaluations (default: each epoch)")
+    save_every: int | None = hp(None, "steps between resume states (also saved at each epoch end and on Ctrl-C)")
+    resume: bool = hp(False, "continue the run in --out from its last saved state")
+    overwrite: bool = hp(False, "replace advviz's own run in --out (a directory holding anything else is "
+                                "never replaced)")
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "log_every"):
@@ -78,10 +85,20 @@ class TrainConfig:
             raise ValueError(seed_problem(self.seed))
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError("--mixed-precision must be no, fp16 or bf16")
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
 
     @property
     def is_rnn(self) -> bool:
-        return self.arch in ("lstm", "bigru")
+        return is_rnn(self.arch)
+
+    @property
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else train_default(self.arch, "lr")
+
+    @property
+    def resolved_grad_clip(self) -> float:
+        return self.grad_clip if self.grad_clip is not None else train_default(self.arch, "grad_clip")
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
@@ -188,11 +205,12 @@ class Trainer:
     saves resumable state every ``save_every`` steps and at each epoch end."""
 
     def __init__(self, cfg: TrainConfig, method: Method | None = None, model_options: ModelOptions = ModelOptions(),
-                 progress: bool = True, callback=None):
+                 progress: bool = True, callback=None, on_step=None):
         self.cfg, self.opts = cfg, model_options
-        self.method = method or build_method(cfg.method)
+        self.method = method or build_method(cfg.method, method_preset(cfg.method, cfg.arch, cfg.preset))
         self.progress = progress
-        self.callback = callback  # called with each log line (the app's live progress)
+        self.callback = callback  # called with each log and evaluation line (dict)
+        self.on_step = on_step  # called with (step, total) after each optimiser step (background jobs)
         self.out_dir = Path(os.path.abspath(cfg.out)) if cfg.out else default_out_dir(cfg)
         self.log: list[dict] = []
 
@@ -204,8 +222,8 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------------
     def _check_out_dir(self) -> dict | None:
         """The saved state to resume from, or None for a fresh run; refuses to clobber work and
-        to write where advviz cannot prove the directory is its own (advviz.outdir)."""
-        from .resume import has_state, load_state, resume_dir
+        to write where advviz cannot prove the directory is its own (advviz.storage.outdir)."""
+        from .storage.resume import has_state, load_state, resume_dir
 
         cfg = self.cfg
         has_ckpt = outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT) == outdir.CHECKPOINT
@@ -276,10 +294,10 @@ class Trainer:
         self.method.plan(total, steps_per_epoch, cfg.dataset)  # refuses settings the run cannot honour
         model, model_info = build_model(cfg.arch, train.texts, train.num_labels, self.opts, cfg.seed)
         self._check_model(model, model_info, len(train))
-        self.method.setup(model, train)
+        self.method.setup(model, train, cfg.seed)
         extras = self.method.extra_modules()
         params = list({id(p): p for m in [model, *extras.values()] for p in m.parameters()}.values())
-        lr = cfg.lr or (1e-3 if cfg.is_rnn else 5e-5)
+        lr = cfg.resolved_lr
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         # stepped by us once per global step (not wrapped: Accelerate would step it per process)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, cfg.warmup, cfg.is_rnn))
@@ -295,7 +313,7 @@ class Trainer:
                      "train_examples": len(train), "dev_examples": len(dev), "split_info": train.split_info,
                      "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty},
             "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
-            "grad_clip": cfg.grad_clip if cfg.grad_clip is not None else (4.0 if cfg.is_rnn else 1.0),
+            "grad_clip": cfg.resolved_grad_clip,
         }
         self._ctx = dict(acc=acc, model=model, core=core, extras=extras,
                          extras_core={k: acc.unwrap_model(v) for k, v in extras.items()},  # what is saved
@@ -305,7 +323,7 @@ class Trainer:
         counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
                     "best": {"dev_accuracy": -1.0}}
         if saved is not None:
-            from .resume import restore, resume_dir
+            from .storage.resume import restore, resume_dir
 
             counters = restore(saved[0], saved[1], model=core, extras=self._ctx["extras_core"],
                                optimizer=optimizer, scheduler=scheduler, method=self.method,
@@ -323,10 +341,9 @@ class Trainer:
         two AdamW moments of the embedding (at most --max-vocab rows), recurrent and head layers."""
         if not self.cfg.is_rnn:
             return
-        o, bi = self.opts, self.cfg.arch == "bigru"
-        D = (o.embedding_dim or 200) if bi else 50  # lstm: GloVe-50d
-        h = o.hidden_size or (200 if bi else 256)
-        m = (256 if bi else 30) if o.mlp_hidden is None else o.mlp_hidden
+        o, bi = self.opts.resolved(self.cfg.arch), self.cfg.arch == "bigru"
+        D = o.embedding_dim if bi else 50  # lstm: GloVe-50d
+        h, m = o.hidden_size, o.mlp_hidden
         V = min(o.max_vocab, 2 + sum(len(t) for t in train.texts))  # never more words than characters
         gates, dirs = (3, 2) if bi else (4, 1)
         H, C = h * dirs, train.num_labels
@@ -383,6 +400,8 @@ class Trainer:
                 c["step"] += 1
                 c["batch_in_epoch"] = i + 1
                 self.method.on_step_end(model, c["step"])
+                if self.on_step is not None:
+                    self.on_step(c["step"], total)
                 c["train_time"] += time.perf_counter() - t0
                 bs = len(idx) * acc.num_processes
                 c["seen"] += bs
@@ -422,7 +441,7 @@ class Trainer:
             self._log(line)
 
     def _save_state(self, c: dict) -> None:
-        from .resume import save_state
+        from .storage.resume import save_state
 
         x = self._ctx
         if not x["acc"].is_main_process:
@@ -458,7 +477,7 @@ class Trainer:
                 f.write(dumps(line) + "\n")
 
     def _finish(self, c: dict) -> TrainResult:
-        from .resume import clear_state
+        from .storage.resume import clear_state
 
         best = c["best"]
         if best["dev_accuracy"] >= 0 and self._ctx["acc"].is_main_process:

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from advviz.methods import build_method  # noqa: E402
-from advviz.neighbors import NeighborIndex, discretize  # noqa: E402
+from advviz.methods.neighbors import NeighborIndex, discretize  # noqa: E402
 
 SENTENCE = ("the film is a charming , often affecting journey through a story that never quite finds its "
             "footing but the acting is great and the ending is moving")  # ~30 tokens
@@ -88,7 +88,7 @@ def minilm_model(checkpoint: str | None):
 
 
 def inspect_times(model, repeats: int) -> list[tuple[str, float]]:
-    from advviz.inspection import inspect
+    from advviz.analysis.inspection import inspect
 
     n = len(model.classifier.tokenizer.encode(SENTENCE)) - 2
     out = []

@@ -33,7 +33,7 @@ def build_models_root(root: Path) -> Path:
         cfg = TrainConfig(**TINY, method=method, out=str(root / f"tiny-{method}"))
         Trainer(cfg, build_method(method), opts, progress=False).fit()
     try:  # a small language model for the perplexity gaps (analysis work)
-        from advviz.lm import LMConfig, LMTrainConfig, train_lm
+        from advviz.analysis.lm import LMConfig, LMTrainConfig, train_lm
     except ImportError:
         return root
     train_lm("sst2-sent", root / "lm-tiny", LMTrainConfig(epochs=1, max_train=200),
@@ -157,8 +157,8 @@ def test_models_page_training_form_generated_from_config(app_env):
     at = new_app("models")
     at.selectbox(key="tr_method").set_value("freelb").run()
     cfg = METHODS["freelb"].Config()
-    assert at.number_input(key="tr_FreeLBConfig_steps").value == cfg.steps
-    assert at.checkbox(key="tr_FreeLBConfig_clean_loss").value == cfg.clean_loss
+    assert at.number_input(key="trm_FreeLBConfig_steps").value == cfg.steps
+    assert at.checkbox(key="trm_FreeLBConfig_clean_loss").value == cfg.clean_loss
     at.text_input(key="tr_name").input("../escape")
     [b for b in at.button if b.label == "Start training"][0].click().run()
     assert any("not a valid model name" in e.value for e in at.error)  # path outside the root refused
@@ -174,7 +174,7 @@ def test_models_page_form_starts_background_training(app_env):
     at.selectbox(key="tr_method").set_value("freelb").run()
     for key, value in (("tr_max_train", 300), ("tr_max_steps", 2), ("tr_hidden", 16), ("tr_max_eval", 50)):
         at.number_input(key=key).set_value(value)
-    at.number_input(key="tr_FreeLBConfig_steps").set_value(1)
+    at.number_input(key="trm_FreeLBConfig_steps").set_value(1)
     at.text_input(key="tr_name").input("zz-form")
     [b for b in at.button if b.label == "Start training"][0].click().run()
     assert_clean(at)
@@ -281,19 +281,25 @@ def test_robustness_page_curves(app_env):
 
 
 def test_default_eps_follows_the_training_eps_of_a_selected_model():
-    import sys
-    from types import SimpleNamespace
+    from advviz.analysis.robustness import default_epsilons
 
-    sys.path.insert(0, str(REPO / "app"))
-    from appkit.forms import default_eps
+    rows = [{"name": "a", "method": "freelb", "epsilon": 0.0, "arch": "lstm"},
+            {"name": "b", "method": "spgd", "epsilon": 2.0, "arch": "lstm"},
+            {"name": "m", "method": "baseline", "arch": "minilm"}]
+    assert default_epsilons("spgd", {}, ["a", "b"], rows) == [1.0, 2.0, 4.0]  # b was trained with SPGD at ε 2
+    assert default_epsilons("spgd", {}, ["a"], rows) == [1.0, 2.0, 4.0]  # the lstm preset, not the paper's 25
+    assert default_epsilons("spgd", {}, ["m"], rows) == [0.35, 0.7, 1.4]  # the transformer preset
+    assert default_epsilons("spgd", {"epsilon": 1.0}, ["b"], rows) == [0.5, 1.0, 2.0]  # the user's ε wins
+    assert default_epsilons("pgd", {}, ["a"], rows) == [0.05, 0.1, 0.2]  # no preset: the attack's own
 
-    rows = [{"name": "a", "method": "freelb", "epsilon": 0.0}, {"name": "b", "method": "spgd", "epsilon": 2.0}]
-    sel = SimpleNamespace(models=["a", "b"], attack="spgd", overrides={})
-    assert default_eps(sel, rows) == "1, 2, 4"  # b was trained with SPGD at ε 2
-    sidebar_untouched = SimpleNamespace(models=["b"], attack="spgd", overrides={"epsilon": 25.0})
-    assert default_eps(sidebar_untouched, rows) == "1, 2, 4"
-    assert default_eps(SimpleNamespace(models=["a"], attack="spgd", overrides={}), rows) == "12.5, 25, 50"
-    assert default_eps(SimpleNamespace(models=["b"], attack="spgd", overrides={"epsilon": 1.0}), rows) == "0.5, 1, 2"
+
+def test_sidebar_attack_widgets_start_at_the_family_preset_and_pass_only_changes(app_env):
+    at = new_app("words")
+    assert at.number_input(key="sb_spgd_lstm_epsilon").value == 2.0  # tiny-baseline is a GloVe LSTM
+    assert at.session_state["selection"].overrides == {}  # untouched: each model's own family preset applies
+    at.number_input(key="sb_spgd_lstm_k").set_value(5).run()
+    assert at.session_state["selection"].overrides == {"k": 5}
+    assert_clean(at)
 
 
 def test_accuracy_curve_starts_at_clean_accuracy():
@@ -353,8 +359,7 @@ def test_background_training_job(app_env):
 
     from advviz import background
 
-    argv = background.train_argv(app_env / "zz-bg", {**TINY, "method": "baseline", "hidden_size": 8})
-    job = background.start(app_env, [("zz-bg", argv)])
+    job = background.start(app_env, [background.TrainRun("zz-bg", {**TINY, "method": "baseline", "hidden_size": 8})])
     try:
         for _ in range(360):  # generous: CI machines may be busy
             st = background.status(app_env, job)
@@ -376,9 +381,9 @@ def test_background_cancel_and_resume(app_env):
 
     from advviz import background
 
-    argv = background.train_argv(app_env / "zz-cancel", {**TINY, "method": "baseline", "max_steps": 100000,
-                                                         "max_train": None, "epochs": 50, "hidden_size": 8})
-    job = background.start(app_env, [("zz-cancel", argv)])
+    run = background.TrainRun("zz-cancel", {**TINY, "method": "baseline", "max_steps": 100000, "max_train": None,
+                                            "epochs": 50, "hidden_size": 8})
+    job = background.start(app_env, [run])
     jobs = [job]
     try:
         for _ in range(360):  # until training has started (the bar shows a step)
@@ -393,8 +398,11 @@ def test_background_cancel_and_resume(app_env):
         if background.resumable(app_env / "zz-cancel"):  # train saved its state on SIGTERM
             again = background.restart(app_env, job)
             jobs.append(again)
-            spec = json.loads((app_env / ".jobs" / again / "job.json").read_text())
-            assert spec["commands"][0][-1] == "--resume"
+            for _ in range(360):  # the restarted run resumes from the saved state, not from step 0
+                if "--resume" in background.status(app_env, again)["log_tail"]:
+                    break
+                time.sleep(0.5)
+            assert "--resume" in background.status(app_env, again)["log_tail"]
             background.cancel(app_env, again)
     finally:
         for j in jobs:
@@ -442,7 +450,7 @@ TOLERATED = {"eval.json with a string accuracy"}
 
 
 def _hostile_root(tmp_path: Path, case: str) -> Path:
-    from advviz.checkpoint import save_checkpoint
+    from advviz.storage.checkpoint import save_checkpoint
     from tests.conftest import make_tiny_rnn
 
     (tmp_path / "secret.json").write_text(json.dumps({"clean": {"accuracy": SECRET}}))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from advviz.errors import AdvvizError
-from advviz.memory_bank import MemoryBank, NegativeSampler
+from advviz.methods.memory_bank import MemoryBank, NegativeSampler
 from advviz.methods import METHODS, build_method
 from advviz.methods.carl import (CARL, CARLConfig, contrastive_logits, default_negatives, infonce_loss, nce_log_z,
                                  nce_loss)
@@ -255,13 +255,12 @@ def test_nce_with_per_anchor_z_is_a_fixed_denominator_contrastive_loss():
 def test_registered_with_flags_and_validation():
     assert {"carl", "rar", "carl+rar"} <= set(METHODS)
     from advviz.cli import build_parser
+    from advviz.commands import flags
 
-    args = build_parser().parse_args(["train", "--method", "carl+rar", "--tau", "0.1", "--bank-momentum", "0.9",
-                                      "--negatives", "64", "--carl-start", "10", "--carl-loss", "infonce",
-                                      "--rar-weight", "0.2"])
-    from advviz.cli import method_overrides
-
-    m = build_method(args.method, method_overrides(args))
+    argv = ["train", "--method", "carl+rar", "--tau", "0.1", "--bank-momentum", "0.9", "--negatives", "64",
+            "--carl-start", "10", "--carl-loss", "infonce", "--rar-weight", "0.2"]
+    args = build_parser(argv).parse_args(argv)
+    m = build_method(args.method, flags.method_values(args, [args.method]))
     assert (m.config.tau, m.config.bank_momentum, m.config.negatives, m.config.carl_start, m.config.carl_loss,
             m.config.rar_weight) == (0.1, 0.9, 64, "10", "infonce", 0.2)
     for bad in ({"tau": 0}, {"bank_momentum": 1.0}, {"negatives": -1}, {"carl_loss": "x"}, {"carl_start": "-1"},

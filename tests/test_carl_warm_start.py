@@ -14,7 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from advviz import registry
-from advviz.checkpoint import save_checkpoint
+from advviz.storage.checkpoint import save_checkpoint
 from advviz.cli import main
 from advviz.errors import AdvvizError
 from advviz.methods import build_method
@@ -74,7 +74,7 @@ def test_old_checkpoints_without_L_D_are_marked(tmp_path):
     assert ld_status({"name": "freelb"}, {}) is None
     assert ld_status({"name": "carl", "carl_start": 100}, {"steps": 150}) == {"ld_steps": 50, "note": ""}
 
-    from advviz.report import _describe, _method
+    from advviz.analysis.report import _describe, _method
     import advviz
 
     old = _describe(advviz.load(root / "old-carl"))

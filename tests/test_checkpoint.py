@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from advviz.checkpoint import load_checkpoint, save_checkpoint
+from advviz.storage.checkpoint import load_checkpoint, save_checkpoint
 from advviz.errors import AdvvizError
 from conftest import batch_for
 

@@ -68,4 +68,4 @@ def test_train_then_eval_json_subprocess(tmp_path, data_dir):
 def test_every_long_running_command_takes_quiet(argv):
     from advviz.cli import build_parser
 
-    assert build_parser().parse_args([*argv, "--quiet"]).quiet is True
+    assert build_parser([*argv, "--quiet"]).parse_args([*argv, "--quiet"]).quiet is True

@@ -52,7 +52,7 @@ def _bank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
     from advviz.distributed import gather_rows
-    from advviz.memory_bank import MemoryBank
+    from advviz.methods.memory_bank import MemoryBank
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     bank = MemoryBank(6, 2)

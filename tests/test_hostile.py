@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from advviz.checkpoint import load_checkpoint, save_checkpoint
+from advviz.storage.checkpoint import load_checkpoint, save_checkpoint
 from advviz.data import load_splits
 from advviz.errors import AdvvizError
 from tests.conftest import disk_full_at_rename
@@ -168,7 +168,7 @@ def test_transformer_max_length_beyond_positions_refused(tiny_bert, tmp_path):
 
 
 def test_deeply_nested_lm_config_refused(tmp_path):
-    from advviz.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
+    from advviz.analysis.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
     from tests.conftest import SENTENCES
 
     lm = LSTMLanguageModel(build_lm_tokenizer(SENTENCES, None, 1), LMConfig(embedding_dim=4, hidden_size=4))
@@ -180,8 +180,8 @@ def test_deeply_nested_lm_config_refused(tmp_path):
 
 def _inspect_moves(model_dir):
     import advviz
-    from advviz import neighbors
-    from advviz.inspection import inspect
+    from advviz.methods import neighbors
+    from advviz.analysis.inspection import inspect
 
     neighbors._CACHE.clear()
     [r] = inspect(advviz.load(model_dir), ["the movie is good and the acting is great"], "spgd")
@@ -211,7 +211,7 @@ def test_tampered_neighbour_cache_never_shows_false_moves(ckpt, tamper):
 
 
 def test_lm_config_describing_a_huge_lstm_refused_before_allocation(tmp_path):
-    from advviz.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
+    from advviz.analysis.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
     from tests.conftest import SENTENCES
 
     lm = LSTMLanguageModel(build_lm_tokenizer(SENTENCES, None, 1), LMConfig(embedding_dim=4, hidden_size=4))

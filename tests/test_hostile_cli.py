@@ -132,7 +132,7 @@ def test_empty_and_missing_out_are_used(toy, tmp_path, capsys):
 
 
 def test_save_checkpoint_refuses_foreign_directory(tiny_lstm, tmp_path):
-    from advviz.checkpoint import save_checkpoint
+    from advviz.storage.checkpoint import save_checkpoint
     from advviz.errors import AdvvizError
 
     d = _notes(tmp_path / "notes")
@@ -200,7 +200,7 @@ def _lock(out: Path) -> Path:
 
 
 def _write_lock(out: Path, pid: int) -> None:
-    from advviz.outdir import _proc_start
+    from advviz.storage.outdir import _proc_start
 
     _lock(out).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": time.time() - 60,
                                       "proc_start": _proc_start(pid), "token": "t"}))
@@ -277,11 +277,11 @@ def test_resume_of_a_missing_directory_refused(toy, tmp_path, capsys):
 @pytest.fixture
 def stopped(toy, tmp_path, monkeypatch) -> Path:
     """A checkpoint with its resume state kept (as after an interruption at the last step)."""
-    import advviz.resume
+    import advviz.storage.resume
 
     out = tmp_path / "run"
     with monkeypatch.context() as m:
-        m.setattr(advviz.resume, "clear_state", lambda out_dir: None)
+        m.setattr(advviz.storage.resume, "clear_state", lambda out_dir: None)
         assert main(train(toy, out, "--save-every", "1")) == 0
     assert (tmp_path / ".run.resume" / "state.json").is_file()
     return out
@@ -468,7 +468,7 @@ def test_compare_one_example_is_valid_json_with_reasons(toy_model, toy, capsys):
 
 
 def test_json_output_never_has_nan():
-    from advviz.jsonio import dumps
+    from advviz.storage.jsonio import dumps
 
     assert json.loads(dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
 
@@ -562,7 +562,7 @@ def test_a_file_that_only_looks_like_a_lock_is_never_removed(toy, tmp_path, caps
 
 
 def test_attack_on_a_vocabulary_without_words_is_one_line(tmp_path, capsys):
-    from advviz.checkpoint import save_checkpoint
+    from advviz.storage.checkpoint import save_checkpoint
     from advviz.models import RNNClassifier
     from advviz.tokenizers import WordTokenizer
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advviz.checkpoint import save_checkpoint
+from advviz.storage.checkpoint import save_checkpoint
 from advviz.cli import main
 from advviz.errors import AdvvizError
-from advviz.inspection import inspect
+from advviz.analysis.inspection import inspect
 from conftest import make_tiny_bert, make_tiny_rnn
 
 import advviz

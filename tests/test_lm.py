@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from advviz.errors import AdvvizError
-from advviz.lm import (LMConfig, LMTrainConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, perplexity,
+from advviz.analysis.lm import (LMConfig, LMTrainConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, perplexity,
                        save_lm, sentence_nll, train_lm)
 from tests.conftest import SENTENCES, disk_full_at_rename
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from advviz.neighbors import NeighborIndex, discretize, fingerprint, index_for, neighbor_directions, persist
+from advviz.methods.neighbors import NeighborIndex, discretize, fingerprint, index_for, neighbor_directions, persist
 
 # four 2-d points: 0 and 1 are almost parallel, 2 is orthogonal to them, 3 is opposite to 0
 SQUARE = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
@@ -100,7 +100,7 @@ def test_index_for_memoised_and_refreshed_after_update(tiny_lstm, tmp_path):
 
 
 def test_excluded_ids(tiny_lstm, tiny_bert):
-    from advviz.neighbors import excluded_ids
+    from advviz.methods.neighbors import excluded_ids
 
     assert excluded_ids(tiny_lstm.tokenizer) == (0, 1)  # <pad>, <unk>
     vocab = tiny_bert.tokenizer.vocab
@@ -115,7 +115,7 @@ def test_excluded_ids(tiny_lstm, tiny_bert):
 def test_pruned_nearest_equals_brute_force(scale):
     """The triangle-inequality pruning is exact at every perturbation size (small ones never
     reach the full index, large ones fall back to it)."""
-    from advviz.neighbors import NeighborIndex, nearest_entries
+    from advviz.methods.neighbors import NeighborIndex, nearest_entries
 
     g = torch.Generator().manual_seed(1)
     E = torch.randn(500, 8, generator=g)
@@ -133,7 +133,7 @@ def test_pruned_nearest_equals_brute_force(scale):
 def test_a_slightly_perturbed_unk_stays_unk_in_the_nearest_reading():
     """<unk> is never a neighbour of a word, but a small δ on an <unk> token is closer to <unk>'s
     own row than to any word: the 'nearest' reading must not invent a substitution there."""
-    from advviz.neighbors import NeighborIndex, nearest_entries
+    from advviz.methods.neighbors import NeighborIndex, nearest_entries
 
     E = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0], [0.0, 1.0]])  # 0 <pad>, 1 <unk>, 2, 3 words
     idx = NeighborIndex(1, "l2", exclude=(0, 1)).fit(E)

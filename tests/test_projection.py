@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 import advviz
-from advviz.checkpoint import save_checkpoint
+from advviz.storage.checkpoint import save_checkpoint
 from advviz.errors import AdvvizError
-from advviz.projection import Projector, cluster_metrics, project_representations, write_table
+from advviz.analysis.projection import Projector, cluster_metrics, project_representations, write_table
 from tests.conftest import LABELS, SENTENCES, make_tiny_rnn
 
 TEXTS = SENTENCES * 3  # 18 points: enough for PCA, too few for UMAP with 2 x 18 > 16 only when attacked

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from advviz.api import Model, load
-from advviz.checkpoint import load_checkpoint, save_checkpoint
+from advviz.storage.checkpoint import load_checkpoint, save_checkpoint
 from advviz.errors import AdvvizError
 from advviz.methods import METHODS, build_method
 from advviz.methods.rar import RAR, RARConfig, RARHead, reconstruction_loss
-from advviz.reconstruct import reconstruct_dataset, summarize
+from advviz.analysis.reconstruct import reconstruct_dataset, summarize
 from conftest import LABELS, SENTENCES, batch_for, make_tiny_bert, make_tiny_rnn
 
 TRAIN = SimpleNamespace(texts=SENTENCES, labels=LABELS)

@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from advviz.checkpoint import save_checkpoint
+from advviz.storage.checkpoint import save_checkpoint
 from advviz.cli import main
-from advviz.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, save_lm
-from advviz.report import build_report, render_markdown
+from advviz.analysis.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, save_lm
+from advviz.analysis.report import build_report, render_markdown
 from tests.conftest import SENTENCES, make_tiny_rnn
 
 ROWS = [(s, y) for s, y in zip(SENTENCES, [1, 0, 1, 0, 1, 0])] * 4  # 24 rows
@@ -125,7 +125,7 @@ def test_cli_unknown_attack(toy, capsys):
 
 def test_parse_attack_spec():
     from advviz.errors import AdvvizError
-    from advviz.report import parse_attack_spec
+    from advviz.analysis.report import parse_attack_spec
 
     assert parse_attack_spec("spgd") == ("spgd", {})
     assert parse_attack_spec("spgd@2.5") == ("spgd", {"epsilon": 2.5})
@@ -141,7 +141,7 @@ def _row(name, seed, settings, acc, cos, dev=None):
 
 
 def test_seed_groups_average_runs_that_differ_only_by_seed():
-    from advviz.report import seed_groups
+    from advviz.analysis.report import seed_groups
 
     rows = [_row("carl-s0", 0, "A", 0.75, 0.9, 0.8), _row("carl-s1", 1, "A", 0.85, 0.7, 0.9),
             _row("carl-s2", 2, "A", 0.80, 0.8, None),  # a checkpoint without training metrics

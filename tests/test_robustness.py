@@ -8,7 +8,7 @@ import pytest
 
 from advviz.cli import main
 from advviz.errors import AdvvizError
-from advviz.robustness import evaluate_under_attack, parse_epsilons
+from advviz.analysis.robustness import evaluate_under_attack, parse_epsilons
 from conftest import LABELS, SENTENCES
 from test_inspect import save_tiny, stub
 
@@ -38,7 +38,13 @@ def test_per_epsilon_rows(tiny_model):
 
 def test_default_epsilon_and_errors(tiny_lstm):
     [r] = evaluate_under_attack(stub(tiny_lstm), SENTENCES[:2], LABELS[:2], "advt")
+    assert r["epsilon"] == 0.4  # the lstm family preset (the paper's 5 collapses a GloVe-50d LSTM)
+    from advviz.analysis.attacks import paper_overrides
+
+    [r] = evaluate_under_attack(stub(tiny_lstm), SENTENCES[:2], LABELS[:2], "advt", paper_overrides("advt"))
     assert r["epsilon"] == 5.0
+    with pytest.raises(AdvvizError, match="--k is not a setting"):
+        evaluate_under_attack(stub(tiny_lstm), SENTENCES[:2], LABELS[:2], "advt", {"k": 3})
     with pytest.raises(AdvvizError, match="labels"):
         evaluate_under_attack(stub(tiny_lstm), SENTENCES[:2], LABELS[:1], "advt")
     with pytest.raises(AdvvizError, match="epsilon"):

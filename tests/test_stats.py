@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from advviz.errors import AdvvizError
-from advviz.stats import (bootstrap_ci, compare_models, compare_predictions, mcnemar, paired_ttest,
+from advviz.analysis.stats import (bootstrap_ci, compare_models, compare_predictions, mcnemar, paired_ttest,
                           per_example_losses)
 
 

@@ -7,32 +7,24 @@ import sys
 from pathlib import Path
 
 from ..errors import AdvvizError
-from ..jsonio import dumps
+from . import flags
+from ..storage.jsonio import dumps
 
 
-def add_parsers(sub, eval_parser) -> None:
-    from ..cli import add_method_flags, method_defaults_table
+def add_parsers(sub, eval_parser, argv: list[str]) -> None:
+    from ..analysis.lm import LMConfig, LMTrainConfig
+    from ..config import add_flags
 
     raw = argparse.RawDescriptionHelpFormatter
+    method_defaults_table = flags.method_defaults_table
     p = sub.add_parser("lm", help="word-level LSTM language model (perplexity of adversarial text)")
     lsub = p.add_subparsers(dest="lm_command", required=True)
     t = lsub.add_parser("train", help="train an LSTM LM on a data set's text; held-out perplexity in metrics.json")
     t.add_argument("--dataset", default="sst2-sent")
     t.add_argument("--split", default="train")
     t.add_argument("--out", default=None, help="LM directory (default models/lm-DATASET)")
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--max-train", type=int, default=None, help="seeded subset of N texts")
-    t.add_argument("--max-length", type=int, default=200, help="words per text")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--embedding-dim", type=int, default=128)
-    t.add_argument("--hidden-size", type=int, default=256)
-    t.add_argument("--layers", type=int, default=1)
-    t.add_argument("--dropout", type=float, default=0.3)
-    t.add_argument("--max-vocab", type=int, default=30000)
-    t.add_argument("--min-freq", type=int, default=2)
-    t.add_argument("--held-out", type=float, default=0.05, help="share of texts kept for held-out perplexity")
-    t.add_argument("--seed", type=int, default=0)
+    add_flags(t, LMTrainConfig)
+    add_flags(t.add_argument_group("language model"), LMConfig)
     t.add_argument("--data-dir", default=None)
     t.add_argument("--overwrite", action="store_true", help="replace the language model already in --out")
     t.add_argument("--quiet", action="store_true")
@@ -45,8 +37,9 @@ def add_parsers(sub, eval_parser) -> None:
     p.add_argument("--attack", action="append", required=True,
                    help="attack name(s): repeat or comma-separate, e.g. advt,iadvt,spgd")
     _split_flags(p)
-    add_method_flags(p)
-    p.set_defaults(func=cmd_perplexity)
+    flags.add_preset_flag(p)
+    flags.add_method_flags(p, flags.named_methods(argv, "perplexity"))
+    p.set_defaults(func=cmd_perplexity, method_names=flags.named_methods(argv, "perplexity"))
 
     p = sub.add_parser("compare", help="significance of the difference between two checkpoints")
     p.add_argument("checkpoint_a")
@@ -64,7 +57,8 @@ def add_parsers(sub, eval_parser) -> None:
     p.add_argument("--out", required=True, help="table: .parquet or .csv (metrics go to OUT.metrics.json)")
     p.add_argument("--cache-dir", default=None, help="default $ADVVIZ_CACHE_DIR/projections or ~/.cache/advviz")
     p.add_argument("--no-cache", action="store_true")
-    add_method_flags(p)
+    flags.add_preset_flag(p)
+    flags.add_method_flags(p, flags.named_methods(argv, "project"))
     p.set_defaults(func=cmd_project)
 
     p = sub.add_parser("report", help="markdown + JSON tables over several checkpoints (papers' table shapes)",
@@ -77,8 +71,9 @@ def add_parsers(sub, eval_parser) -> None:
     p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
     p.add_argument("--title", default=None)
     p.add_argument("--out", required=True, help="report.md (report.json is written beside it)")
-    add_method_flags(p)
-    p.set_defaults(func=cmd_report)
+    flags.add_preset_flag(p)
+    flags.add_method_flags(p, flags.named_methods(argv, "report"))
+    p.set_defaults(func=cmd_report, method_names=flags.named_methods(argv, "report"))
 
 
 def _split_flags(p, n_flag: str = "--max-examples") -> None:
@@ -127,17 +122,15 @@ def _attack_list(values) -> list[str]:
 
 
 def cmd_lm_train(args) -> int:
-    from ..lm import LMConfig, LMTrainConfig, train_lm
+    from ..analysis.lm import LMConfig, LMTrainConfig, train_lm
+    from ..config import given
 
     try:
-        cfg = LMTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train,
-                            max_length=args.max_length, max_vocab=args.max_vocab, min_freq=args.min_freq,
-                            held_out=args.held_out, seed=args.seed)
-        mcfg = LMConfig(embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, num_layers=args.layers,
-                        dropout=args.dropout)
+        cfg = LMTrainConfig(**given(args, LMTrainConfig))
+        mcfg = LMConfig(**given(args, LMConfig))
     except ValueError as e:
         raise AdvvizError(str(e)) from None
-    from .. import outdir
+    from ..storage import outdir
 
     out = Path(args.out or Path("models") / f"lm-{Path(args.dataset).stem}")
     outdir.check_replaceable(out, outdir.LM)  # refuse a foreign --out before leaving a lock file beside it
@@ -153,9 +146,8 @@ def cmd_lm_train(args) -> int:
 
 def cmd_perplexity(args) -> int:
     from ..api import load
-    from ..cli import method_overrides
-    from ..lm import adversarial_perplexity, load_lm
-    from ..report import parse_attack_spec
+    from ..analysis.lm import adversarial_perplexity, load_lm
+    from ..analysis.report import parse_attack_spec
 
     _check_common(args)
     names = _attack_list(args.attack)
@@ -166,7 +158,9 @@ def cmd_perplexity(args) -> int:
            "lm_held_out_perplexity": lm.metrics.get("held_out_perplexity"), "attacks": []}
     for spec in names:
         name, ov = parse_attack_spec(spec)
-        r = adversarial_perplexity(model, lm, ds.texts, ds.labels, name, {**method_overrides(args), **ov},
+        values = flags.paper_or_family(args, name, {**flags.for_method(name, flags.method_values(
+            args, args.method_names)), **ov})
+        r = adversarial_perplexity(model, lm, ds.texts, ds.labels, name, values,
                                    args.seed, progress=not (args.json or args.quiet))
         out["attacks"].append({**r, "attack": spec})
     if args.json:
@@ -182,7 +176,7 @@ def cmd_perplexity(args) -> int:
 
 def cmd_compare(args) -> int:
     from ..api import load
-    from ..stats import check_same_labels, compare_models
+    from ..analysis.stats import check_same_labels, compare_models
 
     _check_common(args)
     a, b = load(args.checkpoint_a), load(args.checkpoint_b)
@@ -211,10 +205,9 @@ def cmd_project(args) -> int:
 
     _check_common(args)
     from ..api import load
-    from ..cli import method_overrides
-    from ..projection import default_cache_dir, project_representations, write_table
+    from ..analysis.projection import default_cache_dir, project_representations, write_table
 
-    from ..outputs import check_output_file, write_output
+    from ..storage.outputs import check_output_file, write_output
 
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
@@ -231,7 +224,8 @@ def cmd_project(args) -> int:
         bar.refresh()
 
     df, m = project_representations(model, ds.texts, ds.labels, args.attack,
-                                    method_overrides(args) if args.attack else None, args.reducer, args.seed,
+                                    flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
+                                    if args.attack else None, args.reducer, args.seed,
                                     cache, progress)
     bar.close()
     out = write_table(df, args.out)
@@ -254,19 +248,20 @@ def cmd_project(args) -> int:
 
 def cmd_report(args) -> int:
     from ..api import load
-    from ..cli import method_overrides
-    from ..report import build_report
-    from ..robustness import parse_epsilons
+    from ..analysis.report import build_report
+    from ..analysis.robustness import parse_epsilons
 
     _check_common(args)
-    from ..outputs import check_output_file
+    from ..storage.outputs import check_output_file
 
     check_output_file(args.out)
     check_output_file(Path(args.out).with_suffix(".json"), "--out (JSON)")
     eps = parse_epsilons(args.eps)
     ppl = _attack_list([args.ppl_attacks]) if args.lm else []
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
-    rep = build_report(args.checkpoints, dataset, args.split, args.attack, eps, method_overrides(args), args.lm,
+    values = flags.paper_or_family(args, args.attack, flags.for_method(args.attack, flags.method_values(
+        args, args.method_names)))
+    rep = build_report(args.checkpoints, dataset, args.split, args.attack, eps, values, args.lm,
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
                        title=args.title, progress=not (args.json or args.quiet))
     if args.json:

@@ -18,7 +18,7 @@ from ..errors import AdvvizError
 APP_FILE = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 
 
-def add_parsers(sub, eval_parser) -> None:
+def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p = sub.add_parser("app", help="open the Streamlit app (trains the default models first if there are none)")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -74,16 +74,18 @@ def run_child(cmd: list[str], env: dict | None = None) -> int:
 
 def train_default_suite(root: Path) -> None:
     """Run the default training, one method after another, progress bars on this terminal."""
-    from ..background import default_suite
+    from ..background import default_suite, resumable
+    from ..registry import resolve
 
     suite = default_suite(root)
     print(f"no checkpoint under {root}: training the default models first "
-          f"({', '.join(n for n, _ in suite)}); this takes a few minutes on CPU", file=sys.stderr)
-    for i, (name, argv) in enumerate(suite, 1):
-        print(f"[{i}/{len(suite)}] {name}", file=sys.stderr)
-        rc = run_child([sys.executable, "-m", "advviz", *argv])
+          f"({', '.join(r.name for r in suite)}); this takes a few minutes on CPU", file=sys.stderr)
+    for i, run in enumerate(suite, 1):
+        print(f"[{i}/{len(suite)}] {run.name}", file=sys.stderr)
+        resume = ["--resume"] if resumable(resolve(root, run.name)) else []
+        rc = run_child([sys.executable, "-m", "advviz", *run.argv(root), *resume])
         if rc != 0:
-            raise AdvvizError(f"default training of {name} failed (exit {rc}); the app can still be opened "
+            raise AdvvizError(f"default training of {run.name} failed (exit {rc}); the app can still be opened "
                               f"with --no-train")
 
 

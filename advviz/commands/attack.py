@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import AdvvizError
-from ..jsonio import dumps
+from ..storage.jsonio import dumps
+from . import flags
 
 
-def add_parsers(sub, eval_parser) -> None:
-    from ..cli import add_method_flags, method_defaults_table
-
+def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p = sub.add_parser("inspect", help="show the adversary's per-token perturbation of a text",
-                       epilog=method_defaults_table(), formatter_class=_raw())
+                       epilog=flags.method_defaults_table(), formatter_class=_raw())
     p.add_argument("checkpoint")
     p.add_argument("--text", action="append", default=[], help="a text to attack (repeatable)")
     p.add_argument("--input", default=None, help="a file with one text per line")
@@ -21,7 +20,8 @@ def add_parsers(sub, eval_parser) -> None:
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")
-    add_method_flags(p)
+    flags.add_preset_flag(p)
+    flags.add_method_flags(p, flags.named_methods(argv, "inspect"))
     p.set_defaults(func=cmd_inspect)
 
     g = eval_parser.add_argument_group("attack (advviz eval --attack NAME)")
@@ -29,8 +29,8 @@ def add_parsers(sub, eval_parser) -> None:
     g.add_argument("--eps", default=None, help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default: the attack's)")
     g.add_argument("--per-example", default=None, metavar="FILE", help="write per-example rows (JSON lines)")
     g.add_argument("--attack-seed", type=int, default=0)
-    if not any("--epsilon" in a.option_strings for a in eval_parser._actions):
-        add_method_flags(eval_parser)
+    flags.add_preset_flag(g)
+    flags.add_method_flags(eval_parser, flags.named_methods(argv, "eval"))
     previous = eval_parser.get_default("func")
     eval_parser.set_defaults(func=lambda args: cmd_eval_attack(args, previous))
 
@@ -57,16 +57,16 @@ def read_texts(args) -> list[str]:
 def cmd_inspect(args) -> int:
     import sys
 
+    from ..analysis.inspection import inspect
     from ..api import load
-    from ..cli import method_overrides
-    from ..inspection import inspect
 
     from ..limits import check_seed
 
     check_seed(args.seed)
     texts = read_texts(args)
     model = load(args.checkpoint)
-    results = inspect(model, texts, args.attack, method_overrides(args), args.label, args.seed)
+    values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
+    results = inspect(model, texts, args.attack, values, args.label, args.seed)
     for r in results:
         if r["truncated"]:
             print(f"advviz: note: text of {r['n_tokens']} tokens truncated to {model.classifier.tokenizer.max_length}",
@@ -104,19 +104,15 @@ def format_result(r: dict) -> str:
 def cmd_eval_attack(args, previous) -> int:
     if getattr(args, "attack", None) is None:
         return previous(args)
+    from ..analysis.robustness import evaluate_under_attack, parse_epsilons
     from ..api import load
-    from ..cli import method_overrides
     from ..evaluate import evaluate
-    from ..robustness import evaluate_under_attack, parse_epsilons
-
-    from ..cli import check_max_examples
-
-    from ..limits import check_seed
+    from ..limits import check_max_examples, check_seed
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
     if args.per_example:
-        from ..outputs import check_output_file
+        from ..storage.outputs import check_output_file
 
         check_output_file(args.per_example, "--per-example")
     eps = parse_epsilons(args.eps) if args.eps is not None else None
@@ -127,7 +123,8 @@ def cmd_eval_attack(args, previous) -> int:
         raise AdvvizError(f"{name}/{args.split} has no examples to evaluate")
     res = {"model": str(args.checkpoint), "dataset": name, "split": args.split,
            **evaluate(model.classifier, ds.texts, ds.labels)}
-    attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, method_overrides(args), eps,
+    values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
+    attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, values, eps,
                                     seed=args.attack_seed, progress=not (args.json or args.quiet))
     if args.per_example:
         _write_per_example(Path(args.per_example), attacks)
@@ -144,7 +141,7 @@ def cmd_eval_attack(args, previous) -> int:
 
 
 def _write_per_example(path: Path, attacks: list[dict]) -> None:
-    from ..outputs import write_output
+    from ..storage.outputs import write_output
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -1,24 +1,20 @@
 """``advviz reconstruct``: RAR's text-form adversarial examples over a data set (CARL/RAR paper
-§4.5, Table 6). CARL/RAR's training flags (``--tau --bank-momentum --negatives --carl-start
---carl-loss --rar-weight --rar-head``) come from their config dataclasses and appear on
-``advviz train`` automatically."""
+§4.5, Table 6)."""
 
 from __future__ import annotations
 
-import argparse
-
 from ..errors import AdvvizError
+from . import flags
 
 
 def cmd_reconstruct(args) -> int:
     from ..api import load
-    from ..cli import method_overrides
     from ..methods import METHODS
-    from ..stats import check_same_labels
-    from ..reconstruct import reconstruct_dataset, summarize
+    from ..analysis.stats import check_same_labels
+    from ..analysis.reconstruct import reconstruct_dataset, summarize
 
     from ..limits import check_positive, check_seed
-    from ..outputs import check_output_file, write_output
+    from ..storage.outputs import check_output_file, write_output
 
     check_seed(args.seed)
     check_positive(args.batch_size, "--batch-size")
@@ -38,7 +34,8 @@ def cmd_reconstruct(args) -> int:
         check_same_labels(model, judge)
     name = args.dataset or model.config["data"]["name"]
     ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, args.seed)
-    df = reconstruct_dataset(model, ds.texts, ds.labels, args.attack, method_overrides(args), judge,
+    values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
+    df = reconstruct_dataset(model, ds.texts, ds.labels, args.attack, values, judge,
                              args.batch_size, args.seed, progress=not args.quiet)
     s = summarize(df)
     if args.out:
@@ -61,22 +58,20 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
-def add_parsers(sub, eval_parser) -> None:
-    from ..cli import add_method_flags
-
-    p = sub.add_parser("reconstruct", help="RAR: text-form adversarial examples (paper Table 6)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_parsers(sub, eval_parser, argv: list[str]) -> None:
+    p = sub.add_parser("reconstruct", help="RAR: text-form adversarial examples (paper Table 6)")
     p.add_argument("checkpoint", help="a checkpoint trained with --method rar or carl+rar")
     p.add_argument("--dataset", default=None, help="default: the data set it was trained on")
-    p.add_argument("--split", default="dev")
+    p.add_argument("--split", default="dev", help="(default: dev)")
     p.add_argument("--max-examples", type=int, default=None, help="a seeded subset of N examples")
-    p.add_argument("--attack", default="pgd", help="an embedding-space attack (k-PGD, as in the paper)")
+    p.add_argument("--attack", default="pgd", help="an embedding-space attack (default: pgd, k-PGD as in the paper)")
     p.add_argument("--judge", default=None, help="another checkpoint (e.g. the baseline) that judges the texts")
     p.add_argument("--out", default=None, help="write every row to this CSV file")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--show", type=int, default=5, help="print this many changed examples")
+    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--show", type=int, default=5, help="print this many changed examples (default: 5)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--data-dir", default=None)
-    add_method_flags(p)
+    flags.add_preset_flag(p)
+    flags.add_method_flags(p, flags.named_methods(argv, "reconstruct"))
     p.set_defaults(func=cmd_reconstruct)

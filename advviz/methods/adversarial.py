@@ -31,8 +31,9 @@ from typing import ClassVar
 
 import torch
 
-from ..neighbors import NeighborIndex, excluded_ids, index_for, neighbor_directions
-from .base import Method, MethodConfig, StepOutput, classification_loss, hp, unwrap
+from .neighbors import NeighborIndex, excluded_ids, index_for, neighbor_directions
+from ..config import hp
+from .base import Method, MethodConfig, StepOutput, classification_loss, unwrap
 from .perturb import masked
 
 ADV_WEIGHT_HELP = ("λ in L + λ·L_adv (advt, iadvt, spgd, pgd); for fgsm the paper's α in "
@@ -45,8 +46,8 @@ class AdversarialConfig(MethodConfig):
     """Fields every single-perturbation adversary has; subclasses redeclare them with their own
     defaults (the CLI flag, shared by all methods, is generated from the field metadata)."""
 
-    epsilon: float = hp(1.0, "--epsilon", "perturbation size ε")
-    adv_weight: float = hp(1.0, "--adv-weight", ADV_WEIGHT_HELP)
+    epsilon: float = hp(1.0, "perturbation size ε")
+    adv_weight: float = hp(1.0, ADV_WEIGHT_HELP)
 
     def __post_init__(self):
         if not self.epsilon > 0:
@@ -120,7 +121,7 @@ class NeighborMixin:
 
     _index: NeighborIndex | None = None
 
-    def setup(self, model, train_data=None) -> None:
+    def setup(self, model, train_data=None, seed: int = 0) -> None:
         core = unwrap(model)
         self._index = NeighborIndex(self.config.k, "cosine", excluded_ids(core.tokenizer)).fit(core.embedding_matrix())
 

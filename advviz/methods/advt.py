@@ -26,14 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .adversarial import ADV_WEIGHT_HELP, AdversarialConfig, AdversarialMethod
-from .base import hp
+from ..config import hp
 from .perturb import normalize_l2
 
 
 @dataclass(frozen=True)
 class AdvTConfig(AdversarialConfig):
-    epsilon: float = hp(5.0, "--epsilon", "perturbation size ε")
-    adv_weight: float = hp(1.0, "--adv-weight", ADV_WEIGHT_HELP)
+    epsilon: float = hp(5.0, "perturbation size ε")
+    adv_weight: float = hp(1.0, ADV_WEIGHT_HELP)
 
 
 class AdvT(AdversarialMethod):

@@ -10,13 +10,12 @@ A method is built from a frozen config dataclass and called with a batch:
 backward passes per step (FreeLB) call it themselves, so the Trainer stays one visible loop.
 ``model`` may be wrapped (DDP); ``unwrap(model)`` gives the :class:`Classifier`.
 
-Config fields carry CLI metadata (``flag``, ``help``) so the flags, the ``--help`` defaults, the
-presets and the app's widgets all come from one place.
+Config fields are declared with ``advviz.config.hp`` (help, choices), so the flags, the ``--help``
+defaults, the presets and the app's widgets all come from one place (``advviz/config.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -24,28 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config
 from ..models.base import Classifier, ClassifierOutput
 
 Backward = Callable[[torch.Tensor], None]
 
 
-def hp(default, flag: str, help: str, **kw):
-    """A config field that is also a CLI flag shared by ``train`` and the attack commands."""
-    return field(default=default, metadata={"flag": flag, "help": help, **kw})
-
-
 @dataclass(frozen=True)
-class MethodConfig:
-    """Base of every method config: validated in ``__post_init__`` (raise ``ValueError``)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, Any]) -> "MethodConfig":
-        """Build from flag values, ignoring ``None`` (not given) and fields this method lacks."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in overrides.items() if k in names and v is not None})
+class MethodConfig(Config):
+    """Base of every method config: fields declared with ``config.hp`` (flag, help, choices),
+    validated in ``__post_init__`` (raise ``ValueError``)."""
 
 
 @dataclass
@@ -78,8 +65,10 @@ class Method:
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
 
-    def setup(self, model: nn.Module, train_data=None) -> None:
-        """Called once before training (build neighbour tables, memory banks, heads...)."""
+    def setup(self, model: nn.Module, train_data=None, seed: int = 0) -> None:
+        """Called once before training (build neighbour tables, memory banks, heads...). ``seed``
+        (the run's ``--seed``) seeds every generator the method draws from; nothing reads global
+        random state."""
 
     def extra_modules(self) -> dict[str, nn.Module]:
         """Trainable modules beyond the classifier (e.g. a RAR head): optimised and checkpointed."""

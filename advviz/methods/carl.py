@@ -13,7 +13,7 @@ loss L_C, CARL adds the contrastive loss L_D = L_D^o + L_D^a (Eqs. 2–3), so on
     B[i] ← M·B[i] + (1−M)·R_i      (Eq. 5), M = 0.5, for B_orig (R) and B_adv (R_adv)
 
 with m negatives n_j per example drawn from the training examples whose label differs from the
-anchor's, read from the memory banks (``advviz.memory_bank``). ``--carl-loss nce`` (default, as
+anchor's, read from the memory banks (``advviz.methods.memory_bank``). ``--carl-loss nce`` (default, as
 in the paper) replaces the softmax by Noise-Contrastive Estimation as in Wu et al. (2018) and
 CMC (Tian et al. 2020); ``--carl-loss infonce`` computes the softmax above exactly.
 
@@ -107,8 +107,9 @@ import torch.nn.functional as F
 
 from ..distributed import gather_rows
 from ..errors import AdvvizError
-from ..memory_bank import MemoryBank, NegativeSampler
-from .base import hp, unwrap
+from .memory_bank import MemoryBank, NegativeSampler
+from ..config import hp
+from .base import unwrap
 from .freelb import FreeLB, FreeLBConfig
 
 PAPER_NEGATIVES, PAPER_SST2_TRAIN = 16000, 67349  # §4.3: m = 16,000 on SST-2 (67,349 examples)
@@ -116,17 +117,17 @@ PAPER_NEGATIVES, PAPER_SST2_TRAIN = 16000, 67349  # §4.3: m = 16,000 on SST-2 (
 
 @dataclass(frozen=True)
 class CARLConfig(FreeLBConfig):
-    tau: float = hp(0.07, "--tau", "CARL temperature τ of h(x1,x2)=exp(x1·x2/τ) on unit vectors (Eq. 4)")
-    bank_momentum: float = hp(0.5, "--bank-momentum", "CARL memory-bank momentum M (Eq. 5)")
-    negatives: int = hp(0, "--negatives", "CARL negatives m per example (0: 16000·N/67349, the paper's "
+    tau: float = hp(0.07, "CARL temperature τ of h(x1,x2)=exp(x1·x2/τ) on unit vectors (Eq. 4)")
+    bank_momentum: float = hp(0.5, "CARL memory-bank momentum M (Eq. 5)")
+    negatives: int = hp(0, "CARL negatives m per example (0: 16000·N/67349, the paper's "
                                            "SST-2 ratio)")
-    carl_start: str = hp("33%", "--carl-start", "CARL warm start before L_D is on and the banks are filled: "
+    carl_start: str = hp("33%", "CARL warm start before L_D is on and the banks are filled: "
                          "P% of the run's optimiser steps, Nep epochs, N steps, or 'paper' (Table 3: sst2 "
                          "6315, agnews 7750)")
-    carl_loss: str = hp("nce", "--carl-loss", "CARL: NCE approximation (Wu et al. 2018) or exact InfoNCE",
+    carl_loss: str = hp("nce", "CARL: NCE approximation (Wu et al. 2018) or exact InfoNCE",
                         choices=["nce", "infonce"])
-    carl_weight: float = hp(1.0, "--carl-weight", "CARL: weight λ_D of L_D in L_C + λ_D·L_D (the paper: 1)")
-    carl_positive: str = hp("bank", "--carl-positive", "CARL: the positive is the other view's bank row of the "
+    carl_weight: float = hp(1.0, "CARL: weight λ_D of L_D in L_C + λ_D·L_D (the paper: 1)")
+    carl_positive: str = hp("bank", "CARL: the positive is the other view's bank row of the "
                             "same example (CRD/CMC) or the live representation (Eq. 2 read literally)",
                             choices=["bank", "live"])
 
@@ -284,11 +285,11 @@ class CARL(FreeLB):
         self._neg_ids: torch.Tensor | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def setup(self, model, train_data=None) -> None:
-        super().setup(model, train_data)
+    def setup(self, model, train_data=None, seed: int = 0) -> None:
+        super().setup(model, train_data, seed)
         if train_data is None:
             raise AdvvizError("CARL needs the training set (memory banks hold one row per example)")
-        seed = int(torch.initial_seed()) % (2**31)
+        seed = seed % (2**31)
         self.neg_generator = torch.Generator().manual_seed(seed + 1)
         self.init_generator = torch.Generator().manual_seed(seed + 2)
         self.train_texts = list(train_data.texts)

@@ -23,14 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .adversarial import ADV_WEIGHT_HELP, AdversarialConfig, AdversarialMethod
-from .base import hp
+from ..config import hp
 from .perturb import masked
 
 
 @dataclass(frozen=True)
 class FGSMConfig(AdversarialConfig):
-    epsilon: float = hp(0.05, "--epsilon", "perturbation size ε")
-    adv_weight: float = hp(0.5, "--adv-weight", ADV_WEIGHT_HELP)
+    epsilon: float = hp(0.05, "perturbation size ε")
+    adv_weight: float = hp(0.5, ADV_WEIGHT_HELP)
 
     def __post_init__(self):
         super().__post_init__()

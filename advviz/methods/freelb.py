@@ -54,20 +54,21 @@ from dataclasses import dataclass
 import torch
 
 from ..models.base import ClassifierOutput
-from .base import Method, MethodConfig, StepOutput, classification_loss, hp, unwrap
+from ..config import hp
+from .base import Method, MethodConfig, StepOutput, classification_loss, unwrap
 from .perturb import DropoutMasks, masked, normalize, project
 
 
 @dataclass(frozen=True)
 class FreeLBConfig(MethodConfig):
     # CARL paper Table 1, SST-2 row: γ 0.6, α 0.1, ε 0, K 2 (AG's News: γ 0, α 0.01, ε 0, K 3)
-    steps: int = hp(2, "--steps", "ascent steps K")
-    step_size: float = hp(0.1, "--step-size", "ascent step size α")
-    epsilon: float = hp(0.0, "--epsilon", "ε-ball radius (0: unbounded, FreeLB's ε=0)")
-    init_mag: float = hp(0.6, "--init-mag", "FreeLB initial magnitude γ")
-    norm: str = hp("l2", "--norm", "perturbation norm", choices=["l2", "linf"])
-    clean_loss: bool = hp(False, "--clean-loss", "FreeLB: add the clean loss each step")
-    dropout_masks: str = hp("shared", "--dropout-masks", "FreeLB: one dropout mask per batch for all K ascent "
+    steps: int = hp(2, "ascent steps K")
+    step_size: float = hp(0.1, "ascent step size α")
+    epsilon: float = hp(0.0, "ε-ball radius (0: unbounded, FreeLB's ε=0)")
+    init_mag: float = hp(0.6, "FreeLB initial magnitude γ")
+    norm: str = hp("l2", "perturbation norm", choices=["l2", "linf"])
+    clean_loss: bool = hp(False, "FreeLB: add the clean loss each step")
+    dropout_masks: str = hp("shared", "FreeLB: one dropout mask per batch for all K ascent "
                             "steps (the reference's dp_masks) or fresh masks each step",
                             choices=["shared", "fresh"])
 
@@ -113,9 +114,8 @@ class FreeLB(Method):
         super().__init__(config)
         self.generator: torch.Generator | None = None
 
-    def setup(self, model, train_data=None) -> None:
-        # the seed comes from the trainer's global seeding; one generator keeps δ₀ reproducible
-        self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
+    def setup(self, model, train_data=None, seed: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed % (2**31))  # δ₀, reproducible from the run seed
 
     # -- hook for CARL / RAR ------------------------------------------------------------------
     def extra_loss(self, model, batch, adv_out: ClassifierOutput, step: int) -> tuple[torch.Tensor | None, dict]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from .adversarial import ADV_WEIGHT_HELP, REFRESH_HELP, AdversarialConfig, AdversarialMethod, NeighborMixin
-from .base import hp
+from ..config import hp
 from .perturb import EPS, normalize_l2
 
 NORMALISATIONS = ("code", "paper")
@@ -47,11 +47,11 @@ NORMALISATIONS = ("code", "paper")
 
 @dataclass(frozen=True)
 class IAdvTConfig(AdversarialConfig):
-    epsilon: float = hp(15.0, "--epsilon", "perturbation size ε")
-    k: int = hp(15, "--k", "nearest vocabulary neighbours per token (iadvt, spgd)")
-    adv_weight: float = hp(1.0, "--adv-weight", ADV_WEIGHT_HELP)
-    refresh_every: int = hp(50, "--refresh-every", REFRESH_HELP)
-    iadvt_norm: str = hp("code", "--iadvt-norm", "iAdvT normalisation: Sato et al.'s released code (α per token, "
+    epsilon: float = hp(15.0, "perturbation size ε")
+    k: int = hp(15, "nearest vocabulary neighbours per token (iadvt, spgd)")
+    adv_weight: float = hp(1.0, ADV_WEIGHT_HELP)
+    refresh_every: int = hp(50, REFRESH_HELP)
+    iadvt_norm: str = hp("code", "iAdvT normalisation: Sato et al.'s released code (α per token, "
                          "then ‖δ‖₂ = ε per example) or eq. 6 as printed (‖α‖₂ = ε per example)",
                          choices=list(NORMALISATIONS))
 

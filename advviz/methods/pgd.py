@@ -23,19 +23,19 @@ from dataclasses import dataclass
 import torch
 
 from .adversarial import ADV_WEIGHT_HELP, AdversarialConfig, AdversarialMethod, input_grad
-from .base import hp
+from ..config import hp
 from .freelb import freelb_init
 from .perturb import ascent_direction, project
 
 
 @dataclass(frozen=True)
 class PGDConfig(AdversarialConfig):
-    epsilon: float = hp(0.1, "--epsilon", "perturbation size ε")
-    steps: int = hp(3, "--steps", "ascent steps K")
-    step_size: float = hp(0.0, "--step-size", "ascent step size α (pgd: 0 means 2.5·ε/K)")
-    init_mag: float = hp(0.0, "--init-mag", "random start magnitude γ (0: start at δ = 0)")
-    norm: str = hp("l2", "--norm", "perturbation norm", choices=["l2", "linf"])
-    adv_weight: float = hp(1.0, "--adv-weight", ADV_WEIGHT_HELP)
+    epsilon: float = hp(0.1, "perturbation size ε")
+    steps: int = hp(3, "ascent steps K")
+    step_size: float = hp(0.0, "ascent step size α (pgd: 0 means 2.5·ε/K)")
+    init_mag: float = hp(0.0, "random start magnitude γ (0: start at δ = 0)")
+    norm: str = hp("l2", "perturbation norm", choices=["l2", "linf"])
+    adv_weight: float = hp(1.0, ADV_WEIGHT_HELP)
 
     def __post_init__(self):
         super().__post_init__()
@@ -54,8 +54,8 @@ class PGD(AdversarialMethod):
     Config = PGDConfig
     paper = "Madry et al. 2018 (k-PGD); CARL paper Tables 4-5"
 
-    def setup(self, model, train_data=None) -> None:
-        self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % (2**31))
+    def setup(self, model, train_data=None, seed: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed % (2**31))  # the random start, from the run seed
 
     def _uses_grad0(self) -> bool:
         return self.config.init_mag == 0  # with a random start the first gradient is at δ₀

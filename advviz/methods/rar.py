@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AdvvizError
-from .base import hp, unwrap
+from ..config import hp
+from .base import MethodConfig, unwrap
 from .carl import CARL, CARLConfig
 from .freelb import FreeLB, FreeLBConfig
 
@@ -110,23 +111,26 @@ def load_rar_head(classifier, state: dict[str, torch.Tensor], layout: str = "ln-
     return head.eval()
 
 
-def _check_rar(cfg) -> None:
-    if cfg.rar_weight < 0:
-        raise ValueError(f"--rar-weight must be >= 0, got {cfg.rar_weight}")
-    if cfg.rar_head not in HEAD_LAYOUTS:
-        raise ValueError(f"--rar-head must be one of {', '.join(HEAD_LAYOUTS)}, got {cfg.rar_head!r}")
-
-
 @dataclass(frozen=True)
-class RARConfig(FreeLBConfig):
-    rar_weight: float = hp(0.1, "--rar-weight", "RAR reconstruction-loss weight w_r (Eq. 7)")
-    rar_head: str = hp("ln-first", "--rar-head", "RAR head layer order: LayerNorm(H)→GeLU→Linear "
+class RARFields(MethodConfig):
+    """RAR's own settings, declared once for RAR and CARL+RAR (mixed into their configs)."""
+
+    rar_weight: float = hp(0.1, "RAR reconstruction-loss weight w_r (Eq. 7)")
+    rar_head: str = hp("ln-first", "RAR head layer order: LayerNorm(H)→GeLU→Linear "
                        "(ln-first) or ALBERT's MLM head Linear→GeLU→LayerNorm(E) (mlm)",
                        choices=list(HEAD_LAYOUTS))
 
     def __post_init__(self):
-        super().__post_init__()
-        _check_rar(self)
+        getattr(super(), "__post_init__", lambda: None)()  # FreeLB's / CARL's checks (next in the MRO)
+        if self.rar_weight < 0:
+            raise ValueError(f"--rar-weight must be >= 0, got {self.rar_weight}")
+        if self.rar_head not in HEAD_LAYOUTS:
+            raise ValueError(f"--rar-head must be one of {', '.join(HEAD_LAYOUTS)}, got {self.rar_head!r}")
+
+
+@dataclass(frozen=True)
+class RARConfig(RARFields, FreeLBConfig):
+    pass
 
 
 class _RARMixin:
@@ -134,8 +138,8 @@ class _RARMixin:
 
     head: RARHead | None = None
 
-    def setup(self, model, train_data=None) -> None:
-        super().setup(model, train_data)  # FreeLB / CARL (next in the MRO)
+    def setup(self, model, train_data=None, seed: int = 0) -> None:
+        super().setup(model, train_data, seed)  # FreeLB / CARL (next in the MRO)
         self.head = RARHead.for_classifier(unwrap(model), self.config.rar_head)
 
     def extra_modules(self) -> dict[str, nn.Module]:
@@ -161,13 +165,8 @@ class RAR(_RARMixin, FreeLB):
 
 
 @dataclass(frozen=True)
-class CARLRARConfig(CARLConfig):
-    rar_weight: float = hp(0.1, "--rar-weight", "RAR reconstruction-loss weight w_r (Eq. 7)")
-    rar_head: str = hp("ln-first", "--rar-head", "RAR head layer order", choices=list(HEAD_LAYOUTS))
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_rar(self)
+class CARLRARConfig(RARFields, CARLConfig):
+    pass
 
 
 class CARLRAR(_RARMixin, CARL):

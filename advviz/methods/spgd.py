@@ -38,18 +38,18 @@ import torch
 
 from .adversarial import (ADV_WEIGHT_HELP, REFRESH_HELP, AdversarialConfig, AdversarialMethod, NeighborMixin,
                           input_grad)
-from .base import hp
+from ..config import hp
 from .perturb import normalize_l2
 
 
 @dataclass(frozen=True)
 class SPGDConfig(AdversarialConfig):
-    epsilon: float = hp(25.0, "--epsilon", "perturbation size ε")
-    k: int = hp(15, "--k", "nearest vocabulary neighbours per token (iadvt, spgd)")
-    sparsity: float = hp(0.75, "--sparsity", "SPGD σ: only the ⌊(1−σ)N⌋ largest token perturbations are kept")
-    steps: int = hp(1, "--steps", "ascent steps (SPGD's M)")
-    adv_weight: float = hp(1.0, "--adv-weight", ADV_WEIGHT_HELP)
-    refresh_every: int = hp(50, "--refresh-every", REFRESH_HELP)
+    epsilon: float = hp(25.0, "perturbation size ε")
+    k: int = hp(15, "nearest vocabulary neighbours per token (iadvt, spgd)")
+    sparsity: float = hp(0.75, "SPGD σ: only the ⌊(1−σ)N⌋ largest token perturbations are kept")
+    steps: int = hp(1, "ascent steps (SPGD's M)")
+    adv_weight: float = hp(1.0, ADV_WEIGHT_HELP)
+    refresh_every: int = hp(50, REFRESH_HELP)
 
     def __post_init__(self):
         super().__post_init__()

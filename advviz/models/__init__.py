@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from ..config import ARCH_DEFAULTS, RNN_ARCHS, Config, family_of, hp
 from ..tokenizers import CharTokenizer, WordTokenizer
 from .base import Classifier, ClassifierOutput
 from .rnn import RNNClassifier
@@ -16,17 +18,18 @@ __all__ = ["Classifier", "ClassifierOutput", "ModelOptions", "build_model", "mod
 
 
 @dataclass(frozen=True)
-class ModelOptions:
-    """Architecture options (CLI flags of ``advviz train``). ``None`` means the family default."""
+class ModelOptions(Config):
+    """Architecture options (flags of ``advviz train``). ``None`` means the family's value
+    (``config.ARCH_DEFAULTS``); ``config.FAMILY_ONLY`` says which families use a flag."""
 
-    hidden_size: int | None = None  # LSTM 256, BiGRU 200 (Bělohlávek MR setting)
-    embedding_dim: int | None = None  # BiGRU only (LSTM is tied to GloVe-50d): default 200
-    mlp_hidden: int | None = None  # LSTM 30 (SPGD App. B), BiGRU 256
-    dropout: float | None = None  # RNN 0.5 (both papers), transformer head 0.1
-    max_length: int | None = None  # tokens per text: RNN 400, transformer 128
-    max_vocab: int = 50000
-    min_freq: int = 1
-    char: bool = False  # BiGRU: character-level tokens
+    hidden_size: int | None = hp(None, "RNN hidden size")
+    embedding_dim: int | None = hp(None, "bigru embedding size (lstm uses GloVe-50d)")
+    mlp_hidden: int | None = hp(None, "RNN classifier MLP width (0: no hidden layer)")
+    dropout: float | None = hp(None, "dropout (RNN: embeddings and head; transformers: the [CLS] head)")
+    max_length: int | None = hp(None, "tokens per text")
+    max_vocab: int = hp(50000, "RNN vocabulary: at most N words")
+    min_freq: int = hp(1, "RNN vocabulary: words seen at least N times")
+    char: bool = hp(False, "bigru: character-level tokens")
 
     def __post_init__(self):
         for name in ("hidden_size", "embedding_dim", "max_length"):
@@ -43,32 +46,35 @@ class ModelOptions:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
+    def resolved(self, arch: str) -> "ModelOptions":
+        """These options with every ``None`` replaced by the architecture's value."""
+        fam = ARCH_DEFAULTS[family_of(arch)]
+        return dataclasses.replace(self, **{k: v for k, v in fam.items() if getattr(self, k) is None})
+
+
 def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelOptions = ModelOptions(),
                 seed: int = 0) -> tuple[Classifier, dict]:
     """A fresh model for training. Returns (model, info) where info records e.g. GloVe coverage."""
     info: dict = {}
-    if arch in ("lstm", "bigru"):
-        tok_cls = CharTokenizer if (opts.char and arch == "bigru") else WordTokenizer
-        tok = tok_cls.build(train_texts, min_freq=opts.min_freq, max_size=opts.max_vocab,
-                            max_length=opts.max_length or 400)
+    o = opts.resolved(arch)
+    if arch in RNN_ARCHS:
+        tok_cls = CharTokenizer if (o.char and arch == "bigru") else WordTokenizer
+        tok = tok_cls.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
         if arch == "lstm":
             from .glove import glove_matrix_for
 
             matrix, found = glove_matrix_for(tok.vocab, seed=seed)
-            model = RNNClassifier(tok, num_labels, "lstm", False, matrix.shape[1], opts.hidden_size or 256,
-                                  30 if opts.mlp_hidden is None else opts.mlp_hidden,
-                                  0.5 if opts.dropout is None else opts.dropout, "lstm")
+            model = RNNClassifier(tok, num_labels, "lstm", False, matrix.shape[1], o.hidden_size, o.mlp_hidden,
+                                  o.dropout, "lstm")
             with torch.no_grad():
                 model.embedding.weight.copy_(torch.from_numpy(matrix))
             info["glove_coverage"] = found / max(1, len(tok) - 2)  # <pad>, <unk> have no vector
         else:
-            model = RNNClassifier(tok, num_labels, "gru", True, opts.embedding_dim or 200, opts.hidden_size or 200,
-                                  256 if opts.mlp_hidden is None else opts.mlp_hidden,
-                                  0.5 if opts.dropout is None else opts.dropout, "bigru")
+            model = RNNClassifier(tok, num_labels, "gru", True, o.embedding_dim, o.hidden_size, o.mlp_hidden,
+                                  o.dropout, "bigru")
         info["vocab_size"] = len(tok)
         return model, info
-    model = HFEncoderClassifier.pretrained(arch, num_labels, opts.max_length or 128,
-                                           0.1 if opts.dropout is None else opts.dropout)
+    model = HFEncoderClassifier.pretrained(arch, num_labels, o.max_length, o.dropout)
     return model, info
 
 

@@ -1,9 +1,8 @@
-"""Models root, cached models / data sets, optional library functions, and error display."""
+"""Models root, cached models / data sets, and error display."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from pathlib import Path
 
 import streamlit as st
@@ -14,17 +13,6 @@ from advviz.errors import AdvvizError
 
 MAX_WORDS = 64  # longer inputs are cut: a heatmap of more tokens is unreadable
 MAX_UPLOAD_BYTES = 1 << 20  # 1 MiB per uploaded file (the server-wide limit is larger)
-
-# library functions the pages call, and who provides them (shown while one is missing)
-NEEDS = {
-    "inspect": ("advviz.inspection", "inspect", "the adversaries work (advviz/inspection.py)"),
-    "evaluate_under_attack": ("advviz.robustness", "evaluate_under_attack", "the adversaries work (advviz/robustness.py)"),
-    "reconstruct_dataset": ("advviz.reconstruct", "reconstruct_dataset", "the CARL/RAR work (advviz/reconstruct.py)"),
-    "project_representations": ("advviz.projection", "project_representations", "the analysis work (advviz/projection.py)"),
-    "compare_models": ("advviz.stats", "compare_models", "the analysis work (advviz/stats.py)"),
-    "adversarial_perplexity": ("advviz.lm", "adversarial_perplexity", "the analysis work (advviz/lm.py)"),
-}
-
 
 def root() -> Path:
     return registry.models_root()
@@ -78,21 +66,6 @@ def available_datasets() -> list[str]:
 
     d = default_data_dir()
     return [n for n, s in REGISTRY.items() if d.is_dir() and all((d / f).is_file() for f in s.files.values())]
-
-
-def need(key: str):
-    """The library function ``key`` of :data:`NEEDS`, or None when it does not exist yet."""
-    mod, attr, _ = NEEDS[key]
-    try:
-        return getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError):
-        return None
-
-
-def show_needs(key: str, what: str) -> None:
-    mod, attr, who = NEEDS[key]
-    st.info(f"**{what}** needs `{mod}.{attr}`, which is not in this installation yet (it comes with "
-            f"{who}). The rest of the app works; come back once it lands.", icon=":material/extension:")
 
 
 @contextlib.contextmanager

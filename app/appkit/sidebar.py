@@ -62,25 +62,28 @@ def _dataset(rows: list[dict], chosen: list[str]) -> str | None:
     return st.sidebar.selectbox("Data set", names, index=index, key="sb_dataset")
 
 
-def _attack() -> tuple[str | None, dict]:
+def _attack(rows: list[dict], chosen: list[str]) -> tuple[str | None, dict]:
+    """The attack and the values the user changed. The widgets start at the attack's defaults after
+    the family preset of the first selected model (``config.FAMILY_PRESETS``); each model is then
+    attacked with its own family's preset plus the changed values (``analysis.attacks``)."""
+    from advviz.config import family_of, method_preset
     from advviz.methods import attacks
 
     table = attacks()
-    if not table:
-        st.sidebar.caption("No attack is registered.")
-        return None, {}
     names = list(table)
     _keep_valid("sb_attack", names, multi=False)
     default = names.index("spgd") if "spgd" in names else 0
     name = st.sidebar.selectbox("Attack", names, index=default, key="sb_attack",
                                 help="The adversary used by Which words move, Representation space and Robustness.")
-    with st.sidebar.expander(f"{name} parameters"):
-        values = forms.config_widgets(table[name].Config, f"sb_{name}")
+    arch = next((r.get("arch") for r in rows if r["name"] in chosen[:1]), None) or "lstm"
+    defaults = {**table[name].Config().to_dict(), **method_preset(name, arch)}
+    with st.sidebar.expander(f"{name} parameters ({family_of(arch)} preset)"):
+        values = forms.config_widgets(table[name].Config, f"sb_{name}_{family_of(arch)}", defaults=defaults)
         err = forms.validate(table[name].Config, values)
         if err:
             st.error(err)
-            values = {}  # fall back to the method's defaults until the value is fixed
-    return name, values
+            return name, {}  # the defaults until the value is fixed
+    return name, {k: v for k, v in values.items() if v != defaults[k]}
 
 
 def render() -> Selection:
@@ -88,7 +91,7 @@ def render() -> Selection:
     st.sidebar.caption(f"Models root: `{core.root()}`")
     chosen = _models(rows)
     dataset = _dataset(rows, chosen)
-    attack, overrides = _attack()
+    attack, overrides = _attack(rows, list(chosen))
     seed = int(st.sidebar.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sb_seed"))
     sel = Selection(list(chosen), dataset, attack, overrides, seed)
     st.session_state["selection"] = sel
@@ -99,10 +102,10 @@ def selection() -> Selection:
     return st.session_state.get("selection") or Selection()
 
 
-def page_start(title: str, caption: str | None = None, models_hint: str = "Choose one or more models in the sidebar.",
-               need: str | None = None) -> "Selection | None":
+def page_start(title: str, caption: str | None = None,
+               models_hint: str = "Choose one or more models in the sidebar.") -> "Selection | None":
     """A page's title and caption, then the empty states every analysis page shares (no model in
-    the root, none selected, a library function missing). The selection, or None: stop rendering."""
+    the root, none selected). The selection, or None: stop rendering."""
     st.title(title)
     if caption:
         st.caption(caption)
@@ -111,8 +114,5 @@ def page_start(title: str, caption: str | None = None, models_hint: str = "Choos
     sel = selection()
     if not sel.models:
         st.info(models_hint, icon=":material/arrow_back:")
-        return None
-    if need is not None and core.need(need) is None:
-        core.show_needs(need, title)
         return None
     return sel

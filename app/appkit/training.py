@@ -2,69 +2,94 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import streamlit as st
 
 from advviz import background, registry
+from advviz.config import PRESETS, RNN_ARCHS, flag_fields, flag_of, method_preset
+from advviz.models import ModelOptions
+from advviz.train import TrainConfig
 
 from . import core, forms
 
 ARCHS = ["lstm", "bigru", "minilm"]
 
 
-def _train_values(method: str) -> dict:
-    """The TrainConfig / model widgets of the form (inside an st.form)."""
-    datasets = core.available_datasets() or ["sst2-sent"]
+def _help(cls, name: str) -> str:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f"{f.metadata['help']} (`{flag_of(f)}`)"
+
+
+def _train_values(method: str, arch: str) -> dict:
+    """The TrainConfig / model widgets of the form (inside an st.form); every default is the
+    dataclass field's (``advviz/config.py``), never a number written here."""
+    T, M = TrainConfig, ModelOptions
+    datasets = core.available_datasets() or [T.dataset]
     c1, c2, c3 = st.columns(3)
-    v = {"method": method}
-    v["dataset"] = c1.selectbox("Data set", datasets, index=datasets.index("sst2-sent") if "sst2-sent" in datasets else 0,
-                                key="tr_dataset")
-    v["arch"] = c2.selectbox("Architecture", ARCHS, key="tr_arch",
-                             help="lstm: GloVe-50d LSTM; bigru: BiGRU; minilm: all-MiniLM-L6-v2 (slow on CPU)")
-    v["seed"] = int(c3.number_input("Seed", 0, 10_000, 0, key="tr_seed"))
-    v["epochs"] = int(c1.number_input("Epochs", 1, 50, 2, key="tr_epochs"))
-    n = int(c2.number_input("Train on N examples (0: all)", 0, 1_000_000, 0, step=500, key="tr_max_train"))
+    v = {"method": method, "arch": arch}
+    v["dataset"] = c1.selectbox("Data set", datasets, index=datasets.index(T.dataset) if T.dataset in datasets else 0,
+                                key="tr_dataset", help=_help(T, "dataset"))
+    v["seed"] = int(c2.number_input("Seed", 0, 10_000, T.seed, key="tr_seed", help=_help(T, "seed")))
+    v["epochs"] = int(c1.number_input("Epochs", 1, 50, T.epochs, key="tr_epochs", help=_help(T, "epochs")))
+    n = int(c2.number_input("Train on N examples (0: all)", 0, 1_000_000, T.max_train or 0, step=500,
+                            key="tr_max_train", help=_help(T, "max_train")))
     v["max_train"] = n or None
-    s = int(c3.number_input("Stop after N steps (0: no limit)", 0, 1_000_000, 0, step=50, key="tr_max_steps"))
+    s = int(c3.number_input("Stop after N steps (0: no limit)", 0, 1_000_000, T.max_steps or 0, step=50,
+                            key="tr_max_steps", help=_help(T, "max_steps")))
     v["max_steps"] = s or None
-    v["batch_size"] = int(c1.number_input("Batch size", 1, 512, 32, key="tr_batch"))
-    h = int(c2.number_input("RNN hidden size (0: default)", 0, 2048, 0, step=16, key="tr_hidden"))
-    v["hidden_size"] = h or None
-    e = int(c3.number_input("Evaluate on N dev examples (0: all)", 0, 100_000, 0, step=100, key="tr_max_eval"))
+    v["batch_size"] = int(c1.number_input("Batch size", 1, 512, T.batch_size, key="tr_batch",
+                                          help=_help(T, "batch_size")))
+    h = int(c2.number_input("RNN hidden size (0: the family's)", 0, 2048, M.hidden_size or 0, step=16,
+                            key="tr_hidden", help=_help(M, "hidden_size")))
+    v["hidden_size"] = (h or None) if v["arch"] in RNN_ARCHS else None  # a transformer has no such option
+    e = int(c3.number_input("Evaluate on N dev examples (0: all)", 0, 100_000, T.max_eval or 0, step=100,
+                            key="tr_max_eval", help=_help(T, "max_eval")))
     v["max_eval"] = e or None
     return v
 
 
+def _reset_method_widgets() -> None:
+    """A new architecture or preset changes the method widgets' defaults: drop their old values."""
+    for k in [k for k in st.session_state if str(k).startswith("trm_")]:
+        del st.session_state[k]
+
+
 def train_form() -> None:
-    """Method first (its config fields generate the widgets), then the rest in a form."""
+    """Method, architecture and preset first (they decide the method widgets' defaults: the
+    method's config after the family preset), then the rest in a form."""
     from advviz.methods import METHODS
 
     methods = list(METHODS)
-    method = st.selectbox("Method", methods, key="tr_method",
+    method = st.selectbox("Method", methods, key="tr_method", on_change=_reset_method_widgets,
                           help="Registered training methods; each one's hyperparameters appear below.")
+    c1, c2 = st.columns(2)
+    arch = c1.selectbox("Architecture", ARCHS, index=ARCHS.index(TrainConfig.arch), key="tr_arch",
+                        on_change=_reset_method_widgets,
+                        help="lstm: GloVe-50d LSTM; bigru: BiGRU; minilm: all-MiniLM-L6-v2 (slow on CPU)")
+    preset = c2.selectbox("Method preset", list(PRESETS), index=list(PRESETS).index(TrainConfig.preset),
+                          key="tr_preset", on_change=_reset_method_widgets, help=_help(TrainConfig, "preset"))
     cls = METHODS[method]
     if cls.paper:
         st.caption(cls.paper)
     with st.form("train_form"):
-        values = _train_values(method)
+        values = {**_train_values(method, arch), "preset": preset}
         method_values = {}
-        if forms.flagged_fields(cls.Config):
-            st.markdown(f"**{method} hyperparameters** (defaults: the method's own)")
+        if flag_fields(cls.Config):
+            st.markdown(f"**{method} hyperparameters** (defaults: the method's own after the {preset} preset "
+                        f"for {arch})")
+            defaults = {**cls.Config().to_dict(), **method_preset(method, arch, preset)}
             cols = st.columns(3)
-            for i, f in enumerate(forms.flagged_fields(cls.Config)):
-                method_values.update(_one(cls.Config, f, cols[i % 3]))
-        default_name = f"{values['arch']}-{values['dataset']}-{method}-s{values['seed']}"
+            for i, f in enumerate(flag_fields(cls.Config)):
+                method_values[f.name] = forms.widget(f, defaults[f.name], f"trm_{cls.Config.__name__}_{f.name}",
+                                                     cols[i % 3])
+        default_name = f"{arch}-{values['dataset']}-{method}-s{values['seed']}"
         name = st.text_input("Name (folder under the models root)", value="", placeholder=default_name,
                              key="tr_name")
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
         _submit(name.strip() or default_name, values, method_values, cls.Config)
-
-
-def _one(config_cls, f, container) -> dict:
-    defaults = config_cls()
-    return {f.name: forms.widget(f, getattr(defaults, f.name), f"tr_{config_cls.__name__}_{f.name}", container)}
 
 
 def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
@@ -84,19 +109,18 @@ def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
         if name in background.running_names(core.root()):
             st.error(f"'{name}' is being trained already.")
             return
-        argv = background.train_argv(path, values, method_values)
-        job = background.start(core.root(), [(name, argv)])
+        job = background.start(core.root(), [background.TrainRun(name, values, method_values)])
         st.success(f"Training '{name}' started in the background (job {job}).")
 
 
 def default_suite_button() -> None:
     suite = background.default_suite(core.root())
-    names = ", ".join(n.split("-")[-2] for n, _ in suite)
+    names = ", ".join(r.train["method"] for r in suite)
     st.markdown(f"**Default set:** GloVe-LSTM on sst2-sent, {len(suite)} methods ({names}), "
                 f"{background.DEFAULT_TRAIN['epochs']} epochs each: a few minutes on CPU.")
     if st.button("Train the default set", type="primary", key="train_default"):
         with core.shown_errors("Could not start the default training"):
-            todo = [(n, a) for n, a in suite if not registry.is_checkpoint(registry.resolve(core.root(), n))]
+            todo = [r for r in suite if not registry.is_checkpoint(registry.resolve(core.root(), r.name))]
             if not todo:
                 st.info("Every model of the default set exists already.")
                 return

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
+from advviz.analysis.robustness import evaluate_under_attack
 from appkit import core, plots, sidebar, training
 
 COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset", "dev_accuracy": "dev acc",
@@ -49,13 +50,9 @@ def evaluate_panel(name: str, row: dict) -> None:
         clean = {"dataset": dataset, "split": "dev", **res}
         attacks = None
         if with_attack:
-            fn = core.need("evaluate_under_attack")
-            if fn is None:
-                core.show_needs("evaluate_under_attack", "Evaluating under attack")
-            else:
-                ds = core.model_dataset(model, dataset).subset(n or None, sel.seed)
-                with st.spinner(f"Attacking with {sel.attack}…"):
-                    attacks = fn(model, ds.texts, ds.labels, sel.attack, sel.overrides, seed=sel.seed)
+            ds = core.model_dataset(model, dataset).subset(n or None, sel.seed)
+            with st.spinner(f"Attacking with {sel.attack}…"):
+                attacks = evaluate_under_attack(model, ds.texts, ds.labels, sel.attack, sel.overrides, seed=sel.seed)
         registry.record_eval(registry.resolve(core.root(), name), clean, attacks)
         st.success(f"{dataset}/dev: accuracy {res['accuracy']:.4f}, macro-F1 {res['macro_f1']:.4f} (n {res['n']}); "
                    f"saved to eval.json")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
+from advviz.analysis.reconstruct import flip_mask, reconstruct_dataset, summarize
 from appkit import core, render, sidebar
 
 CHUNK = 32  # examples per library call, so the progress bar moves
@@ -18,7 +19,7 @@ def reconstruct_chunk(model_key: tuple, judge_key: tuple | None, texts: tuple, l
                       overrides_json: str, seed: int) -> pd.DataFrame:
     model = core._load(*model_key)
     judge = core._load(*judge_key) if judge_key else None
-    return core.need("reconstruct_dataset")(model, list(texts), list(labels), attack, json.loads(overrides_json),
+    return reconstruct_dataset(model, list(texts), list(labels), attack, json.loads(overrides_json),
                                             judge=judge, seed=seed)
 
 
@@ -111,14 +112,14 @@ def data_slice(model: str, judge: str | None, sel) -> None:
 
 
 def show_table(df: pd.DataFrame, label_names: list[str], judge: str | None) -> None:
-    flips = df["judge_pred"].notna() & (df["judge_pred"] != df["judge_pred_on_reconstructed"]) if judge else None
+    s = summarize(df)  # the same counts as `advviz reconstruct`
     c1, c2, c3 = st.columns(3)
-    c1.metric("reconstructions that differ", f"{int(df['changed'].astype(bool).sum())}/{len(df)}")
-    c2.metric("flip the RAR model", f"{int((df['pred'] != df['pred_on_reconstructed']).sum())}")
-    if flips is not None:
-        c3.metric("flip the judge", f"{int(flips.sum())}")
-    only = st.checkbox("only rows that flip the judge", key="rec_only_flips", disabled=flips is None)
-    view = df[flips] if only and flips is not None else df
+    c1.metric("reconstructions that differ", f"{s['changed']}/{s['n']}")
+    c2.metric("changed and flip the RAR model", f"{s['flips_self']}")
+    if judge:
+        c3.metric("changed and flip the judge", f"{s['flips_judge']}")
+    only = st.checkbox("only rows that flip the judge", key="rec_only_flips", disabled=not judge)
+    view = df[flip_mask(df, "judge")] if only and judge else df
     st.dataframe(_names(view, label_names), hide_index=True, key="rec_table",
                  column_config={"text": st.column_config.TextColumn(width="large"),
                                 "reconstructed_text": st.column_config.TextColumn(width="large")})
@@ -138,9 +139,6 @@ def main() -> None:
     sel = sidebar.selection()
     chosen = choose_models(sel)
     if chosen is None:
-        return
-    if core.need("reconstruct_dataset") is None:
-        core.show_needs("reconstruct_dataset", "Reconstructions")
         return
     st.caption(f"Attack: **{sel.attack}** with the sidebar's parameters.")
     tab1, tab2 = st.tabs(["One sentence", "A data-set slice"])

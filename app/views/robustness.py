@@ -10,7 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
-from appkit import core, forms, plots, sidebar
+from advviz.analysis.lm import adversarial_perplexity
+from advviz.analysis.robustness import default_epsilons, evaluate_under_attack, parse_epsilons
+from advviz.analysis.stats import compare_models
+from appkit import core, plots, sidebar
 
 SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean", "flip_rate", "n")
 
@@ -20,14 +23,14 @@ def attack_curve(key: tuple, dataset: str, n: int, attack: str, overrides_json: 
                  seed: int) -> list[dict]:
     model = core._load(*key)
     ds = core.model_dataset(model, dataset).subset(n, seed)
-    res = core.need("evaluate_under_attack")(model, ds.texts, ds.labels, attack, json.loads(overrides_json),
+    res = evaluate_under_attack(model, ds.texts, ds.labels, attack, json.loads(overrides_json),
                                              epsilons=list(epsilons), seed=seed)
     return [{k: r.get(k) for k in SCALARS if k in r} for r in res]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the language model…")
 def load_lm(path: str, mtime: float):
-    from advviz.lm import load_lm as load
+    from advviz.analysis.lm import load_lm as load
 
     return load(path)
 
@@ -37,7 +40,7 @@ def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str,
                    seed: int) -> dict:
     model = core._load(*key)
     ds = core.model_dataset(model, dataset).subset(n, seed)
-    res = core.need("adversarial_perplexity")(model, load_lm(*lm_key), ds.texts, ds.labels, attack,
+    res = adversarial_perplexity(model, load_lm(*lm_key), ds.texts, ds.labels, attack,
                                               json.loads(overrides_json), seed=seed)
     return {k: v for k, v in res.items() if k != "examples"}
 
@@ -46,14 +49,8 @@ def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str,
 def significance(key_a: tuple, key_b: tuple, dataset: str, n: int, seed: int) -> dict:
     a, b = core._load(*key_a), core._load(*key_b)
     ds = core.model_dataset(a, dataset).subset(n, seed)
-    res = core.need("compare_models")(a, b, ds.texts, ds.labels, seed=seed)
+    res = compare_models(a, b, ds.texts, ds.labels, seed=seed)
     return {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool)) or v is None}
-
-
-def parse_eps(text: str) -> list[float]:
-    from advviz.robustness import parse_epsilons
-
-    return parse_epsilons(text)
 
 
 def curves(sel, n: int, eps: list[float]) -> pd.DataFrame | None:
@@ -85,9 +82,6 @@ def show_curves(df: pd.DataFrame, attack: str) -> None:
 
 def perplexity_section(sel, n: int) -> None:
     lms = registry.language_models(core.models())
-    if core.need("adversarial_perplexity") is None:
-        core.show_needs("adversarial_perplexity", "Perplexity gaps")
-        return
     if not lms:
         st.info(f"No language model under the models root. Train one with `advviz lm train --dataset "
                 f"{sel.dataset or 'sst2-sent'} --out {core.root()}/lm-{sel.dataset or 'sst2-sent'}`; it then "
@@ -111,9 +105,6 @@ def perplexity_section(sel, n: int) -> None:
 
 
 def significance_section(sel, n: int) -> None:
-    if core.need("compare_models") is None:
-        core.show_needs("compare_models", "Pairwise significance")
-        return
     if len(sel.models) < 2:
         st.caption("Select two or more models in the sidebar to compare them pairwise.")
         return
@@ -138,17 +129,16 @@ def main() -> None:
     if not sel.dataset or not sel.attack:
         st.warning("A data set and an attack are needed (see the sidebar).")
         return
-    if core.need("evaluate_under_attack") is None:
-        core.show_needs("evaluate_under_attack", "Robustness curves")
-        return
     c1, c2 = st.columns(2)
-    eps_text = c1.text_input("ε values (comma-separated)", value=forms.default_eps(sel, core.models()),
+    eps_text = c1.text_input("ε values (comma-separated)",
+                             value=", ".join(f"{e:g}" for e in default_epsilons(sel.attack, sel.overrides, sel.models,
+                                                                                   core.models())),
                              key=f"rob_eps_{sel.attack}",
                              help="Default: half, once and twice the sidebar's ε, else the ε a selected model was "
                                   "trained with under this attack, else the attack's default.")
     n = int(c2.number_input("Dev examples", 10, 5000, 200, step=50, key="rob_n"))
     try:
-        eps = parse_eps(eps_text)
+        eps = parse_epsilons(eps_text)
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's input
         st.error(f"ε values: {e}")
         return

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
+from advviz.analysis.projection import project_representations
 from appkit import core, plots, sidebar, threads
 
 
@@ -21,7 +22,7 @@ def _args(name: str, sel, n: int, adversarial: bool, reducer: str) -> tuple:
 def _project(path, mtime, dataset, n, attack, overrides_json, reducer, seed, progress=None):
     model = core._load(path, mtime)
     ds = core.model_dataset(model, dataset).subset(n, seed)
-    return core.need("project_representations")(
+    return project_representations(
         model, ds.texts, ds.labels, attack, json.loads(overrides_json), reducer=reducer, seed=seed,
         cache_dir=registry.cache_dir(core.root(), "projections"), progress=progress)
 
@@ -88,8 +89,7 @@ def wait_for_umap() -> None:
 def main() -> None:
     sel = sidebar.page_start("Representation space", "Sentence representations in 2-D: colour = gold label, "
                              "● original, ✕ adversarial (the sidebar's attack); originals and adversarial points "
-                             "are reduced together.", "Choose one or two models in the sidebar (e.g. freelb and carl).",
-                             need="project_representations")
+                             "are reduced together.", "Choose one or two models in the sidebar (e.g. freelb and carl).")
     if sel is None:
         return
     if not sel.dataset:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from advviz.analysis.inspection import inspect
 from appkit import core, plots, render, sidebar
 
 EXAMPLE = "a charming and often affecting journey ."
@@ -16,7 +17,7 @@ EXAMPLE = "a charming and often affecting journey ."
 @st.cache_data(max_entries=256, show_spinner=False)
 def run_inspect(path: str, mtime: float, text: str, attack: str, overrides_json: str, seed: int) -> dict:
     model = core._load(path, mtime)
-    return core.need("inspect")(model, [text], attack, json.loads(overrides_json), seed=seed)[0]
+    return inspect(model, [text], attack, json.loads(overrides_json), seed=seed)[0]
 
 
 @st.cache_data(max_entries=16, show_spinner="Predicting the data set…")
@@ -146,7 +147,7 @@ def downloads(rows: list[tuple[str, dict]]) -> None:
 
 def main() -> None:
     sel = sidebar.page_start("Which words move", "Where the adversary spends its budget: ‖δᵢ‖ per token, and the "
-                             "word each perturbation points to.", need="inspect")
+                             "word each perturbation points to.")
     if sel is None:
         return
     from advviz.methods import attacks as attack_table

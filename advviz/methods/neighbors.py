@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import AdvvizError
-from .limits import check_fits
+from ..errors import AdvvizError
+from ..limits import check_fits
 
 EPS = 1e-12
 

@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import AdvvizError
+from ..errors import AdvvizError
 
 MAX_JSON_BYTES = 64 << 20  # a config/metrics/state file; a resume state's log is the largest (MBs)
 MAX_DEPTH = 64  # advviz writes at most ~6 levels (HF encoder configs included)

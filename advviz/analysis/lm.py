@@ -31,23 +31,26 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import outdir
-from .checkpoint import atomic_dir
-from .data import load_dataset
-from .errors import AdvvizError
-from .jsonio import dumps, read_json
-from .tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
+from ..storage import outdir
+from ..config import Config, hp
+from ..storage.checkpoint import atomic_dir
+from ..data import load_dataset
+from ..errors import AdvvizError
+from ..storage.jsonio import dumps, read_json
+from ..tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
 
 LM_KIND = "advviz-lstm-lm"
 
 
 @dataclass(frozen=True)
-class LMConfig:
-    embedding_dim: int = 128  # SPGD used 256 / 1024 on all of IMDB; CPU scale is smaller
-    hidden_size: int = 256
-    num_layers: int = 1
-    dropout: float = 0.3
-    tie_weights: bool = False
+class LMConfig(Config):
+    """The LM's architecture (SPGD used 256 / 1024 on all of IMDB; CPU scale is smaller)."""
+
+    embedding_dim: int = hp(128, "LM word-embedding size")
+    hidden_size: int = hp(256, "LM LSTM hidden size")
+    num_layers: int = hp(1, "LM LSTM layers", flag="--layers")
+    dropout: float = hp(0.3, "LM dropout (embeddings and LSTM output)")
+    tie_weights: bool = hp(False, "tie the output layer to the embeddings (needs equal sizes)")
 
     def __post_init__(self):
         if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:
@@ -160,7 +163,7 @@ def perplexity(lm: LSTMLanguageModel, texts: list, include_eos: bool = True, bat
 
 
 def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_config: dict | None = None) -> Path:
-    """Write the LM directory atomically (temp sibling + rename; :func:`advviz.checkpoint.atomic_dir`)."""
+    """Write the LM directory atomically (temp sibling + rename; :func:`advviz.storage.checkpoint.atomic_dir`)."""
     out = Path(out)
     with atomic_dir(out, f"could not write the language model to {out}", "language model", outdir.LM) as tmp:
         config = {"kind": LM_KIND, "model": asdict(lm.config), "tokenizer": lm.tokenizer.meta(), **(extra_config or {})}
@@ -210,17 +213,17 @@ def load_lm(directory: str | os.PathLike) -> LSTMLanguageModel:
 
 
 @dataclass(frozen=True)
-class LMTrainConfig:
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3  # Adam, as SPGD App. B
-    max_train: int | None = None
-    max_length: int = 200  # words per text (IMDB reviews are long)
-    max_vocab: int = 30000
-    min_freq: int = 2
-    held_out: float = 0.05  # share of the training texts kept for held-out perplexity
-    grad_clip: float = 1.0
-    seed: int = 0
+class LMTrainConfig(Config):
+    epochs: int = hp(3, "passes over the texts")
+    batch_size: int = hp(32, "texts per optimiser step")
+    lr: float = hp(1e-3, "Adam learning rate (SPGD App. B)")
+    max_train: int | None = hp(None, "a seeded subset of N texts")
+    max_length: int = hp(200, "words per text (IMDB reviews are long)")
+    max_vocab: int = hp(30000, "at most N words")
+    min_freq: int = hp(2, "words seen at least N times")
+    held_out: float = hp(0.05, "share of texts kept for held-out perplexity")
+    grad_clip: float = hp(1.0, "largest gradient norm")
+    seed: int = hp(0, "seed of the held-out split, initialisation and order")
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.max_length < 1:
@@ -235,7 +238,7 @@ class LMTrainConfig:
             raise ValueError(f"the gradient clip must be a positive number, got {self.grad_clip}")
         if self.max_vocab < 5 or self.min_freq < 1:
             raise ValueError("--max-vocab must be at least 5 (<pad> <unk> <s> </s> and a word) and --min-freq at least 1")
-        from .limits import seed_problem
+        from ..limits import seed_problem
 
         if seed_problem(self.seed):
             raise ValueError(seed_problem(self.seed))
@@ -315,7 +318,7 @@ def _lm_words(lm: LSTMLanguageModel, tokenizer, tokens: list[str]) -> list[str] 
 
 
 def _inspect_by_label(model, texts, labels, attack, overrides, seed, bar) -> list[dict]:
-    """``advviz.inspection.inspect`` against each text's gold label (it takes one label per call)."""
+    """``advviz.analysis.inspection.inspect`` against each text's gold label (it takes one label per call)."""
     from .inspection import inspect
 
     rows: list = [None] * len(texts)
@@ -333,7 +336,7 @@ def _inspect_by_label(model, texts, labels, attack, overrides, seed, bar) -> lis
 def adversarial_perplexity(model, lm: LSTMLanguageModel, texts: list[str], labels: list[int], attack: str,
                            overrides: dict | None = None, seed: int = 0, progress: bool = False) -> dict:
     """SPGD Table 1 for one attack: LM perplexity of the originals and of their discretized
-    adversarial texts (``advviz.inspection``: each perturbed token replaced by the neighbour it
+    adversarial texts (``advviz.analysis.inspection``: each perturbed token replaced by the neighbour it
     moved towards), and the gap (adversarial − original). Both sides go through the classifier's
     tokenizer (same truncation, same <unk>), so the gap measures the substitutions only."""
     texts, labels = list(texts), [int(y) for y in labels]

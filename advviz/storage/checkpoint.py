@@ -27,10 +27,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import outdir
-from .errors import AdvvizError
+from ..errors import AdvvizError
 from .jsonio import dumps, read_json
-from .models import Classifier, model_from_config
-from .tokenizers import load_tokenizer
+from ..models import Classifier, model_from_config
+from ..tokenizers import load_tokenizer
 
 FORMAT_VERSION = 1
 # Files a checkpoint may contain; anything else (a *.bin, *.pt, *.pkl) is never read.
@@ -42,7 +42,7 @@ def versions() -> dict[str, str]:
     import numpy
     import transformers
 
-    from . import __version__
+    from ..version import __version__
 
     return {"advviz": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
@@ -118,7 +118,7 @@ def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPO
     ``"{failure}: {reason}; the previous {what} (if any) is intact"``.
 
     ``target`` must be absent, empty, or advviz's own directory of ``kind``
-    (:func:`advviz.outdir.check_replaceable`), checked before writing and again before the swap;
+    (:func:`advviz.storage.outdir.check_replaceable`), checked before writing and again before the swap;
     anything else is refused and left untouched."""
     target = Path(os.path.abspath(target))
     outdir.check_replaceable(target, kind)
@@ -187,7 +187,7 @@ class Checkpoint:
 
 
 def _read_json(path: Path, expect: type | None = None) -> Any:
-    """A checkpoint's JSON file: a regular file, bounded in size and depth (:mod:`advviz.jsonio`)."""
+    """A checkpoint's JSON file: a regular file, bounded in size and depth (:mod:`advviz.storage.jsonio`)."""
     return read_json(path, expect=expect)
 
 

@@ -12,7 +12,7 @@ A missing path may be created and an empty directory may be used; anything else 
 notes, a group folder of checkpoints, the current directory, a regular file, a symbolic link, a
 checkpoint with a file advviz did not write beside it) is refused with one line, whatever the
 flags. ``train --out``, ``--resume``, ``lm train --out``, every atomic directory swap
-(:func:`advviz.checkpoint.atomic_dir`) and every removal go through :func:`check_replaceable`.
+(:func:`advviz.storage.checkpoint.atomic_dir`) and every removal go through :func:`check_replaceable`.
 
 A run holds :class:`OutputLock` on its output while it works: ``.NAME.lock`` beside the output
 (the output itself is swapped whole by a rename at each save, so a file inside it would move
@@ -33,7 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import AdvvizError
+from ..errors import AdvvizError
 
 CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
 ABSENT, EMPTY = "absent", "empty"
@@ -46,11 +46,11 @@ HF_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens
                       "chat_template.json"}
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "metrics.json", "train_log.jsonl", "eval.json",
                     "vocab.txt"} | HF_TOKENIZER_FILES
-CHECKPOINT_DIRS = {"cache"}  # neighbour tables of `inspect` (advviz.inspection)
+CHECKPOINT_DIRS = {"cache"}  # neighbour tables of `inspect` (advviz.analysis.inspection)
 CACHE_FILE_RE = re.compile(r"^neighbors-[a-z0-9]+-k\d+\.safetensors$")
 LM_FILES = {"config.json", "model.safetensors", "vocab.txt", "metrics.json"}
 RESUME_FILES = {"state.json", "tensors.safetensors"}
-JOB_FILES = {"job.json", "train.log", "runner.log", "pid", "rc", "done", "cancelled"}
+JOB_FILES = {"job.json", "train.log", "runner.log", "pid", "rc", "done", "cancelled", "progress.json"}
 # temporary files of advviz's atomic writes (write_json_atomic, NeighborIndex.save)
 TEMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]+$")
 MAX_CONFIG_BYTES = 16 << 20

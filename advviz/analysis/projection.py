@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import AdvvizError
+from ..errors import AdvvizError
 
 REDUCERS = ("umap", "pca", "tsne")
 CACHE_VERSION = 1
@@ -109,11 +109,11 @@ def representations(model, texts: list[str], labels: list[int], attack: str | No
                     overrides: dict | None = None, seed: int = 0, batch_size: int = 32,
                     progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Pooled sentence representations and logits, clean and (with ``attack``) adversarial."""
-    from .evaluate import batches_by_length
-    from .inspection import attach_index, build_attack
+    from ..evaluate import batches_by_length
+    from .attacks import attach_index, build_attack
 
     core = model.classifier
-    method = build_attack(attack, overrides) if attack else None
+    method = build_attack(attack, overrides, core) if attack else None
     if method is not None:
         attach_index(method, core)  # neighbour-based attacks (SPGD, iAdvT) need the cosine index
     gen = torch.Generator().manual_seed(seed)
@@ -296,8 +296,8 @@ def project_representations(model, texts, labels, attack: str | None = None, ove
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write by extension: .parquet or .csv (temporary sibling + rename; :mod:`advviz.outputs`)."""
-    from .outputs import write_output
+    """Write by extension: .parquet or .csv (temporary sibling + rename; :mod:`advviz.storage.outputs`)."""
+    from ..storage.outputs import write_output
 
     path = Path(path)
     ext = path.suffix.lower()

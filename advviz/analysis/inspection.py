@@ -1,7 +1,7 @@
 """See what the adversary does to one text: the library function behind ``advviz inspect``.
 
     import advviz
-    from advviz.inspection import inspect
+    from advviz.analysis.inspection import inspect
     m = advviz.load("models/lstm-sst2-sent-baseline-s0")
     [r] = inspect(m, ["a charming and often affecting journey ."], attack="spgd")
     r["adv_pred"], [(t["token"], t["norm"], t["moved_to"]) for t in r["tokens"]]
@@ -30,29 +30,9 @@ from typing import Any
 
 import torch
 
-from . import neighbors
-from .errors import AdvvizError
-from .methods import attacks, build_method, get_method
-from .methods.adversarial import NeighborMixin
-
-DEFAULT_K = 15
-
-
-def build_attack(attack: str, overrides: dict | None = None):
-    """An attack method from its name and flag values (one clear line for a bad name/value)."""
-    cls = get_method(attack)
-    if not cls.is_attack:
-        raise AdvvizError(f"'{attack}' is a training method, not an attack; attacks: {', '.join(attacks())}")
-    return build_method(attack, overrides)
-
-
-def attach_index(method, core, cache_dir=None) -> neighbors.NeighborIndex:
-    """The cosine neighbour index the method (if it uses one) and the discretization share."""
-    k = int(getattr(method.config, "k", DEFAULT_K))
-    index = neighbors.index_for(core, k, "cosine", cache_dir)
-    if isinstance(method, NeighborMixin):
-        method.set_index(index)
-    return index
+from ..errors import AdvvizError
+from ..methods import neighbors
+from .attacks import attach_index, build_attack
 
 
 def _check_text(text: Any, i: int) -> str:
@@ -72,7 +52,7 @@ def inspect(model, texts: list[str] | str, attack: str = "spgd", overrides: dict
     core = model.classifier
     if label is not None and not 0 <= int(label) < core.num_labels:
         raise AdvvizError(f"--label must be in 0..{core.num_labels - 1}, got {label}")
-    method = build_attack(attack, overrides)
+    method = build_attack(attack, overrides, core)
     cache_dir = model.directory / "cache" if getattr(model, "directory", None) else None
     was_training = core.training
     core.eval()

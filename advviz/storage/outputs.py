@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from .errors import AdvvizError
+from ..errors import AdvvizError
 
 
 def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:

@@ -20,9 +20,9 @@ import os
 import time
 from pathlib import Path
 
-from .errors import AdvvizError
-from .jsonio import dumps
-from .methods.carl import ld_status
+from ..errors import AdvvizError
+from ..storage.jsonio import dumps
+from ..methods.carl import ld_status
 
 DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
 
@@ -83,7 +83,7 @@ def parse_attack_spec(spec: str) -> tuple[str, dict]:
 
 def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
                batch_size=32, progress=False) -> dict:
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
     from .robustness import evaluate_under_attack
 
     row = _describe(model)
@@ -112,8 +112,8 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
                  title: str | None = None, progress: bool = False) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc)."""
-    from .api import load
-    from .data import align_labels, load_dataset
+    from ..api import load
+    from ..data import align_labels, load_dataset
 
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
@@ -263,7 +263,7 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out_md: str | os.PathLike) -> tuple[Path, Path]:
-    from .outputs import write_output
+    from ..storage.outputs import write_output
 
     out_md = Path(out_md)
     out_json = out_md.with_suffix(".json")

@@ -3,7 +3,7 @@ samples", Table 6): attack each sentence in embedding space, read the reconstruc
 every token of the adversarial token representations, and decode that as a new sentence.
 
     from advviz.api import load
-    from advviz.reconstruct import reconstruct_dataset
+    from advviz.analysis.reconstruct import reconstruct_dataset
     df = reconstruct_dataset(load("models/rar"), texts, labels, attack="pgd", judge=load("models/base"))
 
 Columns: ``text``, ``reconstructed_text``, ``label``, ``pred`` (this model on the original text),
@@ -12,8 +12,8 @@ the reconstructed *text*, re-tokenised), ``changed`` (some real token's id diffe
 ``n_changed_tokens``, ``n_tokens``, and with a judge ``judge_pred`` and
 ``judge_pred_on_reconstructed``.
 
-Choices: the attack is ``build_method(attack, overrides).perturb`` on this model with a generator
-seeded by ``seed`` (the paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
+Choices: the attack is ``attacks.build_attack`` (this model's family preset, then
+``overrides``), run with a generator seeded by ``seed`` (the paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
 padding keep their original ids (the head is trained on real tokens only); the reconstructed ids
 are decoded with the model's tokenizer (WordPiece "##" pieces are joined) and both models judge the
 decoded text, so a "flip" is a flip caused by a real string. Where a reconstructed id equals the
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import AdvvizError
+from ..errors import AdvvizError
 
 
 def _decode(tok, text: str, ids: torch.Tensor, rec: torch.Tensor) -> str:
@@ -47,15 +47,22 @@ def _decode(tok, text: str, ids: torch.Tensor, rec: torch.Tensor) -> str:
     return tok.join(out)
 
 
+def flip_mask(df, who: str = "self"):
+    """Rows whose reconstruction differs and flips the prediction of ``who``: the RAR model itself
+    (``self``) or the judge (``judge``). One definition for the CLI's counts and the app's filter."""
+    if who == "judge":
+        return df["changed"].astype(bool) & (df["judge_pred"] != df["judge_pred_on_reconstructed"])
+    return df["changed"].astype(bool) & (df["pred"] != df["pred_on_reconstructed"])
+
+
 def summarize(df) -> dict:
     """Counts for the CLI / app: how many reconstructions differ and how many flip predictions."""
-    out = {"n": int(len(df)), "changed": int(df["changed"].sum()),
-           "flips_self": int((df["changed"] & (df["pred"] != df["pred_on_reconstructed"])).sum()),
+    out = {"n": int(len(df)), "changed": int(df["changed"].sum()), "flips_self": int(flip_mask(df).sum()),
            "adv_flips_self": int((df["pred"] != df["pred_adv"]).sum())}
     if "judge_pred" in df:
-        out["flips_judge"] = int((df["changed"] & (df["judge_pred"] != df["judge_pred_on_reconstructed"])).sum())
-        out["flips_judge_from_correct"] = int((df["changed"] & (df["judge_pred"] == df["label"])
-                                               & (df["judge_pred_on_reconstructed"] != df["label"])).sum())
+        judge = flip_mask(df, "judge")
+        out["flips_judge"] = int(judge.sum())
+        out["flips_judge_from_correct"] = int((judge & (df["judge_pred"] == df["label"])).sum())
     return out
 
 
@@ -67,14 +74,14 @@ def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str 
     ``model`` and ``judge`` are :class:`advviz.api.Model` s; ``model`` must have a RAR head."""
     import pandas as pd
 
-    from .methods import build_method
+    from .attacks import build_attack
 
     if model.rar_head is None:
         raise AdvvizError(f"{model.name} has no RAR head: train it with --method rar or carl+rar")
     if len(texts) != len(labels):
         raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
-    method = build_method(attack, overrides)
     core = model.classifier
+    method = build_attack(attack, overrides, core)
     tok = core.tokenizer
     was_training = core.training
     core.eval()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import AdvvizError
+from ..errors import AdvvizError
 
 
 class MemoryBank:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from . import outdir
 from .checkpoint import atomic_dir, state_shapes, state_tensors
-from .errors import AdvvizError
+from ..errors import AdvvizError
 from .jsonio import dumps
 
 

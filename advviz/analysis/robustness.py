@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .errors import AdvvizError
-from .evaluate import batches_by_length
-from .inspection import attach_index, build_attack
+from ..errors import AdvvizError
+from ..evaluate import batches_by_length
+from .attacks import attach_index, build_attack
 
 
 def parse_epsilons(text: str) -> list[float]:
@@ -74,13 +74,13 @@ def evaluate_under_attack(model, texts, labels, attack: str, overrides: dict | N
         raise AdvvizError(f"labels must be in 0..{core.num_labels - 1}")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if epsilons is None:
-        epsilons = [build_attack(attack, overrides).config.epsilon]
+        epsilons = [build_attack(attack, overrides, core).config.epsilon]
     was_training = core.training
     core.eval()
     results = []
     try:
         for eps in epsilons:
-            method = build_attack(attack, {**overrides, "epsilon": eps})
+            method = build_attack(attack, {**overrides, "epsilon": eps}, core)
             attach_index(method, core)
             bar = tqdm(total=len(texts), desc=f"{attack} ε={eps}", leave=False) if progress else None
             gen = torch.Generator().manual_seed(seed)
@@ -99,3 +99,23 @@ def evaluate_under_attack(model, texts, labels, attack: str, overrides: dict | N
     finally:
         core.train(was_training)
     return results
+
+
+def default_epsilons(attack: str, overrides: dict | None, chosen: list[str], rows: list[dict]) -> list[float]:
+    """Half, once and twice an ε that suits the models ``chosen`` (registry rows ``rows``): the one
+    the user set, else the ε a chosen model was trained with under this same method (the scale its
+    embeddings were hardened at), else the attack's default after the first chosen model's family
+    preset (so a GloVe LSTM is not first attacked at the paper's SPGD ε 25)."""
+    from ..config import method_preset
+    from ..methods import get_method
+
+    by_name = {r.get("name"): r for r in rows}
+    e = (overrides or {}).get("epsilon")
+    if e is None:
+        trained = [by_name.get(n, {}).get("epsilon") for n in chosen if by_name.get(n, {}).get("method") == attack]
+        e = next((float(t) for t in trained if isinstance(t, (int, float)) and t > 0), None)
+    if e is None:
+        arch = next((by_name[n].get("arch") for n in chosen if n in by_name), None)
+        e = method_preset(attack, arch).get("epsilon", getattr(get_method(attack).Config(), "epsilon", 0.0))
+    e = float(e) if e else 1.0
+    return [e * f for f in (0.5, 1.0, 2.0)]

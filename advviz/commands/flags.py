@@ -1,0 +1,166 @@
+"""Command-line flags generated from the configuration dataclasses (``advviz/config.py``).
+
+A command that trains or attacks takes the flags of the methods its command line names
+(``--method`` for ``train``, ``--attack`` for the analysis commands): the parser is built for
+them, so ``advviz train --method spgd --help`` shows SPGD's own flags and defaults, and a flag of
+a method that was not chosen is refused with one line naming it (``refuse_unknown``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import (FAMILY_ONLY, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, flag_fields,
+                      flag_of, given, method_preset, unused_by)
+from ..errors import AdvvizError
+from ..methods import METHODS, get_method
+
+#: flag that names the methods on each command's line, and its default
+METHOD_FLAG = {"train": ("--method", "baseline"), "inspect": ("--attack", "spgd"), "eval": ("--attack", None),
+               "perplexity": ("--attack", None), "project": ("--attack", None), "report": ("--attack", "pgd"),
+               "reconstruct": ("--attack", "pgd")}
+
+
+def peek(argv: list[str], flag: str) -> list[str]:
+    """Every value given to ``flag`` (``--flag X`` or ``--flag=X``), comma lists split, ``@ε`` kept."""
+    out = []
+    for i, a in enumerate(argv):
+        v = None
+        if a == flag and i + 1 < len(argv):
+            v = argv[i + 1]
+        elif a.startswith(flag + "="):
+            v = a.split("=", 1)[1]
+        if v is not None:
+            out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+def command_of(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def named_methods(argv: list[str], command: str) -> list[str]:
+    """The known methods this command line names for ``command`` (its default when it names none)."""
+    if command not in METHOD_FLAG or command_of(argv) != command:
+        flag, default = METHOD_FLAG.get(command, (None, None))
+        return [default] if default else []
+    flag, default = METHOD_FLAG[command]
+    names = [n.partition("@")[0] for n in peek(argv, flag)] or ([default] if default else [])
+    if command == "report":
+        names += [n.partition("@")[0] for n in (peek(argv, "--ppl-attacks") or ["advt", "iadvt", "spgd"])]
+    return list(dict.fromkeys(n for n in names if n in METHODS))
+
+
+def add_method_flags(parser: argparse.ArgumentParser, names: list[str], arch: str | None = None,
+                     title: str | None = None) -> None:
+    """The flags of the methods ``names`` (a flag several of them share appears once; its help
+    gives each one's default, after the family preset of ``arch`` when it is known)."""
+    if not names:
+        return
+    g = parser.add_argument_group(title or f"{', '.join(names)} hyperparameters "
+                                           f"(advviz train --method NAME --help lists another method's)")
+    seen: dict[str, list[str]] = {}
+    fields = {}
+    for n in names:
+        for f in flag_fields(get_method(n).Config):
+            seen.setdefault(f.name, []).append(n)
+            fields.setdefault(f.name, f)
+
+    defaults, notes = {}, {}
+    for name, owners in seen.items():
+        vals = [_default(o, name, arch) for o in owners]
+        if len(owners) == 1 or len(set(map(str, vals))) == 1:
+            defaults[name] = vals[0]
+        else:
+            defaults[name] = None
+            notes[name] = " (default: " + ", ".join(f"{o} {v}" for o, v in zip(owners, vals)) + ")"
+        paper = getattr(get_method(owners[0]).Config(), name)
+        if arch and str(paper) != str(vals[0]) and len(owners) == 1:
+            notes[name] = f" for --arch {arch} (--preset paper: {paper})"
+    add_flags(g, list(fields.values()), defaults, notes)
+
+
+def _default(method: str, name: str, arch: str | None):
+    return method_preset(method, arch).get(name, getattr(get_method(method).Config(), name))
+
+
+def method_values(args: argparse.Namespace, names: list[str]) -> dict:
+    """The method flags the user gave (field name -> value), over the methods ``names``."""
+    out = {}
+    for n in names:
+        out.update(given(args, get_method(n).Config))
+    return out
+
+
+def for_method(name: str, values: dict) -> dict:
+    """The values that are settings of method ``name`` (multi-attack commands share one set)."""
+    fields = {f.name for f in flag_fields(get_method(name).Config)}
+    return {k: v for k, v in values.items() if k in fields}
+
+
+def paper_or_family(args: argparse.Namespace, attack: str, values: dict) -> dict:
+    """With ``--preset paper``, the papers' values under the user's (analysis commands)."""
+    if getattr(args, "preset", None) == "paper":
+        from ..analysis.attacks import paper_overrides
+
+        return paper_overrides(attack, values)
+    return values
+
+
+def add_preset_flag(parser) -> None:
+    parser.add_argument("--preset", default=None, choices=list(PRESETS),
+                        help="attack defaults: scaled for the attacked model's family (default) or the papers' values")
+
+
+def refuse_unknown(unknown: list[str], command: str | None, names: list[str]) -> list[str]:
+    """One line for a flag of a method that was not chosen; returns the tokens that are not method
+    flags (argparse reports those as usual)."""
+    owners = all_flags((n, cls.Config) for n, cls in METHODS.items())
+    for tok in unknown:
+        flag = tok.split("=", 1)[0]
+        if flag in owners:
+            chosen = ", ".join(names) or "none"
+            what = METHOD_FLAG.get(command, ("--method", None))[0]
+            if not names:
+                raise AdvvizError(f"{flag} is a setting of {', '.join(owners[flag])}: give {what} NAME first")
+            raise AdvvizError(f"{flag} is not a setting of {what} {chosen} (it belongs to {', '.join(owners[flag])}); "
+                              f"`advviz {command} {what} {names[0]} --help` lists its flags")
+    return unknown
+
+
+def refuse_unused_by_family(arch: str, values: dict) -> None:
+    """One line for a model/training flag the architecture's family does not use."""
+    bad = unused_by(arch, values)
+    if bad:
+        name = bad[0]
+        raise AdvvizError(f"{'--' + name.replace('_', '-')} does not apply to --arch {arch} (only to "
+                          f"{', '.join(FAMILY_ONLY[name])})")
+
+
+def family_notes(cls, names=("hidden_size", "embedding_dim", "mlp_hidden", "dropout", "max_length")) -> dict:
+    """Help notes giving what None means per family, e.g. '(default: lstm 256, bigru 200)'."""
+    out = {}
+    for n in names:
+        vals = [(a, arch_default(a, n)) for a in ("lstm", "bigru", "transformers")]
+        vals = [(a, v) for a, v in vals if v is not None]
+        if vals:
+            out[n] = " (default: " + ", ".join(f"{a} {v}" for a, v in vals) + ")"
+    return out
+
+
+def method_defaults_table() -> str:
+    """The epilog of the training/attack commands: every method's flags and defaults."""
+    lines = ["method defaults (the papers'; --preset family, the default, rescales ε per model family):"]
+    for name, cls in METHODS.items():
+        cfg = cls.Config()
+        parts = [f"{flag_of(f)} {getattr(cfg, f.name)}" for f in flag_fields(cls.Config)]
+        lines.append(f"  {name:10s} {', '.join(parts) or '(no hyperparameters)'}")
+    lines.append("\nfamily presets (--preset family): " + "; ".join(
+        f"{fam}: " + ", ".join(f"{m} ε {v['epsilon']}" for m, v in methods.items())
+        for fam, methods in FAMILY_PRESETS.items()))
+    lines.append("The papers' ε (advt 5, iadvt 15, spgd 25) were set for 256-d embeddings over ~230-token IMDB\n"
+                 "reviews and collapse a GloVe-50d LSTM on SST-2 sentences (docs/results.md §3.1). CARL's\n"
+                 "--carl-start is relative to the run (default 33% of its optimiser steps; 1ep, 217 or 'paper').")
+    return "\n".join(lines)
+
+
