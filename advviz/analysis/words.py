@@ -163,6 +163,48 @@ def _clean_pass(core, ids, att, y) -> tuple[torch.Tensor, torch.Tensor]:
     return out.logits.detach().float(), g.float().norm(dim=-1)  # (B, C), (B, T)
 
 
+def _params(method, seed: int, batch_size: int) -> dict:
+    """What an entry of the cache depends on besides the checkpoint and the texts."""
+    return {"attack": method.describe(), "seed": int(seed), "batch_size": int(batch_size), "label": "gold"}
+
+
+def atlas_key(model, texts, labels, attack: str, overrides: dict | None = None, seed: int = 0,
+              batch_size: int = 32) -> str | None:
+    """The cache key :func:`attack_tokens` uses for these settings (None: a model without a directory)."""
+    from .attacks import build_attack
+
+    directory = getattr(model, "directory", None)
+    if not directory:
+        return None
+    method = build_attack(attack, overrides, getattr(model, "classifier", model))
+    return cache_key(directory, list(texts), [int(y) for y in labels], _params(method, seed, batch_size))
+
+
+def check_attack(model, attack: str, overrides: dict | None = None) -> dict:
+    """Build the attack for this model (its family's preset, then ``overrides``) and the neighbour
+    index it reads: a setting the model cannot take (``--k`` beyond its vocabulary, an unknown
+    name, a value out of range) is one line here, before any example is attacked. Returns the
+    resolved settings (``method.describe()``)."""
+    from .attacks import attach_index, build_attack
+
+    core = getattr(model, "classifier", model)
+    method = build_attack(attack, overrides, core)
+    attach_index(method, core)  # memoised per embedding matrix: the attack reuses it
+    return method.describe()
+
+
+def cached_records(model, texts, labels, attack: str, overrides: dict | None = None, seed: int = 0,
+                   batch_size: int = 32, cache_dir="auto") -> tuple[TokenRecords, dict] | None:
+    """The valid cache entry for these settings, or None (nothing is computed): lets a caller
+    show a progress bar only when the attack really has to run."""
+    cache_dir = cache_dir_for(model) if cache_dir == "auto" else cache_dir
+    key = atlas_key(model, texts, labels, attack, overrides, seed, batch_size)
+    if key is None or cache_dir is None:
+        return None
+    hit = read_cache(Path(cache_dir), key, model.directory, len(model_vocab(model)))
+    return None if hit is None else (hit[0], {**hit[1], "cached": True})
+
+
 def _tap_grad0(method) -> dict:
     """Record the first input gradient g0 = ∂L/∂E at δ = 0 that a single-perturbation adversary
     computes anyway and hands to its ``adversary(model, ids, embeds, att, y, mask, g0, generator)``
@@ -204,9 +246,9 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
         raise AdvvizError(f"batch size must be positive, got {batch_size}")
     method = build_attack(attack, overrides, core)
     described = method.describe()
-    params = {"attack": described, "seed": int(seed), "batch_size": int(batch_size), "label": "gold"}
     directory = getattr(model, "directory", None)
-    key = cache_key(directory, texts, labels, params) if (cache_dir is not None and directory) else None
+    key = cache_key(directory, texts, labels, _params(method, seed, batch_size)) \
+        if (cache_dir is not None and directory) else None
     if key:
         hit = read_cache(Path(cache_dir), key, directory, len(core.tokenizer.vocab))
         if hit is not None:
@@ -489,9 +531,15 @@ def word_atlas(model, texts, labels, attack: str, overrides: dict | None = None,
         raise AdvvizError(f"--sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
     if cache_dir == "auto":
         cache_dir = cache_dir_for(model)
-    rec, meta = attack_tokens(model, texts, labels, attack, overrides, seed, batch_size, cache_dir, data_dir, progress)
     if sort.startswith("delta_"):
         raise AdvvizError(f"--sort {sort} compares two checkpoints: give DIR_A DIR_B")
+    rec, meta = attack_tokens(model, texts, labels, attack, overrides, seed, batch_size, cache_dir, data_dir, progress)
+    return atlas_from_records(model, rec, meta, dataset, split, min_count, sort, ascending)
+
+
+def atlas_from_records(model, rec: TokenRecords, meta: dict, dataset: str | None = None, split: str | None = None,
+                       min_count: int = 1, sort: str = "score", ascending: bool = False) -> dict:
+    """The atlas JSON of :func:`word_atlas` from records already computed (or read from the cache)."""
     agg = aggregate(rec, model_vocab(model), min_count, sort, ascending=ascending)
     return {"model": getattr(model, "name", None) or str(getattr(model, "directory", "")), "dataset": dataset,
             "split": split, "attack": meta["attack"], "n_examples": rec.n_sentences, "words": agg["words"],

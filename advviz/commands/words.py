@@ -89,9 +89,13 @@ def _atlas(args, path: str, model, dataset: str, values: dict, show: bool) -> di
     from ..analysis.words import word_atlas
 
     ds = _examples(args, model, dataset)
-    bar = tqdm(total=len(ds), desc=f"words {Path(path).name}", unit="sent", leave=False, disable=not show)
+    bars = []  # opened at the first report, so nothing is drawn before an error line
 
     def progress(frac: float, msg: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(ds), desc=f"words {Path(path).name}", unit="sent", leave=False,
+                             disable=not show))
+        bar = bars[0]
         bar.n = min(len(ds), int(round(frac * len(ds))))
         bar.set_postfix_str(msg if "sentences" not in msg else "", refresh=False)
         bar.refresh()
@@ -103,23 +107,23 @@ def _atlas(args, path: str, model, dataset: str, values: dict, show: bool) -> di
                            batch_size=args.batch_size, cache_dir=None if args.no_cache else "auto",
                            data_dir=args.data_dir, progress=progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     return {**atlas, "model": str(path)}
 
 
 def cmd_words(args) -> int:
-    from ..analysis.words import compare_atlases, write_atlas
+    from ..analysis.words import check_attack, compare_atlases, write_atlas
     from ..api import load
 
     _check_args(args)
     models = [load(p) for p in args.checkpoints]  # every checkpoint checked before any work
     dataset = args.dataset or models[0].config["data"]["name"]
     show = not (args.json or args.quiet)
-    base = flags.method_values(args, [args.attack])
-    atlases = []
-    for path, model in zip(args.checkpoints, models):
-        values = flags.paper_or_family(args, args.attack, dict(base))
-        atlases.append(_atlas(args, path, model, dataset, values, show))
+    values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
+    for model in models:  # every model can take these attack settings, before any work
+        check_attack(model, args.attack, values)
+    atlases = [_atlas(args, path, model, dataset, values, show) for path, model in zip(args.checkpoints, models)]
     atlas = atlases[0] if len(atlases) == 1 else compare_atlases(atlases[0], atlases[1], args.sort, args.ascending)
     if args.top is not None:
         atlas = {**atlas, "words": atlas["words"][: args.top]}
