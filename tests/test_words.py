@@ -358,4 +358,4 @@ def test_cli_help_lists_the_attacks_flags(capsys):
         main(["words", "x", "--attack", "spgd", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--sparsity" in out and "--min-count" in out and "--tau" not in out
+    assert "--sparsity SPARSITY" in out and "--min-count" in out and "--tau TAU" not in out  # only spgd's flags
