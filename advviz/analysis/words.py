@@ -624,7 +624,7 @@ def write_cache(cache_dir: Path, key: str, rec: TokenRecords, meta: dict) -> Non
     tmp = cache_dir / f".words-{key}.safetensors.tmp-{uuid.uuid4().hex[:8]}"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        save_file(rec.tensors(), str(tmp), metadata={"meta": json.dumps(meta, sort_keys=True, default=str)})
+        save_file(rec.tensors(), str(tmp), metadata={"meta": json.dumps(meta, default=str)})  # order kept
         os.replace(tmp, cache_path(cache_dir, key))
     except OSError:
         pass
