@@ -359,3 +359,33 @@ def test_cli_help_lists_the_attacks_flags(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--sparsity SPARSITY" in out and "--min-count" in out and "--tau TAU" not in out  # only spgd's flags
+
+
+def test_a_cache_file_never_starts_like_a_pickle(tmp_path):
+    """A safetensors file starts with its header's length: 0x0280..0x0580 reads as a pickle
+    signature, and a checkpoint holding one is refused whole (found on a real run: a 1,408-byte
+    header made the checkpoint unloadable). The atlas pads its header off those lengths."""
+    from safetensors.torch import save_file
+
+    from advviz.storage.checkpoint import looks_like_pickle
+
+    rec = hand_records()
+    collisions = 0
+    for extra in range(400, 1500, 3):  # every 8-byte step of the header length is hit
+        meta = {"key": "k", "x": "a" * extra}
+        raw = tmp_path / "raw.safetensors"
+        save_file(rec.tensors(), str(raw), metadata={"meta": json.dumps(meta)})
+        collisions += looks_like_pickle(raw.read_bytes()[:4])
+        W.write_cache(tmp_path / "c", "k" * 32, rec, meta)
+        assert not looks_like_pickle(W.cache_path(tmp_path / "c", "k" * 32).read_bytes()[:4]), extra
+    assert collisions > 0  # the padding was needed for some of these sizes
+
+
+def test_checkpoint_still_loads_after_atlases_of_every_attack(tmp_path):
+    d = save_tiny(tmp_path / "ck")
+    m = advviz.load(d)
+    for attack in ATTACKS:
+        W.word_atlas(m, SENTENCES, LABELS, attack, SMALL.get(attack))
+    assert len(list((d / "cache").glob("words-*.safetensors"))) == len(ATTACKS)
+    load_checkpoint(d)
+    assert outdir.ownership(d)[0] == outdir.CHECKPOINT
