@@ -189,7 +189,8 @@ def check_attack(model, attack: str, overrides: dict | None = None) -> dict:
 
     core = getattr(model, "classifier", model)
     method = build_attack(attack, overrides, core)
-    attach_index(method, core)  # memoised per embedding matrix: the attack reuses it
+    directory = getattr(model, "directory", None)
+    attach_index(method, core, Path(directory) / "cache" if directory else None)  # memoised: the attack reuses it
     return method.describe()
 
 
@@ -595,9 +596,8 @@ def cache_path(cache_dir: Path, key: str) -> Path:
 def read_cache(cache_dir: Path, key: str, directory, vocab_size: int) -> tuple[TokenRecords, dict] | None:
     """The cached records of ``key`` if the file is a valid entry for the checkpoint as it is now
     (same key, same weights hash, consistent arrays); None means "recompute"."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
-    from safetensors import safe_open
 
     path = cache_path(cache_dir, key)
     if not path.is_file() or path.is_symlink():
