@@ -4,9 +4,10 @@
 - ``attack``: ``advviz inspect`` and ``advviz eval --attack`` (adversaries issue)
 - ``rar``: ``advviz reconstruct`` (CARL/RAR issue)
 - ``analysis``: ``lm``, ``perplexity``, ``compare``, ``project``, ``report`` (analysis issue)
+- ``words``: ``advviz words`` (the word atlas)
 - ``app``: ``advviz app`` (Streamlit)
 """
 
-from . import analysis, app, attack, rar
+from . import analysis, app, attack, rar, words
 
-COMMAND_MODULES = [attack, rar, analysis, app]
+COMMAND_MODULES = [attack, rar, analysis, words, app]

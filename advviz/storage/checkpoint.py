@@ -197,6 +197,13 @@ _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x0
 _PATH_KEYS = ("file", "files", "path", "dir", "filename")
 
 
+def looks_like_pickle(head: bytes) -> bool:
+    """The first bytes of a file are a pickle or torch.save signature (what a checkpoint may not hold).
+    A safetensors file whose 8-byte header length is 0x0280–0x0580 (mod 2¹⁶) starts the same way:
+    writers of files inside a checkpoint avoid that length (``analysis/words.py: write_cache``)."""
+    return head.startswith(_PICKLE_MAGIC)
+
+
 def verify_checkpoint_dir(directory: Path) -> None:
     """Refuse symlinks (nothing outside the directory is ever read) and any file that holds a
     pickle / torch.save payload; advviz itself reads only a fixed list of names inside it."""
@@ -206,7 +213,7 @@ def verify_checkpoint_dir(directory: Path) -> None:
         if p.is_file():
             with open(p, "rb") as f:
                 head = f.read(4)
-            if head.startswith(_PICKLE_MAGIC):
+            if looks_like_pickle(head):
                 raise AdvvizError(f"refusing checkpoint {directory}: {p.relative_to(directory)} holds a pickle or "
                                   f"torch.save payload (advviz checkpoints are safetensors + JSON only)")
 
