@@ -361,24 +361,27 @@ def test_cli_help_lists_the_attacks_flags(capsys):
     assert "--sparsity SPARSITY" in out and "--min-count" in out and "--tau TAU" not in out  # only spgd's flags
 
 
-def test_a_cache_file_never_starts_like_a_pickle(tmp_path):
-    """A safetensors file starts with its header's length: 0x0280..0x0580 reads as a pickle
-    signature, and a checkpoint holding one is refused whole (found on a real run: a 1,408-byte
-    header made the checkpoint unloadable). The atlas pads its header off those lengths."""
+def test_a_safetensors_file_whose_length_reads_like_a_pickle_does_not_get_a_checkpoint_refused(tmp_path):
+    """A safetensors file starts with its header's length: 0x0280..0x0580 starts like a pickle
+    signature, and a checkpoint holding a pickle is refused whole (found on a real run: a 1,408-byte
+    atlas header made the checkpoint unloadable). The check recognises safetensors files instead."""
     from safetensors.torch import save_file
 
-    from advviz.storage.checkpoint import looks_like_pickle
+    from advviz.storage.checkpoint import PICKLE_PREFIXES, looks_like_pickle, verify_checkpoint_dir
 
     rec = hand_records()
+    ck = save_tiny(tmp_path / "ck")
     collisions = 0
     for extra in range(400, 1500, 3):  # every 8-byte step of the header length is hit
         meta = {"key": "k", "x": "a" * extra}
-        raw = tmp_path / "raw.safetensors"
-        save_file(rec.tensors(), str(raw), metadata={"meta": json.dumps(meta)})
-        collisions += looks_like_pickle(raw.read_bytes()[:4])
-        W.write_cache(tmp_path / "c", "k" * 32, rec, meta)
-        assert not looks_like_pickle(W.cache_path(tmp_path / "c", "k" * 32).read_bytes()[:4]), extra
-    assert collisions > 0  # the padding was needed for some of these sizes
+        W.write_cache(ck / "cache", "k" * 32, rec, meta)
+        raw = W.cache_path(ck / "cache", "k" * 32).read_bytes()
+        collisions += raw.startswith(PICKLE_PREFIXES)
+        assert not looks_like_pickle(raw[:9], len(raw)), extra
+        verify_checkpoint_dir(ck)  # not refused
+    assert collisions > 0  # such lengths occur
+    save_file(rec.tensors(), str(tmp_path / "x.safetensors"))
+    assert looks_like_pickle(b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00", 100)  # a real pickle still is one
 
 
 def test_checkpoint_still_loads_after_atlases_of_every_attack(tmp_path):

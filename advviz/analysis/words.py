@@ -620,23 +620,11 @@ def write_cache(cache_dir: Path, key: str, rec: TokenRecords, meta: dict) -> Non
     """Atomic write (hidden temporary + rename); an unwritable directory only costs the cache."""
     from safetensors.torch import save_file
 
-    from ..storage.checkpoint import looks_like_pickle
-
     cache_dir = Path(cache_dir)
     tmp = cache_dir / f".words-{key}.safetensors.tmp-{uuid.uuid4().hex[:8]}"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(meta, default=str)  # key order kept
-        for pad in range(4):
-            # the file starts with its header's length (u64, little-endian): 0x0280..0x0580 would read
-            # as a pickle signature, and a checkpoint holding one is refused; 8 more bytes of header
-            # change that length
-            save_file(rec.tensors(), str(tmp), metadata={"meta": text, **({"pad": " " * 8 * pad} if pad else {})})
-            with open(tmp, "rb") as f:
-                if not looks_like_pickle(f.read(4)):
-                    break
-        else:
-            return
+        save_file(rec.tensors(), str(tmp), metadata={"meta": json.dumps(meta, default=str)})  # key order kept
         os.replace(tmp, cache_path(cache_dir, key))
     except OSError:
         pass
