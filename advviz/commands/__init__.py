@@ -5,8 +5,9 @@
 - ``rar``: ``advviz reconstruct`` (CARL/RAR issue)
 - ``analysis``: ``lm``, ``perplexity``, ``compare``, ``project``, ``report`` (analysis issue)
 - ``app``: ``advviz app`` (Streamlit)
+- ``augment``: ``advviz augment`` (label-free adversaries issue)
 """
 
-from . import analysis, app, attack, rar
+from . import analysis, app, attack, augment, rar
 
-COMMAND_MODULES = [attack, rar, analysis, app]
+COMMAND_MODULES = [attack, rar, analysis, app, augment]
