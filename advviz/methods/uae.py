@@ -67,7 +67,8 @@ Where the reference code, the paper and this code differ (each a choice made her
 - **The statistics network** across calls: as an attack a fresh network is trained for each call
   (the reference re-initialises MINE for each attacked image), seeded from the caller's
   generator; as a training method one network persists through the run (trained on every batch)
-  and c restarts at c₀ for every batch. The network is the method's, not the model's: it is **not
+  and c restarts at c₀ for every batch (under N processes each process trains its own network on
+  its share of the batch). The network is the method's, not the model's: it is **not
   checkpointed** (no ``extra_modules``; an attack on a saved model trains its own), but its
   weights and Adam moments are in ``state_dict`` so a resumed run continues bit-identically.
 - **Dropout** (training): ``embed`` is called once, and every pass of the search replays the
@@ -155,10 +156,11 @@ def random_start(embeds: torch.Tensor, mask: torch.Tensor, size: float, norm: st
 def per_example_reconstruction(head, tokens: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """<float>[B] RAR's reconstruction loss (``rar.reconstruction_loss``) of each example: the mean
     cross-entropy of head(tokens) against the input ids over its perturbable tokens."""
-    logits = head(tokens)  # (B, T, V)
-    ce = F.cross_entropy(logits.float().transpose(1, 2), ids, reduction="none")  # (B, T)
-    m = mask.float()
-    return (ce * m).sum(1) / m.sum(1).clamp(min=1.0)
+    sel = mask.bool()
+    rows = sel.nonzero()[:, 0]  # (N,) the example of each perturbable token
+    ce = F.cross_entropy(head(tokens[sel]).float(), ids[sel], reduction="none")  # (N,), logits (N, V) only
+    total = torch.zeros(ids.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, rows, ce)
+    return total / sel.sum(1).clamp(min=1).to(ce.dtype)
 
 
 def per_example_contrastive(z_adv: torch.Tensor, z_clean: torch.Tensor, tau: float) -> torch.Tensor:
