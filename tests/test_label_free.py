@@ -229,8 +229,10 @@ def test_uae_meets_its_loss_constraint_within_the_ball(family):
     allows it every example is feasible."""
     model = make_tiny_bert() if family == "bert" else make_tiny_rnn(family)
     b = batch_for(model)
-    eps = 4.0 if family != "bert" else 2.0
-    method = build_method("uae", {"epsilon": eps, "uae_margin": 0.02, "steps": 6})
+    # a random tiny BERT's pooled output barely moves (pairwise cosines 0.99999; PGD with any ε
+    # reaches 1 − cos ≈ 2e-4), so its margin is on that scale
+    eps, margin = (4.0, 0.02) if family != "bert" else (2.0, 1e-5)
+    method = build_method("uae", {"epsilon": eps, "uae_margin": margin, "steps": 6})
     d = method.perturb(model, b, torch.Generator().manual_seed(0))
     assert (d.flatten(1).norm(dim=1) <= eps + 1e-4).all()
     last = method.last
@@ -240,7 +242,7 @@ def test_uae_meets_its_loss_constraint_within_the_ball(family):
     feasible = last["feasible"]
     assert feasible.all(), (loss, feasible)
     assert (loss[feasible] >= last["target"][feasible] - 1e-6).all()
-    assert torch.allclose(last["target"], torch.full((len(SENTENCES),), 0.02), atol=1e-6)
+    assert torch.allclose(last["target"], torch.full((len(SENTENCES),), margin), atol=1e-6)
 
 
 def test_uae_returns_the_feasible_iterate_with_the_largest_mi(tiny_lstm, monkeypatch):
@@ -336,7 +338,7 @@ def test_uae_training_replays_the_clean_dropout_masks(monkeypatch):
     method = build_method("uae", {"epsilon": 1.0, "steps": 2})
     method.setup(model)
     method.train_step(model, batch_for(model), lambda loss: loss.backward())
-    assert torch.equal(method.last["clean_loss"], torch.zeros(len(SENTENCES)))
+    assert method.last["clean_loss"].abs().max() < 1e-6  # fresh dropout masks would not give 0
 
 
 def test_uae_state_dict_holds_the_statistics_network_for_resume(tiny_lstm):

@@ -183,10 +183,13 @@ def test_augment_writes_moved_to_text_with_its_columns(tiny_ckpt, tmp_path, data
     with gzip.open(data_dir / "sst2_sent_train.tsv.gz", "rt", encoding="utf-8") as f:
         train = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     assert len(rows) > 1
+    from advviz import load
+
+    tok = load(tiny_ckpt / "baseline").classifier.tokenizer
     for text, label, idx, attack, changed in rows[1:]:
         src_text, src_label = train[int(idx)][0].strip(), train[int(idx)][1]
         assert attack == "spgd" and label == src_label and int(changed) >= 1
-        a, b = text.split(), src_text.lower().split()
+        a, b = text.split(), tok.tokenize(src_text)
         assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == int(changed)  # only moved tokens change
 
 
@@ -216,7 +219,8 @@ def test_augment_user_errors_are_one_line(tiny_ckpt, tmp_path, capsys):
     _one_line_error(capsys, ["augment", base, "--text-form", "reconstructed", "--out", str(tmp_path / "a.tsv")],
                     "no RAR head")
     _one_line_error(capsys, ["augment", base, "--token-share", "0", "--out", str(tmp_path / "a.tsv")], "--token-share")
-    _one_line_error(capsys, ["augment", base, "--out", str(tmp_path)], "is a directory")
+    (tmp_path / "d.tsv").mkdir()
+    _one_line_error(capsys, ["augment", base, "--out", str(tmp_path / "d.tsv")], "is a directory")
     bad = tmp_path / "bad.tsv"
     bad.write_text("text\tlabel\nfine\t1\nno label here\t\n", encoding="utf-8")
     _one_line_error(capsys, ["train", *TINY, "--augment", str(bad), "--out", str(tmp_path / "r")], "line 3", "label")
