@@ -243,3 +243,23 @@ def test_new_attacks_work_in_the_analysis_commands(tiny_ckpt, tmp_path, capsys, 
     assert main(["project", base, "--attack", attack, "--n", "20", "--reducer", "pca", "--no-cache",
                  "--out", str(tmp_path / "p.csv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["table"] == str(tmp_path / "p.csv")
+
+
+@pytest.mark.slow
+def test_uae_semi_supervised_run_resumes_bit_identically(tmp_path, data_dir):
+    """SIGKILL a uae run with unlabeled rows, resume: the statistics network, its Adam moments, the
+    generator and the unlabeled stream continue where they were (weights equal the uninterrupted run's)."""
+    import os
+    import signal
+    import subprocess
+
+    from test_resume import _args, _assert_same, _final, _run_until
+
+    extra = ["--labeled-fraction", "0.5", "--epsilon", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(_args(data_dir, ref, "uae", extra), check=True, env=env)
+    out = tmp_path / "run"
+    assert _run_until(_args(data_dir, out, "uae", extra), out, 7, signal.SIGKILL) == -signal.SIGKILL
+    subprocess.run(_args(data_dir, out, "uae", [*extra, "--resume"]), check=True, env=env)
+    _assert_same(_final(out), _final(ref))

@@ -7,13 +7,14 @@ by MINE (``mine.py``: Donsker–Varadhan bound, statistics network T_Θ, shuffle
 marginal), while a label-free loss ℓ is pushed above its clean value:
 
     max_δ  I_Θ(E; E + δ)   s.t.  ℓ(E + δ) ≥ ℓ(E) + κ,   ‖δ‖ ≤ ε
-    h(δ) = max(0, ℓ(E) + κ − ℓ(E + δ))                             constraint violation, per example
+    h(δ) = max(0, ℓ(E) + κ − ℓ(E + δ)) / κ                         relative constraint violation, per example
     J(δ; c) = −I_Θ(E; E + δ) + c · h(δ)                            the Lagrangian δ descends
 
 alternating, for t = 0..K−1 (the reference's ``attack_batch`` loop):
 
     Θ ← Θ + n Adam steps on I_Θ(E; E + δ_t)                        (--mine-steps n, --mine-lr)
-    δ_{t+1} = Π_ε(δ_t − α · ∇_δ J / ‖∇_δ J‖₂)     (l2; linf: α · sign)   per example
+    s = ∇_δ I / ‖∇_δ I‖₂ − c · ∇_δ h / ‖∇_δ h‖₂                      each term normalised per example
+    δ_{t+1} = Π_ε(δ_t + α · s / ‖s‖₂)             (l2; linf: α · sign(s))  per example
     c ← (1 − 0.1 / (t+1)^{1/4}) · c + 0.1 · h(δ_t),   c ≥ 0             (the reference's dual update)
 
 δ₀ is a random start of size γ·ε (--init-mag γ; l2: a random direction, linf: U(−γε, γε)), c₀ =
@@ -50,7 +51,15 @@ Where the reference code, the paper and this code differ (each a choice made her
   clean one. We follow the former: it is the one that makes an attack on a classifier.
 - **κ.** ℓ(E + δ) ≥ ℓ(E) holds at δ = 0, so without a margin the maximiser of I is δ = 0 (for
   the reference's supervised loss the constraint "misclassified" is not met at δ = 0). --uae-margin
-  κ (in ℓ's units; 1 − cos for the representation loss) makes the constraint bind.
+  κ (in ℓ's units; 1 − cos for the representation loss) makes the constraint bind; the reference
+  has none (its CONFIDENCE is 0). κ = 0.01: on the GloVe LSTM at its ε 0.4 even the constraint
+  alone (c₀ = 100) meets κ = 0.05 for only 44 % of dev sentences in K = 5 steps (docs/results.md §7).
+- **Units.** The reference descends the raw Lagrangian, whose balance depends on the units of its
+  loss (pixel sums, logit margins: h of order 1–100, so c grows). Here MI is in nats of an
+  unbounded estimate and ℓ may be 1 − cos (h ≤ κ ≈ 0.01): the dual update would drive c to ~0
+  and MI alone would steer δ (measured: no training batch feasible). So h is the violation
+  relative to κ (1 = fully violated, the update then settles c near (t+1)^{1/4}), and the two
+  gradients are normalised per example before c weighs them: c weighs directions, not units.
 - **What MI is estimated over**: each example's D embedding channels as samples, as the
   reference's conv mode takes the channels of the model's first layer (``mine.py``).
 - **Steps.** The reference steps δ by plain gradient descent (lr 0.01) with the L∞ box
@@ -78,6 +87,7 @@ Where the reference code, the paper and this code differ (each a choice made her
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -105,7 +115,7 @@ class UAEConfig(MethodConfig):
     norm: str = hp("l2", "perturbation norm", choices=["l2", "linf"])
     mine_steps: int = hp(5, "UAE: Adam steps of the MINE statistics network per iteration (the reference: 20)")
     mine_lr: float = hp(1e-3, "UAE: learning rate of the MINE statistics network (the reference: 1.5e-5)")
-    uae_margin: float = hp(0.05, "UAE: κ in the constraint ℓ(E+δ) ≥ ℓ(E) + κ (in the loss's units)")
+    uae_margin: float = hp(0.01, "UAE: κ in the constraint ℓ(E+δ) ≥ ℓ(E) + κ (in the loss's units)")
     uae_c0: float = hp(1.0, "UAE: initial multiplier c of the constraint (the reference: 0.001)")
     uae_loss: str = hp("auto", "UAE: label-free loss ℓ; auto: reconstruction for a RAR head, contrastive "
                        "for CARL, else representation (1 − cos)", choices=list(LOSSES))
@@ -187,7 +197,7 @@ class UAE(Method):
         super().__init__(config)
         self.generator = torch.Generator().manual_seed(0)
         self.mine: MINE | None = None
-        self._heads: dict[int, object] = {}
+        self._heads = weakref.WeakKeyDictionary()  # classifier -> its RAR head, rebuilt once
         self.last: dict = {}  # the last search's per-example facts (tests, logs)
 
     # -- what ℓ is -------------------------------------------------------------------------------
@@ -204,12 +214,12 @@ class UAE(Method):
         return kind
 
     def _head(self, core):
-        if id(core) not in self._heads:
+        if core not in self._heads:
             from .rar import load_rar_head
 
             layout = (getattr(core, "trained_with", None) or {}).get("rar_head", "ln-first")
-            self._heads[id(core)] = load_rar_head(core, core.extra_state["rar"], layout)
-        return self._heads[id(core)]
+            self._heads[core] = load_rar_head(core, core.extra_state["rar"], layout)
+        return self._heads[core]
 
     def _tau(self, core) -> float:
         trained = getattr(core, "trained_with", None) or {}
@@ -246,6 +256,7 @@ class UAE(Method):
             ref = {"z": F.normalize(clean.pooled.float(), dim=-1).detach()}
             loss0 = self._loss(kind, core, clean, ids, mask, ref).detach()  # (B,) ℓ(E)
             target = loss0 + cfg.uae_margin
+            violation_unit = cfg.uae_margin if cfg.uae_margin > 0 else 1.0
             c = torch.full((B,), float(cfg.uae_c0), device=embeds.device)
             delta = project(random_start(embeds, mask, cfg.init_mag * cfg.epsilon, cfg.norm, generator),
                             cfg.epsilon, cfg.norm, mask)
@@ -263,7 +274,7 @@ class UAE(Method):
                 masks.replay()
                 out = model(inputs_embeds=embeds + d, attention_mask=att)
                 loss = self._loss(kind, core, out, ids, mask, ref)  # (B,)
-                h = F.relu(target - loss)  # (B,)
+                h = F.relu(target - loss) / violation_unit  # (B,) relative violation
                 # keep the best iterate: feasible with the largest MI, else the smallest violation
                 feasible = h.detach() <= 0
                 better = torch.where(feasible, (best_h > 0) | (mi.detach() > best_mi), (best_h > 0) & (h.detach() < best_h))
@@ -273,10 +284,13 @@ class UAE(Method):
                 best_loss = torch.where(better, loss.detach(), best_loss)
                 if t == cfg.steps:
                     break
-                J = (-mi + c * h).sum()
-                (g,) = torch.autograd.grad(J, d)
-                delta = project(d.detach() + cfg.alpha * ascent_direction(-g, mask, cfg.norm), cfg.epsilon, cfg.norm,
-                                mask)
+                # descend J = −I + c·h with each term's gradient normalised per example, so c weighs
+                # directions whatever the units of MI (nats) and of ℓ
+                (g_mi,) = torch.autograd.grad(mi.sum(), d, retain_graph=True)
+                (g_h,) = torch.autograd.grad(h.sum(), d)
+                step = normalize_l2(g_mi, mask) - c.view(-1, 1, 1) * normalize_l2(g_h, mask)
+                delta = project(d.detach() + cfg.alpha * ascent_direction(step, mask, cfg.norm), cfg.epsilon,
+                                cfg.norm, mask)
                 c = dual_update(c, h.detach(), t)
         self.last = {"loss_kind": kind, "clean_loss": loss0, "adv_loss": best_loss, "target": target,
                      "mi": best_mi, "feasible": best_h <= 0, "multiplier": c}
