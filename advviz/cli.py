@@ -154,13 +154,19 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        return args.func(args) or 0
+        rc = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return rc
     except AdvvizError as e:
         print(f"advviz: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("advviz: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `advviz eval --json | head`: the reader left; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

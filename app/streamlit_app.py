@@ -21,6 +21,7 @@ st.set_page_config(page_title="advviz", page_icon=":material/explore:", layout="
 PAGES = [
     st.Page("views/models.py", title="Models", icon=":material/inventory_2:", default=True),
     st.Page("views/words.py", title="Which words move", icon=":material/text_fields:"),
+    st.Page("views/atlas.py", title="Word atlas", icon=":material/map:"),
     st.Page("views/reconstructions.py", title="Reconstructions", icon=":material/autorenew:"),
     st.Page("views/space.py", title="Representation space", icon=":material/scatter_plot:"),
     st.Page("views/robustness.py", title="Robustness", icon=":material/shield:"),

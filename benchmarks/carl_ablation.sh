@@ -19,8 +19,10 @@ declare -A VARIANTS=(
   [carl-w0.1]="--method carl --carl-weight 0.1"
   [carl-start67]="--method carl --carl-start 67%"
   [carl-infonce]="--method carl --carl-loss infonce"
+  [carl-live]="--method carl --carl-positive live"
+  [carl-start67-w0.1]="--method carl --carl-start 67% --carl-weight 0.1"
 )
-ORDER=(freelb carl carl-tau0.5 carl-w0.1 carl-start67 carl-infonce)
+ORDER=(freelb carl carl-tau0.5 carl-w0.1 carl-start67 carl-infonce carl-live carl-start67-w0.1)
 for seed in $SEEDS; do
   for v in "${ORDER[@]}"; do
     dir="$OUT/$v-s$seed"

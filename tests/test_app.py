@@ -15,7 +15,7 @@ from advviz.errors import AdvvizError
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app" / "streamlit_app.py"
-PAGES = ["models", "words", "reconstructions", "space", "robustness"]
+PAGES = ["models", "words", "atlas", "reconstructions", "space", "robustness"]
 TINY = {"dataset": "sst2-sent", "arch": "lstm", "max_train": 300, "max_eval": 100, "max_steps": 4, "log_every": 2}
 
 
@@ -224,6 +224,65 @@ def test_words_page_heatmap_and_bad_input(app_env):
     assert at.selectbox[0].value != first
     at.checkbox(key="words_wrong").check().run()
     assert_clean(at)
+
+
+def test_atlas_page_table_sentences_comparison_and_cache(app_env):
+    at = new_app("atlas")
+    assert_clean(at)
+    assert at.title[0].value == "Word atlas"
+    at.number_input(key="atlas_n_sst2-sent_dev").set_value(150).run()
+    assert any("Compute the atlas" in i.value for i in at.info)  # nothing runs before the button
+    at.button(key="atlas_go").click().run()
+    assert_clean(at)
+    summary, table = at.dataframe[0].value, at.dataframe[1].value
+    assert summary["model"].tolist() == ["tiny-baseline"] and summary["sentences"].tolist() == [150]
+    assert summary["source"].tolist() == ["computed"]
+    assert {"word", "count", "mean_norm", "top_share", "moved_to", "saliency", "frequency",
+            "flip_share"} <= set(table.columns)
+    assert (table["count"] >= 3).all()  # the default minimum count
+    scores = (table["mean_norm"] * table["count"]).tolist()
+    assert scores == sorted(scores, reverse=True)
+    assert len(at.get("plotly_chart")) == 2  # the scatter and the moved_to bars
+    word = table["word"].iloc[0]
+    at.selectbox(key="atlas_word").set_value(word).run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) > 2  # one heatmap per listed sentence
+    assert any(f"“{word}”** occurs in" in m.value for m in at.markdown)
+    at.text_input(key="atlas_search").input("zzzz-no-such-word").run()
+    assert any("No word matches" in i.value for i in at.info)
+    at.text_input(key="atlas_search").input("").run()
+    at.selectbox(key="atlas_sort").set_value("count").run()
+    counts = at.dataframe[1].value["count"].tolist()
+    assert counts == sorted(counts, reverse=True)
+    # a second model: a comparison with the per-word differences
+    at.multiselect(key="sb_models").set_value(["tiny-baseline", "tiny-rar"]).run()
+    at.button(key="atlas_go").click().run()
+    assert_clean(at)
+    assert at.dataframe[0].value["model"].tolist() == ["tiny-baseline", "tiny-rar"]
+    assert {"delta_mean_norm", "delta_top_share"} <= set(at.dataframe[1].value.columns)
+    at.radio(key="atlas_mode").set_value("both").run()
+    assert_clean(at)
+    # a new session with the same settings is served from the cache (no button, no attack)
+    at2 = new_app("atlas")
+    at2.number_input(key="atlas_n_sst2-sent_dev").set_value(150).run()
+    assert_clean(at2)
+    assert not [b for b in at2.button if b.key == "atlas_go"]
+    assert at2.dataframe[0].value["source"].tolist() in (["computed"], ["disk cache"])  # this server's, or disk
+    assert list((app_env / "tiny-baseline" / "cache").glob("words-*.safetensors"))
+
+
+def test_atlas_page_bad_settings_are_one_error_and_the_page_stays(app_env):
+    at = new_app("atlas")
+    at.number_input(key="atlas_n_sst2-sent_dev").set_value(40).run()
+    at.number_input(key="sb_spgd_lstm_k").set_value(100_000).run()  # more neighbours than the vocabulary
+    at.button(key="atlas_go").click().run()
+    assert not at.exception
+    assert any("larger than the vocabulary" in e.value for e in at.error)
+    assert at.number_input(key="atlas_min_count")  # the page is still there
+    at.number_input(key="sb_spgd_lstm_k").set_value(15).run()
+    at.button(key="atlas_go").click().run()
+    assert_clean(at)
+    assert at.dataframe[1].value.shape[0] > 0
 
 
 def test_model_deleted_meanwhile_keeps_app_working(app_env):

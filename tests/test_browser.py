@@ -1,6 +1,6 @@
 """The app in a real browser: ``streamlit run`` on 127.0.0.1 and a free port, headless Chromium
 (Debian's /usr/bin/chromium driven by Playwright's Python package), every page opened, a sentence
-submitted on "Which words move", no error element anywhere; screenshots under
+submitted on "Which words move", the atlas computed on "Word atlas", no error element anywhere; screenshots under
 ``test-artifacts/browser/``. Run: ``pytest -m browser tests/test_browser.py``."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ CHROMIUM = os.environ.get("ADVVIZ_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = [("", "Models"), ("words", "Which words move"), ("reconstructions", "Reconstructions"),
+PAGES = [("", "Models"), ("words", "Which words move"), ("atlas", "Word atlas"), ("reconstructions", "Reconstructions"),
          ("space", "Representation space"), ("robustness", "Robustness")]
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
@@ -120,3 +120,21 @@ def test_words_page_draws_heatmap_for_a_typed_sentence(server, page):
         "els => els.map(e => e.textContent)")
     assert {"dull", "boring", "bad"} <= set(labels), labels  # one column per token
     check_page(page, "words-submitted")
+
+
+def test_atlas_page_computes_and_lists_a_words_sentences(server, page):
+    page.goto(f"{server}/atlas")
+    wait_idle(page)
+    page.get_by_role("button", name="Compute the atlas").click()
+    wait_idle(page, 240)
+    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 2  # summary and the word table
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Sentences of")
+    box.click()
+    page.get_by_role("option").nth(1).click()  # the first word of the table
+    wait_idle(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .heatmaplayer', timeout=60_000)
+    check_page(page, "atlas-word")
+    page.get_by_role("tab", name="Frequency vs ‖δ‖").click()
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .scatterlayer .point', timeout=60_000)
+    check_page(page, "atlas-scatter")

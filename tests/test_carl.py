@@ -341,3 +341,44 @@ def test_state_dict_round_trip_keeps_banks_counter_and_generators():
     assert torch.equal(m2.bank_orig.memory, m.bank_orig.memory) and torch.equal(m2.bank_adv.memory, m.bank_adv.memory)
     y = torch.tensor(LABELS)
     assert torch.equal(m.sampler.sample(y, 3, m.neg_generator), m2.sampler.sample(y, 3, m2.neg_generator))
+
+
+def test_one_clean_pass_per_step_gives_the_gradients_of_one_per_ascent_step():
+    """Issue 15: R = f(E) is computed once per optimiser step; with dropout off, θ's gradient is
+    exactly that of recomputing R (with its graph) on every ascent step, as CARL did before."""
+
+    class PerStepCARL(CARL):  # the previous implementation, as the reference
+        def extra_loss(self, model, batch, adv_out, step):
+            if not self.active:
+                return None, {}
+            ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
+            r = F.normalize(model(input_ids=ids, attention_mask=att).pooled.float(), dim=-1)
+            r_adv = F.normalize(adv_out.pooled.float(), dim=-1)
+            if self._neg_ids is None:
+                self._neg_ids = self.sampler.sample(y, self.num_negatives, self.neg_generator)
+            loss, logs = self.contrastive_loss(r, r_adv, y, self._neg_ids, batch["index"])
+            if step == self.config.steps - 1:
+                self.bank_orig.update(batch["index"], r.detach(), self.config.bank_momentum)
+                self.bank_adv.update(batch["index"], r_adv.detach(), self.config.bank_momentum)
+            return self.config.carl_weight * loss, logs
+
+    grads, passes = {}, {}
+    for cls in (CARL, PerStepCARL):
+        model = make_tiny_rnn("lstm", seed=3).train()  # dropout 0
+        m = cls(CARLConfig(carl_start=0, negatives=4, steps=3, carl_weight=0.7))
+        m.setup(model, TRAIN, seed=1)
+        calls = []
+        hook = model.rnn.register_forward_hook(lambda *a: calls.append(1))
+        b = batch_for(model)
+        m.train_step(model, b, _backward)  # fills the banks, then L_D on every ascent step
+        model.zero_grad()
+        calls.clear()
+        m.train_step(model, b, _backward)
+        hook.remove()
+        grads[cls.__name__] = _grads(model)
+        passes[cls.__name__] = len(calls)
+    assert passes == {"CARL": 3 + 1, "PerStepCARL": 3 + 3}  # K adversarial passes + 1 clean (was K)
+    g, ref = grads["CARL"], grads["PerStepCARL"]
+    assert g.keys() == ref.keys()
+    for k in g:
+        torch.testing.assert_close(g[k], ref[k], rtol=1e-5, atol=1e-6, msg=k)

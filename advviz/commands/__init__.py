@@ -4,10 +4,11 @@
 - ``attack``: ``advviz inspect`` and ``advviz eval --attack`` (adversaries issue)
 - ``rar``: ``advviz reconstruct`` (CARL/RAR issue)
 - ``analysis``: ``lm``, ``perplexity``, ``compare``, ``project``, ``report`` (analysis issue)
+- ``words``: ``advviz words`` (the word atlas)
 - ``app``: ``advviz app`` (Streamlit)
 - ``augment``: ``advviz augment`` (label-free adversaries issue)
 """
 
-from . import analysis, app, attack, augment, rar
+from . import analysis, app, attack, augment, rar, words
 
-COMMAND_MODULES = [attack, rar, analysis, app, augment]
+COMMAND_MODULES = [attack, rar, analysis, words, app, augment]

@@ -42,10 +42,13 @@ Every choice, explicit (the paper is silent on each unless a section is cited):
 - **Which anchor reads which bank**: L_D^a (anchor R_adv) contrasts with negatives' *original*
   representations (B_orig); L_D^o (anchor R) with their *adversarial* ones (B_adv), as Eq. 2 says.
 - **Per ascent step.** L_D is added on each of FreeLB's K ascent steps with R_adv = f(E + δ_t)
-  (weighted 1/K like L_C), so each of FreeLB's K "virtual" adversarial batches is contrasted. R
-  is recomputed by a clean forward pass on each ascent step (K extra forward/backward passes per
-  step: FreeLB's graph is freed after each backward). One negative sample is drawn per optimiser
-  step and shared by its K ascent steps.
+  (weighted 1/K like L_C), so each of FreeLB's K "virtual" adversarial batches is contrasted.
+  R = f(E) does not depend on δ and θ does not change within an optimiser step, so it is computed
+  by **one** clean forward pass per step (on the first ascent step, with FreeLB's shared dropout
+  masks) and back-propagated once, on the last step: the earlier steps score a detached copy of R
+  and their gradient with respect to it is handed to R's graph then. The θ-gradient equals that of
+  recomputing R on every step (tested with dropout off), at K + 1 passes instead of 2K. One
+  negative sample is drawn per optimiser step and shared by its K ascent steps.
 - **Bank update** (Eq. 5) happens once per optimiser step, after the last ascent step, with that
   step's R (clean) and R_adv (the final δ), L2-normalised and detached (see ``memory_bank``).
 - **Warm start** (§3.2, Table 3). L_D is off for the first S optimiser steps; the loss (and the
@@ -283,6 +286,8 @@ class CARL(FreeLB):
         self.neg_generator: torch.Generator | None = None
         self.init_generator: torch.Generator | None = None
         self._neg_ids: torch.Tensor | None = None
+        self._r: torch.Tensor | None = None  # R of this optimiser step (with graph) and its leaf copy
+        self._r_leaf: torch.Tensor | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def setup(self, model, train_data=None, seed: int = 0) -> None:
@@ -412,7 +417,7 @@ class CARL(FreeLB):
         if self.active and not self.banks_ready:
             self.init_banks(model)
             self.banks_filled_at = self.completed_steps
-        self._neg_ids = None
+        self._neg_ids = self._r = self._r_leaf = None
         out = super().train_step(model, batch, backward)
         if self.active:
             self.ld_steps += 1
@@ -449,16 +454,28 @@ class CARL(FreeLB):
         if "index" not in batch:
             raise AdvvizError("CARL needs each batch's example ids ('index') for its memory banks")
         ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
-        clean = model(input_ids=ids, attention_mask=att)  # R, with gradient (recomputed per ascent step)
-        r = F.normalize(clean.pooled.float(), dim=-1)
+        last = step == self.config.steps - 1
+        if self._r is None:  # R = f(E): one clean forward per optimiser step (θ and E do not change within it)
+            clean = model(input_ids=ids, attention_mask=att)
+            self._r = F.normalize(clean.pooled.float(), dim=-1)  # with its graph, back-propagated once
+            self._r_leaf = self._r.detach().requires_grad_()  # stands for R on the earlier ascent steps
+        # the last step scores the real R (its graph reaches θ); earlier steps score a leaf copy whose
+        # gradient Σ_t ∂(L_D,t/K)/∂R is handed to R's graph on the last step, scaled by K as FreeLB
+        # divides every step's loss by K: the same θ-gradient as K clean passes, from one
+        r = self._r if last else self._r_leaf
         r_adv = F.normalize(adv_out.pooled.float(), dim=-1)
         if self._neg_ids is None:  # one draw per optimiser step, shared by the K ascent steps
             self._neg_ids = self.sampler.sample(y, self.num_negatives, self.neg_generator)
         loss, logs = self.contrastive_loss(r, r_adv, y, self._neg_ids, batch["index"])
+        loss = self.config.carl_weight * loss
         logs["carl_pos_cos"] = float((r * r_adv).sum(-1).mean().detach())
-        if step == self.config.steps - 1:  # Eq. 5, once per optimiser step, with the final δ
-            # multi-process: every rank applies every rank's rows, so the banks stay global and equal
+        if last:
+            if self._r_leaf.grad is not None:
+                loss = loss + self.config.steps * (self._r * self._r_leaf.grad).sum()
+            # Eq. 5, once per optimiser step, with the final δ; multi-process: every rank applies every
+            # rank's rows, so the banks stay global and equal
             idx = gather_rows(batch["index"])
-            self.bank_orig.update(idx, gather_rows(r), self.config.bank_momentum)
-            self.bank_adv.update(idx, gather_rows(r_adv), self.config.bank_momentum)
-        return self.config.carl_weight * loss, logs
+            self.bank_orig.update(idx, gather_rows(r.detach()), self.config.bank_momentum)
+            self.bank_adv.update(idx, gather_rows(r_adv.detach()), self.config.bank_momentum)
+            self._r = self._r_leaf = None
+        return loss, logs

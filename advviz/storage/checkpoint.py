@@ -193,8 +193,27 @@ def _read_json(path: Path, expect: type | None = None) -> Any:
 
 # Serialised-object formats that must never be deserialised: pickle protocols 2-5 and the zip
 # container of torch.save. A checkpoint holding one is refused outright, whatever the file name.
-_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
+PICKLE_PREFIXES = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 _PATH_KEYS = ("file", "files", "path", "dir", "filename")
+
+
+def is_safetensors(head: bytes, size: int) -> bool:
+    """The first 9 bytes of a file of ``size`` bytes open a safetensors file: a little-endian u64
+    header length that fits in the file, then the header's JSON object. Such a file is never a
+    loadable pickle: with a header under 2⁴⁸ bytes its bytes 6–7 are 0, which no pickle opcode is."""
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= size - 8 and n < 2**48 and head[8:9] == b"{"
+
+
+def looks_like_pickle(head: bytes, size: int | None = None) -> bool:
+    """The first bytes of a file (9 suffice) are a pickle or torch.save signature, what a checkpoint
+    may not hold. A safetensors file whose header length is 0x0280–0x0580 (mod 2¹⁶) starts with the
+    same two bytes; given the file's ``size``, such a file is recognised and passes."""
+    if not head.startswith(PICKLE_PREFIXES):
+        return False
+    return not (size is not None and is_safetensors(head, size))
 
 
 def verify_checkpoint_dir(directory: Path) -> None:
@@ -205,8 +224,8 @@ def verify_checkpoint_dir(directory: Path) -> None:
             raise AdvvizError(f"refusing checkpoint {directory}: {p.name} is a symbolic link")
         if p.is_file():
             with open(p, "rb") as f:
-                head = f.read(4)
-            if head.startswith(_PICKLE_MAGIC):
+                head = f.read(9)
+            if looks_like_pickle(head, p.stat().st_size):
                 raise AdvvizError(f"refusing checkpoint {directory}: {p.relative_to(directory)} holds a pickle or "
                                   f"torch.save payload (advviz checkpoints are safetensors + JSON only)")
 

@@ -46,8 +46,8 @@ HF_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens
                       "chat_template.json"}
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "metrics.json", "train_log.jsonl", "eval.json",
                     "vocab.txt"} | HF_TOKENIZER_FILES
-CHECKPOINT_DIRS = {"cache"}  # neighbour tables of `inspect` (advviz.analysis.inspection)
-CACHE_FILE_RE = re.compile(r"^neighbors-[a-z0-9]+-k\d+\.safetensors$")
+CHECKPOINT_DIRS = {"cache"}  # neighbour tables of `inspect`, word atlases of `advviz words` (analysis/words.py)
+CACHE_FILE_RE = re.compile(r"^(neighbors-[a-z0-9]+-k\d+|words-[0-9a-f]{32})\.safetensors$")
 LM_FILES = {"config.json", "model.safetensors", "vocab.txt", "metrics.json"}
 RESUME_FILES = {"state.json", "tensors.safetensors"}
 JOB_FILES = {"job.json", "train.log", "runner.log", "pid", "rc", "done", "cancelled", "progress.json"}

@@ -103,3 +103,80 @@ def train_curve(df: pd.DataFrame, column: str, title: str) -> go.Figure:
     fig = go.Figure(go.Scatter(x=df["step"], y=df[column], mode="lines+markers", line={"color": QUALITATIVE[0]}))
     fig.update_layout(title=title, xaxis_title="step", height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def _targets(moved_to: list, n: int = 3) -> str:
+    return " · ".join(f"{html.escape(str(w))} ({c})" for w, c in (moved_to or [])[:n]) or "(never moved)"
+
+
+def _x_of(df: pd.DataFrame) -> tuple[list, str]:
+    """Training-set frequency + 1 on a log axis (0 = never seen in training), or the count when the
+    training data was not readable."""
+    if "frequency" in df and df["frequency"].notna().all():
+        return list(df["frequency"].astype(float) + 1.0), "training-set frequency + 1 (log)"
+    return list(df["count"].astype(float)), "occurrences in the split (log; training data not available)"
+
+
+def atlas_scatter(df: pd.DataFrame, title: str) -> go.Figure:
+    """One point per word: x = training frequency (log), y = mean ‖δ‖, colour = top_share;
+    hover = the word and its most frequent moved_to targets."""
+    x, xtitle = _x_of(df)
+    hover = [f"<b>{html.escape(str(w))}</b> · {c} occurrences<br>mean ‖δ‖ {m:.4f} · top-3 share {t:.2f}<br>"
+             f"saliency {s:.4f} · flip share {f:.2f}<br>moved to: {_targets(mt)}"
+             for w, c, m, t, s, f, mt in zip(df["word"], df["count"], df["mean_norm"], df["top_share"],
+                                            df["saliency"], df["flip_share"], df["moved_to"])]
+    scatter = go.Scatter if len(df) <= 3000 else go.Scattergl
+    fig = go.Figure(scatter(
+        x=x, y=df["mean_norm"], mode="markers", text=hover, hovertemplate="%{text}<extra></extra>",
+        marker={"color": df["top_share"], "colorscale": SEQUENTIAL, "cmin": 0.0, "cmax": 1.0, "size": 8,
+                "opacity": 0.85, "line": {"width": 0},
+                "colorbar": {"title": {"text": "top-3 share"}, "thickness": 12}}))
+    fig.update_layout(title=title, xaxis={"type": "log", "title": xtitle}, yaxis_title="mean ‖δᵢ‖",
+                      height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def atlas_two_models(df: pd.DataFrame, names: tuple[str, str], mode: str) -> go.Figure:
+    """Comparison of two models' atlases on the words both have. ``mode`` "delta": y = Δ mean ‖δ‖
+    (B − A), colour = Δ top-3 share (diverging, 0 white); "both": each model's mean ‖δ‖ in its colour."""
+    df = df[df["mean_norm_b"].notna()]
+    x, xtitle = _x_of(df)
+    a, b = names
+    scatter = go.Scatter if len(df) <= 3000 else go.Scattergl
+    fig = go.Figure()
+    if mode == "delta":
+        hover = [f"<b>{html.escape(str(w))}</b> · {c} occurrences<br>mean ‖δ‖ {ma:.4f} → {mb:.4f} (Δ {d:+.4f})"
+                 f"<br>top-3 share {ta:.2f} → {tb:.2f} (Δ {dt:+.2f})<br>moved to ({html.escape(a)}): {_targets(mt)}"
+                 for w, c, ma, mb, d, ta, tb, dt, mt in zip(
+                     df["word"], df["count"], df["mean_norm"], df["mean_norm_b"], df["delta_mean_norm"],
+                     df["top_share"], df["top_share_b"], df["delta_top_share"], df["moved_to"])]
+        fig.add_trace(scatter(
+            x=x, y=df["delta_mean_norm"], mode="markers", text=hover, hovertemplate="%{text}<extra></extra>",
+            marker={"color": df["delta_top_share"], "colorscale": "RdBu", "cmid": 0.0, "size": 8, "opacity": 0.9,
+                    "line": {"width": 0.5, "color": "#888"},
+                    "colorbar": {"title": {"text": "Δ top-3 share"}, "thickness": 12}}))
+        fig.add_hline(y=0.0, line={"color": "#888", "width": 1, "dash": "dot"})
+        ytitle = "Δ mean ‖δᵢ‖ (B − A)"
+    else:
+        for i, (label, col) in enumerate(((a, "mean_norm"), (b, "mean_norm_b"))):
+            hover = [f"<b>{html.escape(str(w))}</b> · {html.escape(label)}<br>mean ‖δ‖ {m:.4f}"
+                     for w, m in zip(df["word"], df[col])]
+            fig.add_trace(scatter(x=x, y=df[col], mode="markers", name=label, text=hover,
+                                  hovertemplate="%{text}<extra></extra>",
+                                  marker={"color": QUALITATIVE[i], "size": 7, "opacity": 0.75,
+                                          "symbol": ["circle", "diamond"][i], "line": {"width": 0}}))
+        ytitle = "mean ‖δᵢ‖"
+    fig.update_layout(xaxis={"type": "log", "title": xtitle}, yaxis_title=ytitle, height=460,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def pair_bars(pairs: list[dict], title: str) -> go.Figure:
+    """The most frequent word → moved_to pairs, ranked (most frequent on top)."""
+    labels = [f"{html.escape(p['word'])} → {html.escape(p['moved_to'])}" for p in pairs]
+    fig = go.Figure(go.Bar(x=[p["count"] for p in pairs], y=labels, orientation="h",
+                           marker={"color": QUALITATIVE[0]}, hovertemplate="%{y}: %{x} times<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 12})
+    fig.update_layout(title=title, xaxis_title="times moved", height=max(260, 60 + 22 * len(pairs)),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

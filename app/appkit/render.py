@@ -43,3 +43,16 @@ def label_prob(pred: int, probs: list[float], names: list[str]) -> str:
 
 def probs_str(probs: list[float], names: list[str]) -> str:
     return " · ".join(f"{(names[i] if i < len(names) else i)} {p:.2f}" for i, p in enumerate(probs))
+
+
+def escape(text: str) -> str:
+    return html.escape(str(text))
+
+
+def name_of(label: int, names: list[str]) -> str:
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
+def targets_str(moved_to: list, n: int = 3) -> str:
+    """``[["decent", 3], [",", 1]]`` -> ``decent 3 · , 1`` (the first ``n``; · since words may be commas)."""
+    return " · ".join(f"{w} {c}" for w, c in (moved_to or [])[:n])

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz.analysis.inspection import inspect
-from appkit import core, plots, render, sidebar
+from appkit import core, heatmaps, render, sidebar
 
 EXAMPLE = "a charming and often affecting journey ."
 
@@ -104,17 +104,7 @@ def compute(sel, text: str, attacks: list[str]) -> list[tuple[str, dict]]:
 
 
 def show(rows: list[tuple[str, dict]]) -> None:
-    zmax = max((t["norm"] for _, r in rows for t in r["tokens"]), default=0.0)
-    groups: dict[tuple, list] = {}
-    for label, r in rows:
-        groups.setdefault(tuple(t["token"] for t in r["tokens"]), []).append((label, r))
-    if len(groups) > 1:
-        st.caption("The models tokenize differently: one heatmap per tokenization, one colour scale for all.")
-    for i, g in enumerate(groups.values()):
-        fig = plots.token_heatmap(g, zmax)
-        st.plotly_chart(fig, width="content", key=f"words_heatmap_{i}", config={"displaylogo": False})
-    st.caption("Cell colour: ‖δᵢ‖ (shared scale). Label: the word δᵢ points to (the vocabulary entry nearest "
-               "to vᵢ+δᵢ); · = not moved. Hover for cosine and neighbour rank.")
+    heatmaps.token_heatmaps(rows, "words_heatmap")
     table = []
     for label, r in rows:
         names = r.get("label_names") or []
