@@ -5,8 +5,9 @@ direction; a fresh statistics network (advviz.methods.mine, the one UAE uses) is
 
     python benchmarks/label_free_mi.py models/label-free/base-s0 --eps 0.4 --n 512
 
-Also reports ‖δ‖, the representation drift 1 − cos(f(E), f(E + δ)) and the share of predictions
-that flip (against the model's own prediction).
+Also reports ‖δ‖, the representation drift 1 − cos(f(E), f(E + δ)), the share of predictions
+that flip (against the model's own prediction) and, for uae, the share of sentences whose search
+met its constraint. An attack may carry settings: ``--attacks uae,uae:uae_c0=100;uae_margin=0.05``.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ def main() -> None:
     ds = model.examples(None, "dev").subset(args.n, 0)
     tok = core.tokenizer
     print(f"{args.checkpoint}: {len(ds)} dev sentences, ε {args.eps}\n")
-    print("| attack | ‖δ‖ | 1 − cos(f(E), f(E+δ)) | flipped | MI estimate (held-out half) |")
-    print("|---|---:|---:|---:|---:|")
-    for name in args.attacks.split(","):
+    print("| attack | ‖δ‖ | 1 − cos(f(E), f(E+δ)) | flipped | uae constraint met | MI estimate (held-out half) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for spec in args.attacks.split(","):
+        name, _, rest = spec.partition(":")
+        over = {k: float(v) for k, v in (kv.split("=") for kv in rest.split(";") if kv)}
         gen = torch.Generator().manual_seed(0)
-        xs, ys, ms, drift, flips, norms = [], [], [], [], [], []
-        method = None if name == "random" else build_attack(name, {"epsilon": args.eps}, core)
+        xs, ys, drift, flips, norms, met = [], [], [], [], [], []
+        method = None if name == "random" else build_attack(name, {"epsilon": args.eps, **over}, core)
         if method is not None:
             attach_index(method, core)
         for s in range(0, len(ds), 32):
@@ -52,6 +55,8 @@ def main() -> None:
                 clean = core(inputs_embeds=emb, attention_mask=att)
             b["labels"] = clean.logits.argmax(-1)
             d = (args.eps * random_unit(emb, mask, gen) if method is None else method.perturb(core, b, gen))
+            if name == "uae":
+                met += method.last["feasible"].tolist()
             with torch.no_grad():
                 adv = core(inputs_embeds=emb + d, attention_mask=att)
             drift += (1 - F.cosine_similarity(clean.pooled, adv.pooled, dim=-1)).tolist()
@@ -81,7 +86,8 @@ def main() -> None:
             est = [mine.estimate(*batch(list(range(s, min(s + 32, len(xs))))), g) for s in range(half, len(xs), 32)]
         mi = torch.cat(est).mean().item()
         n = len(drift)
-        print(f"| {name} | {sum(norms) / n:.3f} | {sum(drift) / n:.4f} | {sum(flips) / n:.3f} | {mi:.3f} |")
+        ok = f"{sum(met) / len(met):.2f}" if met else "–"
+        print(f"| {spec} | {sum(norms) / n:.3f} | {sum(drift) / n:.4f} | {sum(flips) / n:.3f} | {ok} | {mi:.3f} |")
 
 
 if __name__ == "__main__":
