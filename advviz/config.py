@@ -112,7 +112,7 @@ PRESETS = ("family", "paper")
 #: embedding-row norm gives ε·√(L/230)·‖row‖/16 (docs/results.md §3.1). lstm: measured (GloVe-50d,
 #: ‖row‖ ≈ 4.5, 20-token SST-2: about 0.08·ε; iAdvT at AdvT's value since its ε bounds ‖δ‖ too,
 #: FGSM's ε is per coordinate; VAT and UAE bound ‖r‖₂ per sequence as AdvT does, from the same
-#: paper ε 5, so they take AdvT's values — docs/results.md §7 measures them). bigru (random
+#: paper ε 5, so they take AdvT's values — docs/results.md §8 measures them). bigru (random
 #: 200-d rows, ‖row‖ ≈ 14) and hf (MiniLM's ‖row‖ ≈ 1.3, ~25 WordPieces) follow the same rule, not yet measured. Methods and fields not listed keep their
 #: own defaults (FreeLB/CARL/RAR already use the CARL paper's SST-2 row, PGD CARL's ε).
 FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {

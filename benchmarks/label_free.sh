@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The label-free adversaries' evidence in docs/results.md §7 (issue 14), stage by stage:
+# The label-free adversaries' evidence in docs/results.md §8 (issue 14), stage by stage:
 #
 #   benchmarks/label_free.sh semi      # lstm on sst2-sent with 10 % of the labels: baseline, vat, uae x SEEDS
 #   benchmarks/label_free.sh augment   # baseline and rar; augmentation files (spgd moved_to, rar reconstructions,

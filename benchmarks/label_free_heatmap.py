@@ -1,5 +1,5 @@
 """Side-by-side per-token heatmap of two attacks on the same sentences, from `advviz inspect --json`
-output (benchmarks/label_free.sh heatmap writes them), as markdown for docs/results.md §7.
+output (benchmarks/label_free.sh heatmap writes them), as markdown for docs/results.md §8.
 
     python benchmarks/label_free_heatmap.py models/label-free/inspect-uae.json models/label-free/inspect-pgd.json
 

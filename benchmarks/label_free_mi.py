@@ -1,5 +1,5 @@
 """How much information about E each attack's E + δ keeps, measured by an independent MINE
-(docs/results.md §7): for the same sentences and the same ε, δ from uae, pgd, vat and a random
+(docs/results.md §8): for the same sentences and the same ε, δ from uae, pgd, vat and a random
 direction; a fresh statistics network (advviz.methods.mine, the one UAE uses) is trained on the
 (E, E + δ) channel pairs of half the sentences and evaluated on the other half.
 
