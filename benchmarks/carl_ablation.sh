@@ -26,11 +26,14 @@ ORDER=(freelb carl carl-tau0.5 carl-w0.1 carl-start67 carl-infonce carl-live car
 for seed in $SEEDS; do
   for v in "${ORDER[@]}"; do
     dir="$OUT/$v-s$seed"
-    if [[ ! -f "$dir/metrics.json" ]]; then
-      echo "== $v seed $seed"
+    # an interrupted run has a metrics.json (its best step so far) and a resume state beside it: continue it
+    resume=""
+    [[ -d "$OUT/.$v-s$seed.resume" ]] && resume="--resume"
+    if [[ ! -f "$dir/metrics.json" || -n "$resume" ]]; then
+      echo "== $v seed $seed $resume"
       # shellcheck disable=SC2086
       advviz train --dataset sst2-sent --arch lstm --epochs "$EPOCHS" --seed "$seed" ${MAX_TRAIN:+--max-train $MAX_TRAIN} \
-        ${VARIANTS[$v]} --out "$dir" --quiet
+        ${VARIANTS[$v]} --out "$dir" --quiet $resume
     fi
   done
 done

@@ -92,10 +92,10 @@ def test_default_carl_run_trains_with_L_D_and_differs_from_freelb(tmp_path, data
     for m in ("carl", "freelb"):
         assert main(["train", *SMALL, "--method", m, "--data-dir", str(data_dir), "--out", str(tmp_path / m)]) == 0
     metrics = json.loads((tmp_path / "carl" / "metrics.json").read_text())
-    total = metrics["total_steps"]  # 7 steps per epoch, 14 in all: L_D on after 4
-    assert metrics["carl"]["start_step"] == int(0.33 * total) == 4
-    assert metrics["carl"]["banks_filled_at"] == 4
-    assert metrics["carl"]["ld_steps"] == metrics["steps"] - 4 > 0
+    total = metrics["total_steps"]  # 7 steps per epoch, 14 in all: the lstm preset's 67 % puts L_D on after 9
+    assert metrics["carl"]["start_spec"] == "67%" and metrics["carl"]["start_step"] == int(0.67 * total) == 9
+    assert metrics["carl"]["banks_filled_at"] == 9
+    assert metrics["carl"]["ld_steps"] == metrics["steps"] - 9 > 0
     a, b = (load_file(str(tmp_path / m / "model.safetensors")) for m in ("carl", "freelb"))
     assert any((a[k] - b[k]).abs().max() > 1e-4 for k in a)
     log = [json.loads(x) for x in (tmp_path / "carl" / "train_log.jsonl").read_text().splitlines()]

@@ -580,3 +580,30 @@ def test_integer_labels_are_taken_by_position():
     assert align_labels(ds, ["neg", "pos"], "m", "f").labels == [0, 1]
     with pytest.raises(AdvvizError, match="was trained on labels"):
         align_labels(TextDataset("f", "dev", ["a", "b"], [0, 2], ["0", "1", "2"]), ["neg", "pos"], "m", "f")
+
+
+@pytest.mark.parametrize("argv,companion", [
+    (["project", "{ck}", "--dataset", "{toy}", "--split", "train", "--reducer", "pca", "--out", "{out}.csv",
+      "--no-cache"], "o.metrics.json"),
+    (["report", "{ck}", "--dataset", "{toy}", "--split", "train", "--attack", "fgsm", "--eps", "0.1",
+      "--out", "{out}.md"], "o.json"),
+])
+def test_a_file_beside_the_output_that_advviz_did_not_write_is_kept(toy_model, toy, tmp_path, capsys, argv,
+                                                                    companion):
+    """The user names o.md / o.csv; the JSON written beside it was never named: a user's file of that
+    name is refused, and a second run over advviz's own companion replaces it."""
+    mine = tmp_path / companion
+    mine.write_text('{"my": "results"}')
+    cmd = [a.format(ck=toy_model, toy=toy, out=tmp_path / "o") for a in argv]
+    assert "not a file this command wrote" in one_line(capsys, cmd)
+    assert mine.read_text() == '{"my": "results"}' and not (tmp_path / companion.replace("json", "md")).exists()
+    mine.unlink()
+    assert main(cmd + ["--quiet"]) == 0 and mine.exists()
+    capsys.readouterr()
+    assert main(cmd + ["--quiet"]) == 0  # its own companion from the first run is replaced
+
+
+def test_report_out_must_not_name_its_json(toy_model, toy, tmp_path, capsys):
+    line = one_line(capsys, ["report", toy_model, "--dataset", toy, "--split", "train", "--attack", "fgsm", "--eps",
+                             "0.1", "--out", str(tmp_path / "r.json")])
+    assert "markdown report" in line and not (tmp_path / "r.json").exists()

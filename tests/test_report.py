@@ -173,3 +173,24 @@ def test_report_groups_real_checkpoints_by_settings(toy, tmp_path):
     rep = build_report(dirs + [toy["a"]], toy["data"], "train", attack="freelb", epsilons=[0.1])
     [g] = rep["seed_groups"]
     assert g["checkpoints"] == ["m-s0", "m-s1"] and g["dev_accuracy_at_training"]["mean"] == pytest.approx(0.55)
+
+
+def test_seed_groups_of_one_method_name_the_settings_that_tell_them_apart():
+    """An ablation: three CARL groups that differ in one setting each must not all read "carl"."""
+    from advviz.analysis.report import seed_groups
+
+    def settings(**method):
+        return json.dumps({"train": {"epochs": 3}, "method": {"name": "carl", "tau": 0.07, "carl_start": "33%",
+                                                             **method}}, sort_keys=True)
+
+    rows = [_row(f"carl-{v}-s{s}", s, settings(**kw), 0.7 + s / 100, 0.9)
+            for v, kw in (("default", {}), ("tau", {"tau": 0.5}), ("late", {"carl_start": "67%"})) for s in (0, 1)]
+    rows += [_row(f"freelb-s{s}", s, json.dumps({"method": {"name": "freelb"}}), 0.75, 0.4) for s in (0, 1)]
+    groups = seed_groups(rows)
+    assert [g["differs"] for g in groups] == [{"method.carl_start": "33%", "method.tau": 0.07},
+                                              {"method.carl_start": "33%", "method.tau": 0.5},
+                                              {"method.carl_start": "67%", "method.tau": 0.07}, {}]
+    rep = {"title": "t", "dataset": "d", "split": "dev", "n": 2, "split_size": 2, "attack": "pgd",
+           "epsilons": [0.1], "overrides": {}, "seed": 0, "rows": rows, "seed_groups": groups}
+    md = render_markdown(rep)
+    assert "| lstm | carl (carl_start 67%, tau 0.07) | 0, 1 |" in md and "| lstm | freelb | 0, 1 |" in md

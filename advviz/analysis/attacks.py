@@ -16,7 +16,7 @@ from ..config import method_preset
 from ..errors import AdvvizError
 from ..methods import attacks, build_method, get_method
 from ..methods.adversarial import NeighborMixin
-from ..methods.neighbors import NeighborIndex, index_for
+from ..methods.neighbors import NeighborIndex, excluded_ids, index_for
 
 DEFAULT_K = 15  # neighbours of the cosine index when the attack has none of its own
 
@@ -39,8 +39,14 @@ def paper_overrides(attack: str, overrides: dict | None = None) -> dict:
 
 
 def attach_index(method, core, cache_dir=None) -> NeighborIndex:
-    """The cosine neighbour index the method (if it uses one) and the discretization share."""
-    k = int(getattr(method.config, "k", DEFAULT_K))
+    """The cosine neighbour index the method (if it uses one) and the discretization share. An attack
+    without neighbours of its own (pgd, fgsm, ...) needs the index only to discretize, so its k is
+    capped by the vocabulary instead of refusing a small one."""
+    if isinstance(method, NeighborMixin):
+        k = int(method.config.k)
+    else:
+        words = core.embedding_matrix().shape[0] - len(excluded_ids(core.tokenizer))
+        k = max(1, min(DEFAULT_K, words))
     index = index_for(core, k, "cosine", cache_dir)
     if isinstance(method, NeighborMixin):
         method.set_index(index)

@@ -168,9 +168,9 @@ def seed_groups(rows: list[dict]) -> list[dict]:
         if r.get("settings") is not None and r.get("train_seed") is not None:
             groups.setdefault(r["settings"], []).append(r)
     out = []
-    for members in groups.values():
-        if len({r["train_seed"] for r in members}) < 2:
-            continue
+    kept = {k: v for k, v in groups.items() if len({r["train_seed"] for r in v}) >= 2}
+    differs = _differing_settings(kept, key=lambda settings: (kept[settings][0]["arch"], kept[settings][0]["method"]))
+    for settings, members in kept.items():
         first = members[0]
         attacks = []
         for j, a in enumerate(first["attacks"]):
@@ -178,7 +178,8 @@ def seed_groups(rows: list[dict]) -> list[dict]:
             attacks.append({"epsilon": a["epsilon"],
                             **{k: _mean_std([x[k] for x in same]) for k in ("accuracy", "cosine", "euclidean",
                                                                              "flip_rate")}})
-        out.append({"arch": first["arch"], "method": first["method"], "trained_on": first["trained_on"],
+        out.append({"arch": first["arch"], "method": first["method"], "differs": differs[settings],
+                    "trained_on": first["trained_on"],
                     "note": "; ".join(sorted({r["note"] for r in members if r.get("note")})),
                     "seeds": sorted(r["train_seed"] for r in members), "checkpoints": [r["name"] for r in members],
                     "dev_accuracy_at_training": _mean_std([r.get("dev_accuracy_at_training") for r in members]),
@@ -188,6 +189,34 @@ def seed_groups(rows: list[dict]) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------
 # rendering
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _differing_settings(groups: dict, key) -> dict[str, dict]:
+    """For each group's settings string, the settings in which it differs from the other groups of the
+    same arch and method (``{"method.carl_start": "67%"}``): what tells "carl" from "carl" in a table
+    of an ablation. Settings that are not JSON (hand-made rows) differ in nothing nameable."""
+    flat = {}
+    for s in groups:
+        try:
+            flat[s] = _flat(json.loads(s))
+        except (TypeError, ValueError):
+            flat[s] = {}
+    out = {}
+    for s in groups:
+        peers = [t for t in groups if t != s and key(t) == key(s)]
+        names = sorted({k for t in peers for k in set(flat[s]) | set(flat[t]) if flat[s].get(k) != flat[t].get(k)})
+        out[s] = {k: flat[s].get(k) for k in names}
+    return out
 
 
 def _f(v, digits=4) -> str:
@@ -203,6 +232,12 @@ def _pm(ms: dict, digits: int = 4) -> str:
     if ms.get("mean") is None:
         return "–"
     return _f(ms["mean"], digits) + (f" ± {ms['std']:.{digits}f}" if ms.get("std") is not None else "")
+
+
+def _differs(g: dict) -> str:
+    """' (carl_start 67%)': the settings that tell a seed group from the others of its method."""
+    parts = [f"{name.rsplit('.', 1)[-1]} {value}" for name, value in (g.get("differs") or {}).items()]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _method(r: dict) -> str:
@@ -243,7 +278,7 @@ def render_markdown(report: dict) -> str:
         lines += _table(["arch", "method", "seeds", "dev acc (training)", "clean acc"]
                         + [f"acc ε={e:g}" for e in eps] + [f"cosine ε={e:g}" for e in eps]
                         + [f"Euclidean ε={e:g}" for e in eps],
-                        [[g["arch"] or "–", _method(g), ", ".join(map(str, g["seeds"])),
+                        [[g["arch"] or "–", _method(g) + _differs(g), ", ".join(map(str, g["seeds"])),
                           _pm(g["dev_accuracy_at_training"]), _pm(g["clean_accuracy"])]
                          + [_pm(a["accuracy"]) for a in g["attacks"]] + [_pm(a["cosine"]) for a in g["attacks"]]
                          + [_pm(a["euclidean"]) for a in g["attacks"]] for g in report["seed_groups"]])

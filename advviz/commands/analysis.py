@@ -207,12 +207,13 @@ def cmd_project(args) -> int:
     from ..api import load
     from ..analysis.projection import default_cache_dir, project_representations, write_table
 
-    from ..storage.outputs import check_output_file, write_output
+    from ..storage.outputs import check_companion_file, check_output_file, write_output
 
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
     check_output_file(args.out)
-    check_output_file(Path(args.out).with_suffix(".metrics.json"), "--out (metrics)")
+    check_companion_file(Path(args.out).with_suffix(".metrics.json"), "--out (metrics)",
+                         lambda m: "reducer" in m and "silhouette_2d" in m)
     model = load(args.checkpoint)
     _, ds = _examples(args, model)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -252,10 +253,12 @@ def cmd_report(args) -> int:
     from ..analysis.robustness import parse_epsilons
 
     _check_common(args)
-    from ..storage.outputs import check_output_file
+    from ..storage.outputs import check_companion_file, check_output_file
 
+    if Path(args.out).suffix.lower() == ".json":
+        raise AdvvizError(f"{args.out}: --out names the markdown report (report.md); its JSON is written beside it")
     check_output_file(args.out)
-    check_output_file(Path(args.out).with_suffix(".json"), "--out (JSON)")
+    check_companion_file(Path(args.out).with_suffix(".json"), "--out (JSON)", lambda r: "rows" in r and "epsilons" in r)
     eps = parse_epsilons(args.eps)
     ppl = _attack_list([args.ppl_attacks]) if args.lm else []
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]

@@ -156,11 +156,13 @@ def method_defaults_table() -> str:
         parts = [f"{flag_of(f)} {getattr(cfg, f.name)}" for f in flag_fields(cls.Config)]
         lines.append(f"  {name:10s} {', '.join(parts) or '(no hyperparameters)'}")
     lines.append("\nfamily presets (--preset family): " + "; ".join(
-        f"{fam}: " + ", ".join(f"{m} ε {v['epsilon']}" for m, v in methods.items())
+        f"{fam}: " + ", ".join(f"{m} " + " ".join(f"{'ε' if k == 'epsilon' else '--' + k.replace('_', '-')} {v}"
+                                                  for k, v in values.items()) for m, values in methods.items())
         for fam, methods in FAMILY_PRESETS.items()))
     lines.append("The papers' ε (advt 5, iadvt 15, spgd 25) were set for 256-d embeddings over ~230-token IMDB\n"
                  "reviews and collapse a GloVe-50d LSTM on SST-2 sentences (docs/results.md §3.1). CARL's\n"
-                 "--carl-start is relative to the run (default 33% of its optimiser steps; 1ep, 217 or 'paper').")
+                 "--carl-start is relative to the run (default 33% of its optimiser steps, ≈ the paper's share; 67% on the\n"
+                 "recurrent families, docs/results.md §9; 1ep, 217 or 'paper').")
     return "\n".join(lines)
 
 

@@ -8,11 +8,13 @@ The path must be a regular file or not exist (a directory, a symbolic link, a FI
 refused, and so is a parent that is not a directory); the file is written to a hidden temporary
 sibling and renamed into place, so a failure leaves the previous file (or nothing) and no
 temporary behind. An existing regular file at the path is what the user named as the output and
-is replaced, as every command line tool does with its output file.
+is replaced, as every command line tool does with its output file. A file written *beside* it
+(``check_companion_file``) was not named by the user and is replaced only if advviz wrote it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import uuid
@@ -43,6 +45,24 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
             if not p.is_dir():
                 raise AdvvizError(f"{flag} {path}: {p} is not a directory")
             break
+    return path
+
+
+def check_companion_file(path: str | os.PathLike, flag: str, ours: Callable[[dict], bool]) -> Path:
+    """A JSON file a command writes *beside* the output the user named (``report.json`` beside
+    ``report.md``, ``T.metrics.json`` beside a ``project`` table): the user never named it, so an
+    existing one is replaced only when it is recognisably this command's own output (``ours`` of
+    its parsed JSON object). Anything else there is the user's and is refused with one line."""
+    path = check_output_file(path, flag)
+    if os.path.lexists(path):
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            mine = isinstance(obj, dict) and bool(ours(obj))
+        except (OSError, ValueError):
+            mine = False
+        if not mine:
+            raise AdvvizError(f"{flag} {path} exists and is not a file this command wrote; advviz would replace "
+                              f"it: move it away or choose another --out")
     return path
 
 
