@@ -3,7 +3,7 @@
 #
 #   benchmarks/label_free.sh semi      # lstm on sst2-sent with 10 % of the labels: baseline, vat, uae x SEEDS
 #   benchmarks/label_free.sh augment   # baseline and rar; augmentation files (spgd moved_to, rar reconstructions,
-#                                      # uae moved_to); the baseline retrained on each; clean and k-PGD accuracy
+#                                      # uae moved_to); the baseline retrained on each x SEEDS; clean and k-PGD accuracy
 #   benchmarks/label_free.sh heatmap   # uae vs pgd per-token norms on the same sentences (inspect --json)
 #
 # Environment: OUT (default models/label-free), SEEDS ("0 1 2"), FRACTION (0.1), EPOCHS (15: 22 steps an
@@ -48,10 +48,14 @@ augment)
   [[ -f "$OUT/aug-spgd.tsv" && -z "${FORCE:-}" ]] || $ADVVIZ augment "$OUT/base-s0" --attack spgd --out "$OUT/aug-spgd.tsv" --quiet
   [[ -f "$OUT/aug-uae.tsv" && -z "${FORCE:-}" ]] || $ADVVIZ augment "$OUT/base-s0" --attack uae --token-share 0.25 --out "$OUT/aug-uae.tsv" --quiet
   [[ -f "$OUT/aug-rar.tsv" && -z "${FORCE:-}" ]] || $ADVVIZ augment "$OUT/rar-s0" --attack pgd --epsilon 1.0 --text-form reconstructed --out "$OUT/aug-rar.tsv" --quiet
-  for a in spgd uae rar; do
-    train "$OUT/base-aug-$a-s0" --method baseline --seed 0 --augment "$OUT/aug-$a.tsv"
+  # the files come from the seed-0 models; the retraining is repeated for every seed in SEEDS
+  for s in $SEEDS; do
+    train "$OUT/base-s$s" --method baseline --seed "$s"
+    for a in spgd uae rar; do
+      train "$OUT/base-aug-$a-s$s" --method baseline --seed "$s" --augment "$OUT/aug-$a.tsv"
+    done
+    for d in base-s$s base-aug-spgd-s$s base-aug-uae-s$s base-aug-rar-s$s; do evaluate "$OUT/$d"; done
   done
-  for d in base-s0 base-aug-spgd-s0 base-aug-uae-s0 base-aug-rar-s0; do evaluate "$OUT/$d"; done
   ;;
 heatmap)
   $ADVVIZ inspect "$OUT/base-s0" --input benchmarks/label_free_sentences.txt --attack uae --json > "$OUT/inspect-uae.json"
