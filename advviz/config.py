@@ -33,7 +33,8 @@ from .errors import AdvvizError
 
 def hp(default, help: str, flag: str | None = None, choices: Iterable | None = None, type: type | None = None,
        **kw) -> Any:
-    """A configuration field that is also a command-line flag (``--field-name`` unless ``flag``)."""
+    """A configuration field that is also a command-line flag (``--field-name`` unless ``flag``).
+    ``repeat=True``: the flag may be given several times; the field holds a tuple of the values."""
     meta = {"help": help, "flag": flag, **kw}
     if choices is not None:
         meta["choices"] = list(choices)
@@ -110,8 +111,9 @@ PRESETS = ("family", "paper")
 #: whole sequence, so its per-token share goes like ε/√L; keeping it at the papers' ratio to the
 #: embedding-row norm gives ε·√(L/230)·‖row‖/16 (docs/results.md §3.1). lstm: measured (GloVe-50d,
 #: ‖row‖ ≈ 4.5, 20-token SST-2: about 0.08·ε; iAdvT at AdvT's value since its ε bounds ‖δ‖ too,
-#: FGSM's ε is per coordinate). bigru (random 200-d rows, ‖row‖ ≈ 14) and hf (MiniLM's ‖row‖ ≈ 1.3,
-#: ~25 WordPieces) follow the same rule, not yet measured. Methods and fields not listed keep their
+#: FGSM's ε is per coordinate; VAT and UAE bound ‖r‖₂ per sequence as AdvT does, from the same
+#: paper ε 5, so they take AdvT's values — docs/results.md §8 measures them). bigru (random
+#: 200-d rows, ‖row‖ ≈ 14) and hf (MiniLM's ‖row‖ ≈ 1.3, ~25 WordPieces) follow the same rule, not yet measured. Methods and fields not listed keep their
 #: own defaults (FreeLB/CARL/RAR already use the CARL paper's SST-2 row, PGD CARL's ε).
 #: CARL on the recurrent families starts L_D at 67 % of the run instead of the paper's ≈ 30 %
 #: (``carl.py``, "Warm start"; docs/results.md §9: on lstm/sst2-sent, 3 seeds, it recovers 2.8 of
@@ -120,11 +122,13 @@ PRESETS = ("family", "paper")
 _RNN_CARL = {"carl_start": "67%"}
 FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "lstm": {"advt": {"epsilon": 0.4}, "iadvt": {"epsilon": 0.4}, "spgd": {"epsilon": 2.0},
-             "fgsm": {"epsilon": 0.01}, "carl": _RNN_CARL, "carl+rar": _RNN_CARL},
+             "fgsm": {"epsilon": 0.01}, "vat": {"epsilon": 0.4}, "uae": {"epsilon": 0.4},
+             "carl": _RNN_CARL, "carl+rar": _RNN_CARL},
     "bigru": {"advt": {"epsilon": 1.3}, "iadvt": {"epsilon": 1.3}, "spgd": {"epsilon": 6.5},
-              "fgsm": {"epsilon": 0.02}, "carl": _RNN_CARL, "carl+rar": _RNN_CARL},
+              "fgsm": {"epsilon": 0.02}, "vat": {"epsilon": 1.3}, "uae": {"epsilon": 1.3},
+              "carl": _RNN_CARL, "carl+rar": _RNN_CARL},
     "hf": {"advt": {"epsilon": 0.13}, "iadvt": {"epsilon": 0.13}, "spgd": {"epsilon": 0.7},
-           "fgsm": {"epsilon": 0.0015}},
+           "fgsm": {"epsilon": 0.0015}, "vat": {"epsilon": 0.13}, "uae": {"epsilon": 0.13}},
 }
 
 
@@ -188,6 +192,9 @@ def add_flags(parser, cls_or_fields, defaults: dict[str, Any] | None = None, not
         if kind is bool:
             parser.add_argument(flag_of(f), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=helptext)
+        elif f.metadata.get("repeat"):  # a list of values, one per use of the flag
+            parser.add_argument(flag_of(f), dest=f.name, action="append", type=kind, default=None,
+                                help=helptext + " (repeatable)", metavar=f.metadata.get("metavar"))
         else:
             parser.add_argument(flag_of(f), dest=f.name, type=kind, default=None,
                                 choices=f.metadata.get("choices"), help=helptext, metavar=f.metadata.get("metavar"))
@@ -210,6 +217,9 @@ def to_argv(cls, values: dict[str, Any]) -> list[str]:
         flag = flag_of(fields[name])
         if isinstance(v, bool):
             argv.append(flag if v else "--no-" + flag[2:])
+        elif isinstance(v, (list, tuple)):  # a repeatable flag
+            for x in v:
+                argv += [flag, str(x)]
         else:
             argv += [flag, str(v)]
     return argv

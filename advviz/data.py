@@ -98,11 +98,19 @@ class TextDataset:
         """The first ``n`` examples of a seeded permutation (all of them when n is None or >= len)."""
         if n is None or n >= len(self):
             return self
-        idx = np.random.default_rng(seed).permutation(len(self))[:n]
+        idx = subset_indices(len(self), n, seed)
         return TextDataset(self.name, self.split, [self.texts[i] for i in idx],
                            [self.labels[i] for i in idx], self.label_names, self.source,
                            {**self.split_info, "subset": {"n": n, "seed": seed}},
                            self.skipped_empty, self.label_mapping)
+
+
+def subset_indices(total: int, n: int | None, seed: int = 0) -> list[int]:
+    """The indices :meth:`TextDataset.subset` keeps, in its order (all, in order, when n is None or
+    >= total)."""
+    if n is None or n >= total:
+        return list(range(total))
+    return [int(i) for i in np.random.default_rng(seed).permutation(total)[:n]]
 
 
 def default_data_dir() -> Path:
@@ -515,6 +523,93 @@ def load_dataset(name: str, split: str = "train", data_dir=None, text_col=None,
     if split not in splits:
         raise AdvvizError(f"data set '{name}' has no split '{split}'; it has: {', '.join(splits)}")
     return splits[split]
+
+
+# --------------------------------------------------------------------------------------------
+# semi-supervised data: a labelled share, unlabeled text, augmentation files
+
+LABELED_SPLIT_STREAM = 14  # a seed stream of its own, so the labelled share is not the --max-train draw
+
+
+def labeled_split(ds: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, list[str], dict]:
+    """(the labelled share, the texts whose labels are withheld, what was done): a seeded,
+    stratified ``fraction`` of each class keeps its label (``--labeled-fraction``). Every class
+    keeps at least one labelled example, or the fraction is refused."""
+    if not 0 < fraction <= 1:
+        raise AdvvizError(f"--labeled-fraction must be in (0, 1], got {fraction}")
+    info = {"labeled_fraction": fraction, "seed": seed, "method": "stratified",
+            "stream": LABELED_SPLIT_STREAM, "of_examples": len(ds)}
+    if fraction >= 1:
+        return ds, [], {**info, "labeled": len(ds), "unlabeled": 0}
+    rng = np.random.default_rng([seed, LABELED_SPLIT_STREAM])
+    labels = np.asarray(ds.labels)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n = int(round(len(idx) * fraction))
+        if n < 1:
+            raise AdvvizError(f"--labeled-fraction {fraction} leaves no labelled example of class "
+                              f"{ds.label_names[c]} ({len(idx)} in the train split); use a larger fraction")
+        keep.append(idx[:n])
+    kept = np.sort(np.concatenate(keep))
+    rest = np.setdiff1d(np.arange(len(ds)), kept)
+    labeled = TextDataset(ds.name, ds.split, [ds.texts[i] for i in kept], [ds.labels[i] for i in kept],
+                          ds.label_names, ds.source, {**ds.split_info, "labeled_fraction": fraction},
+                          ds.skipped_empty, ds.label_mapping)
+    per_class = {ds.label_names[c]: int((labels[kept] == c).sum()) for c in np.unique(labels)}
+    return labeled, [ds.texts[i] for i in rest], {**info, "labeled": len(kept), "unlabeled": len(rest),
+                                                  "labeled_per_class": per_class}
+
+
+def load_unlabeled(name: str, data_dir=None) -> tuple[list[str], dict]:
+    """Texts without labels (``--unlabeled``): a named data set's train texts, or a file — ``.txt``
+    (one text a line) or ``.csv/.tsv/.jsonl`` (optionally ``.gz``) with a text column (auto-detected,
+    or the only column). No label column is needed and none is read: this is the one reader that
+    accepts a file without labels."""
+    if name in REGISTRY:
+        texts = list(load_splits(name, data_dir)["train"].texts)
+        return texts, {"name": name, "split": "train", "texts": len(texts)}
+    path = Path(name).expanduser()
+    if not os.path.lexists(path):
+        raise AdvvizError(f"--unlabeled {name}: no such file, and not a known data set ({', '.join(REGISTRY)})")
+    stem = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if stem.lower().endswith(".txt"):
+        texts = [ln.strip() for ln in _read_text(path).splitlines()]
+    else:
+        cols, rows, _ = read_rows(path)
+        col = cols[0] if len(cols) == 1 else _pick(cols, None, TEXT_COLUMNS, "text", path)
+        texts = ["" if r.get(col) is None else str(r.get(col)).strip() for r in rows]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise AdvvizError(f"--unlabeled {name}: no text in the file")
+    return texts, {"name": str(path), "texts": len(texts)}
+
+
+def read_augment(path: str | os.PathLike, train: TextDataset) -> TextDataset:
+    """The rows of an augmentation file (``advviz augment --out``; any .csv/.tsv/.jsonl with a text
+    and a label column) as labelled training examples, their labels read with the training set's
+    label names (and mapping): every row needs a label the training set has, checked as for a
+    data set (one line naming the file and line)."""
+    path = Path(path).expanduser()
+    if not os.path.lexists(path):
+        raise AdvvizError(f"--augment {path}: no such file")
+    cols, rows, lines = read_rows(path)
+    if not rows:
+        raise AdvvizError(f"--augment {path}: the file has a header but no rows")
+    tc = _pick(cols, None, TEXT_COLUMNS, "text", path)
+    lc = _pick(cols, None, LABEL_COLUMNS, "label", path)
+    ds = rows_to_dataset(rows, tc, lc, train.name, "augment", path,
+                         label_names=None if train.label_mapping else train.label_names,
+                         label_mapping=train.label_mapping, lines=lines)
+    return TextDataset(train.name, "augment", ds.texts, ds.labels, list(train.label_names), str(path),
+                       {}, ds.skipped_empty, train.label_mapping)
+
+
+def concat(a: TextDataset, b: TextDataset, info: dict) -> TextDataset:
+    """``a`` followed by ``b`` (same labels), with ``info`` added to ``a``'s split_info."""
+    return TextDataset(a.name, a.split, a.texts + b.texts, a.labels + b.labels, a.label_names, a.source,
+                       {**a.split_info, **info}, a.skipped_empty, a.label_mapping)
 
 
 def list_datasets(data_dir=None) -> list[dict]:

@@ -57,6 +57,15 @@ class TrainConfig(Config):
     data_dir: str | None = hp(None, "folder of the *.tsv.gz files (env ADVVIZ_DATA_DIR; default ../shared/data)")
     text_col: str | None = hp(None, "text column of a local file (auto-detected)")
     label_col: str | None = hp(None, "label column of a local file (auto-detected)")
+    labeled_fraction: float | None = hp(None, "semi-supervised: keep a seeded, stratified share F of the train "
+                                              "labels (0 < F <= 1); vat and uae also learn from the rest as "
+                                              "unlabeled text, every other method trains on the labelled part only",
+                                        metavar="F")
+    unlabeled: str | None = hp(None, "more unlabeled text for vat/uae: a data set name (its train texts) or a "
+                                     ".txt (a text a line) / .csv / .tsv / .jsonl file with a text column "
+                                     "(no label needed)", metavar="NAME|FILE")
+    augment: tuple[str, ...] | None = hp(None, "add the rows (text, label) of an `advviz augment` file to the "
+                                               "labelled training set", repeat=True, metavar="FILE")
     mixed_precision: str = hp("no", "mixed precision on a GPU", choices=["no", "fp16", "bf16"])
     log_every: int = hp(20, "optimiser steps between logged training lines")
     eval_every: int | None = hp(None, "optimiser steps between evaluations (default: each epoch)")
@@ -87,6 +96,11 @@ class TrainConfig(Config):
             raise ValueError("--mixed-precision must be no, fp16 or bf16")
         if self.preset not in PRESETS:
             raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.labeled_fraction is not None and not (math.isfinite(self.labeled_fraction)
+                                                      and 0 < self.labeled_fraction <= 1):
+            raise ValueError(f"--labeled-fraction must be in (0, 1], got {self.labeled_fraction}")
+        if self.augment is not None:
+            object.__setattr__(self, "augment", tuple(str(a) for a in self.augment) or None)
 
     @property
     def is_rnn(self) -> bool:
@@ -115,11 +129,45 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
         yield mine if mine else chunk[-1:]  # a process never gets an empty batch
 
 
-def make_batch(tokenizer, ds: TextDataset, idx: list[int], device) -> dict[str, torch.Tensor]:
-    batch = tokenizer.batch([ds.texts[i] for i in idx])
-    batch["labels"] = torch.tensor([ds.labels[i] for i in idx], dtype=torch.long)
-    batch["index"] = torch.tensor(idx, dtype=torch.long)  # example ids (CARL memory banks)
+def make_batch(tokenizer, ds: TextDataset, idx: list[int], device,
+               unlabeled: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The labelled examples ``idx`` of ``ds``; with ``unlabeled`` texts (a label-free method's
+    semi-supervised batch) those follow as rows with label -100, ``labeled`` False, index -1."""
+    unlabeled = list(unlabeled or [])
+    batch = tokenizer.batch([ds.texts[i] for i in idx] + unlabeled)
+    batch["labels"] = torch.tensor([ds.labels[i] for i in idx] + [-100] * len(unlabeled), dtype=torch.long)
+    batch["index"] = torch.tensor(list(idx) + [-1] * len(unlabeled), dtype=torch.long)  # example ids (CARL banks)
+    if unlabeled:
+        batch["labeled"] = torch.tensor([True] * len(idx) + [False] * len(unlabeled))
     return {k: v.to(device) for k, v in batch.items()}
+
+
+class UnlabeledStream:
+    """The unlabeled rows of each optimiser step: ``batch_size`` texts per process, read in order
+    from a seeded permutation of the pool that is redrawn each time the pool is used up. The rows
+    of step s depend on (seed, s) only, so a resumed run draws what the uninterrupted one did."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, cycle: int) -> list[int]:
+        if cycle not in self._perms:
+            self._perms = {cycle: torch.randperm(self.n, generator=torch.Generator().manual_seed(
+                self.seed * 1_000_003 + 500_009 + cycle)).tolist()}
+        return self._perms[cycle]
+
+    def indices(self, step: int) -> list[int]:
+        """This process's share of step ``step`` (0-based) of the global unlabeled batch."""
+        size = self.batch_size * self.world
+        pos, out = step * size, []
+        while len(out) < size:
+            cycle, off = divmod(pos, self.n)
+            take = self._perm(cycle)[off: off + size - len(out)]
+            out += take
+            pos += len(take)
+        share = math.ceil(size / self.world)
+        return out[self.rank * share: (self.rank + 1) * share]
 
 
 def default_out_dir(cfg: TrainConfig) -> Path:
@@ -240,7 +288,7 @@ class Trainer:
                               f"--overwrite to replace it")
         if saved is not None:
             old = {k: v for k, v in saved[0]["run"]["train"].items() if k not in _RESUMABLE_CHANGES}
-            new = {k: v for k, v in asdict(cfg).items() if k not in _RESUMABLE_CHANGES}
+            new = {k: v for k, v in json.loads(dumps(asdict(cfg))).items() if k not in _RESUMABLE_CHANGES}
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             # the method's settings, not what setup derives from the data (CARL's resolved m)
             want = {"name": self.method.name, **self.method.config.to_dict()}
@@ -281,18 +329,19 @@ class Trainer:
         dev = splits["dev"].subset(cfg.max_eval, cfg.seed)
         if len(train) == 0:
             raise AdvvizError("the train split is empty")
+        train, unlabeled, vocab_texts, semi = self._training_sets(train)
         if len(dev) == 0:
             raise AdvvizError(f"the dev split of '{cfg.dataset}' is empty: there is nothing to select checkpoints on")
         if len(set(train.labels)) < 2:
             raise AdvvizError(f"the train examples hold only one class ({train.label_names[train.labels[0]]})"
                               + (f" in the --max-train {cfg.max_train} subset" if cfg.max_train else "")
                               + "; a classifier needs at least two")
-        self._check_size(train)
+        self._check_size(vocab_texts, train.num_labels)
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
         self.method.plan(total, steps_per_epoch, cfg.dataset)  # refuses settings the run cannot honour
-        model, model_info = build_model(cfg.arch, train.texts, train.num_labels, self.opts, cfg.seed)
+        model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed)
         self._check_model(model, model_info, len(train))
         self.method.setup(model, train, cfg.seed)
         extras = self.method.extra_modules()
@@ -311,14 +360,17 @@ class Trainer:
             "train": asdict(cfg), "method": self.method.describe(), "model_options": asdict(self.opts),
             "data": {"name": cfg.dataset, "label_names": train.label_names, "label_mapping": train.label_mapping,
                      "train_examples": len(train), "dev_examples": len(dev), "split_info": train.split_info,
-                     "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty},
+                     "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty,
+                     "unlabeled_examples": len(unlabeled), **({"semi_supervised": semi} if semi else {})},
             "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
             "grad_clip": cfg.resolved_grad_clip,
         }
         self._ctx = dict(acc=acc, model=model, core=core, extras=extras,
                          extras_core={k: acc.unwrap_model(v) for k, v in extras.items()},  # what is saved
                          optimizer=optimizer, scheduler=scheduler,
-                         params=params, train=train, dev=dev, run=run, total=total,
+                         params=params, train=train, dev=dev, run=run, total=total, unlabeled=unlabeled,
+                         unlabeled_stream=UnlabeledStream(len(unlabeled), cfg.batch_size, cfg.seed, acc.process_index,
+                                                          acc.num_processes) if unlabeled else None,
                          steps_per_epoch=steps_per_epoch, n_params=sum(p.numel() for p in params))
         counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
                     "best": {"dev_accuracy": -1.0}}
@@ -336,7 +388,45 @@ class Trainer:
         counters = self._loop(counters, stop)
         return self._finish(counters)
 
-    def _check_size(self, train: TextDataset) -> None:
+    def _training_sets(self, train: TextDataset) -> tuple[TextDataset, list[str], list[str], dict]:
+        """(labelled training set, unlabeled texts the method learns from, the texts the vocabulary is
+        built from, what was done — recorded in the checkpoint as ``data.semi_supervised``).
+
+        ``--labeled-fraction`` keeps a seeded stratified share of the labels; the rest of the texts
+        go to a label-free method as unlabeled text (a supervised method never sees them) and to
+        the vocabulary either way, so runs that differ only by the method share one vocabulary.
+        ``--unlabeled`` adds texts for label-free methods (refused for the others, which would
+        ignore them); ``--augment`` files add labelled rows."""
+        from .data import concat, labeled_split, load_unlabeled, read_augment
+
+        cfg, uses = self.cfg, self.method.uses_unlabeled
+        semi: dict = {}
+        rest: list[str] = []
+        if cfg.labeled_fraction is not None and cfg.labeled_fraction < 1:
+            train, rest, semi["labeled_split"] = labeled_split(train, cfg.labeled_fraction, cfg.seed)
+        extra: list[str] = []
+        if cfg.unlabeled:
+            if not uses:
+                from .methods import METHODS
+
+                free = ", ".join(n for n, c in METHODS.items() if c.uses_unlabeled)
+                raise AdvvizError(f"--unlabeled is text for label-free methods ({free}); --method {cfg.method} "
+                                  f"trains on labelled examples only and would ignore it")
+            extra, semi["unlabeled_source"] = load_unlabeled(cfg.unlabeled, cfg.data_dir)
+        vocab_texts = list(train.texts) + rest + extra
+        if cfg.augment:
+            semi["augment"] = []
+            for path in cfg.augment:
+                rows = read_augment(path, train)
+                semi["augment"].append({"file": str(path), "rows": len(rows)})
+                vocab_texts += rows.texts
+                train = concat(train, rows, {"augmented_rows": train.split_info.get("augmented_rows", 0) + len(rows)})
+        unlabeled = rest + extra if uses else []
+        if semi:
+            semi["unlabeled_used"] = len(unlabeled)
+        return train, unlabeled, vocab_texts, semi
+
+    def _check_size(self, texts: list[str], num_labels: int) -> None:
         """Refuse an RNN that cannot fit in memory before building it: weights, gradients and the
         two AdamW moments of the embedding (at most --max-vocab rows), recurrent and head layers."""
         if not self.cfg.is_rnn:
@@ -344,9 +434,9 @@ class Trainer:
         o, bi = self.opts.resolved(self.cfg.arch), self.cfg.arch == "bigru"
         D = o.embedding_dim if bi else 50  # lstm: GloVe-50d
         h, m = o.hidden_size, o.mlp_hidden
-        V = min(o.max_vocab, 2 + sum(len(t) for t in train.texts))  # never more words than characters
+        V = min(o.max_vocab, 2 + sum(len(t) for t in texts))  # never more words than characters
         gates, dirs = (3, 2) if bi else (4, 1)
-        H, C = h * dirs, train.num_labels
+        H, C = h * dirs, num_labels
         params = V * D + dirs * gates * h * (D + h + 2) + (H * m + m + m * C + C if m else H * C + C)
         flags = "--hidden-size" + (", --embedding-dim" if bi else "") + (" or --mlp-hidden" if m else "")
         check_fits(16 * params, f"the {self.cfg.arch} model ({params:,.0f} parameters: weights, gradients, AdamW state)",
@@ -384,7 +474,9 @@ class Trainer:
             for i, idx in enumerate(batches):
                 if i < c["batch_in_epoch"]:
                     continue  # done before the resume
-                batch = make_batch(x["core"].tokenizer, x["train"], idx, acc.device)
+                stream = x["unlabeled_stream"]
+                extra = [x["unlabeled"][j] for j in stream.indices(c["step"])] if stream is not None else None
+                batch = make_batch(x["core"].tokenizer, x["train"], idx, acc.device, extra)
                 for m in [model, *x["extras"].values()]:
                     m.train()
                 t0 = time.perf_counter()
@@ -424,7 +516,8 @@ class Trainer:
 
     def _account(self, running, out, batch, bs, c, bar) -> None:
         running["loss"] += out.loss.item() * bs
-        running["correct"] += int((out.logits.argmax(-1) == batch["labels"]).sum()) * self._ctx["acc"].num_processes
+        hit = out.logits.argmax(-1) == batch["labels"]  # unlabeled rows (label -100) never count
+        running["correct"] += int(hit.sum()) * self._ctx["acc"].num_processes
         running["n"] += bs
         bar.update(1)
         if c["step"] % self.cfg.log_every == 0:

@@ -650,3 +650,18 @@ def test_sigterm_to_advviz_app_stops_the_streamlit_server(tmp_path):
             except ProcessLookupError:
                 pass
         app.wait(timeout=10)
+
+
+def test_label_free_methods_in_the_app(app_env):
+    """vat and uae are attacks in the sidebar and methods of the training form, whose labelled
+    share (--labeled-fraction) reaches the run's configuration."""
+    from advviz.train import TrainConfig
+
+    at = new_app("words")
+    assert {"vat", "uae"} <= set(at.selectbox(key="sb_attack").options)
+    at = new_app("models")
+    assert {"vat", "uae"} <= set(at.selectbox(key="tr_method").options)
+    at.selectbox(key="tr_method").set_value("uae").run()
+    assert at.number_input(key="trm_UAEConfig_mine_steps").value == 5
+    assert at.number_input(key="tr_labeled").value == (TrainConfig.labeled_fraction or 1.0)
+    assert_clean(at)

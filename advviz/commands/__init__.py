@@ -6,8 +6,9 @@
 - ``analysis``: ``lm``, ``perplexity``, ``compare``, ``project``, ``report`` (analysis issue)
 - ``words``: ``advviz words`` (the word atlas)
 - ``app``: ``advviz app`` (Streamlit)
+- ``augment``: ``advviz augment`` (label-free adversaries issue)
 """
 
-from . import analysis, app, attack, rar, words
+from . import analysis, app, attack, augment, rar, words
 
-COMMAND_MODULES = [attack, rar, analysis, words, app]
+COMMAND_MODULES = [attack, rar, analysis, words, app, augment]

@@ -16,7 +16,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--text", action="append", default=[], help="a text to attack (repeatable)")
     p.add_argument("--input", default=None, help="a file with one text per line")
-    p.add_argument("--attack", default="spgd", help="advt | fgsm | iadvt | spgd | pgd | freelb (default spgd)")
+    p.add_argument("--attack", default="spgd", help="advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default spgd)")
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")

@@ -18,7 +18,7 @@ from ..methods import METHODS, get_method
 #: flag that names the methods on each command's line, and its default
 METHOD_FLAG = {"train": ("--method", "baseline"), "inspect": ("--attack", "spgd"), "eval": ("--attack", None),
                "perplexity": ("--attack", None), "project": ("--attack", None), "report": ("--attack", "pgd"),
-               "reconstruct": ("--attack", "pgd"), "words": ("--attack", None)}
+               "reconstruct": ("--attack", "pgd"), "words": ("--attack", None), "augment": ("--attack", "spgd")}
 
 
 def peek(argv: list[str], flag: str) -> list[str]:

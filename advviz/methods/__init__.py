@@ -13,8 +13,11 @@ from .fgsm import FGSM
 from .iadvt import IAdvT
 from .pgd import PGD
 from .spgd import SPGD
+from .uae import UAE
+from .vat import VAT
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, AdvT, FGSM, IAdvT, SPGD, PGD, CARL, RAR, CARLRAR]}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, AdvT, FGSM, IAdvT, SPGD, PGD, CARL, RAR, CARLRAR,
+                                                               VAT, UAE]}
 
 
 def register(cls: type[Method]) -> type[Method]:

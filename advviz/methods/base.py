@@ -53,6 +53,30 @@ def classification_loss(out: ClassifierOutput, labels: torch.Tensor) -> torch.Te
     return F.cross_entropy(out.logits, labels)
 
 
+def labeled_rows(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """<bool>[B]: the rows of a batch that carry a label. A semi-supervised batch (a label-free
+    method's, see ``Method.uses_unlabeled``) holds labelled rows and unlabeled rows, marked by
+    ``batch["labeled"]``; the label of an unlabeled row is -100 and must never be read."""
+    n = batch["input_ids"].shape[0]
+    lab = batch.get("labeled")
+    return torch.ones(n, dtype=torch.bool, device=batch["input_ids"].device) if lab is None else lab.bool()
+
+
+def supervised_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the labelled rows of the batch (0, with a graph, when there are none)."""
+    lab = labeled_rows(batch)
+    if not bool(lab.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[lab], batch["labels"][lab])
+
+
+def kl_with_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """<float>[B] KL(p ‖ q) per row, from logits (Miyato et al.'s ``kl_divergence_with_logits``)."""
+    log_p = F.log_softmax(p_logits.float(), -1)
+    log_q = F.log_softmax(q_logits.float(), -1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
 class Method:
     """Base class. Subclasses set ``name``, ``Config`` and implement ``train_step``; adversaries
     also implement ``perturb`` (``is_attack = True``)."""
@@ -60,6 +84,10 @@ class Method:
     name: ClassVar[str]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     is_attack: ClassVar[bool] = False
+    #: label-free methods (vat, uae) also learn from unlabeled text: the Trainer gives them batches
+    #: with unlabeled rows (``batch["labeled"]`` False, label -100) when the run has any
+    #: (``--labeled-fraction``, ``--unlabeled``); every other method sees labelled rows only.
+    uses_unlabeled: ClassVar[bool] = False
     paper: ClassVar[str] = ""
 
     def __init__(self, config: MethodConfig | None = None):

@@ -282,9 +282,11 @@ def nearest_entries(matrix: torch.Tensor, l2_index: NeighborIndex, token_ids: to
     return torch.where(own, token_ids, near)
 
 
-def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: NeighborIndex,
-               token_ids: torch.Tensor, delta: torch.Tensor) -> Discretized:
-    """Batch discretization of N perturbed tokens: token_ids <long>[N], delta <float>[N,D]."""
+def moved_to(matrix: torch.Tensor, neighbors: NeighborIndex, token_ids: torch.Tensor,
+             delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(moved_to <long>[N], cosine <float>[N], 1-based rank <long>[N]): for N perturbed tokens
+    (token_ids <long>[N], delta <float>[N,D]), the neighbour of each token (of its K cosine
+    neighbours) whose unit direction from the token has the highest cosine with δ (SPGD Fig. 2)."""
     matrix = matrix.detach().float().cpu()  # (V, D)
     token_ids = token_ids.cpu().long()
     delta = delta.detach().float().cpu()  # (N, D)
@@ -293,9 +295,16 @@ def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: Neighbo
     unit = delta / delta.norm(dim=-1, keepdim=True).clamp(min=EPS)  # (N, D)
     cos = torch.einsum("nkd,nd->nk", u, unit)  # (N, K)
     best = cos.argmax(dim=1)  # (N,)
-    near = nearest_entries(matrix, l2_index, token_ids, delta)  # (N,)
-    return Discretized(nb.gather(1, best[:, None]).squeeze(1), cos.gather(1, best[:, None]).squeeze(1),
-                       best + 1, near)
+    return nb.gather(1, best[:, None]).squeeze(1), cos.gather(1, best[:, None]).squeeze(1), best + 1
+
+
+def discretize(matrix: torch.Tensor, neighbors: NeighborIndex, l2_index: NeighborIndex,
+               token_ids: torch.Tensor, delta: torch.Tensor) -> Discretized:
+    """Batch discretization of N perturbed tokens: token_ids <long>[N], delta <float>[N,D]."""
+    moved, cos, rank = moved_to(matrix, neighbors, token_ids, delta)
+    near = nearest_entries(matrix.detach().float().cpu(), l2_index, token_ids.cpu().long(),
+                           delta.detach().float().cpu())  # (N,)
+    return Discretized(moved, cos, rank, near)
 
 
 def excluded_ids(tokenizer) -> tuple[int, ...]:

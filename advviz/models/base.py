@@ -46,6 +46,10 @@ class Classifier(nn.Module):
     num_labels: int
     hidden_size: int  # H
     embedding_dim: int  # D
+    #: set by ``load_checkpoint``: the method settings the model was trained with (``config["method"]``)
+    #: and its method heads' tensors (``{"rar": {...}}``); UAE reads them to pick its label-free loss
+    trained_with: dict | None = None
+    extra_state: dict | None = None
 
     # -- contract -------------------------------------------------------------------------
     def embedding_layer(self) -> nn.Embedding:

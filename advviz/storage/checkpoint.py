@@ -308,5 +308,11 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
         if k.startswith("extra."):
             _, name, rest = k.split(".", 2)
             extra_state.setdefault(name, {})[rest] = v
+    # what an attack may need to know about how the model was trained (UAE's label-free loss:
+    # a RAR head's reconstruction loss, CARL's contrastive loss): the method's recorded settings
+    # and the method heads' tensors, as plain attributes beside the weights
+    method = config.get("method")
+    model.trained_with = dict(method) if isinstance(method, dict) else {}
+    model.extra_state = extra_state
     model.to(device).eval()
     return Checkpoint(directory, model, config, metrics, extra_state)

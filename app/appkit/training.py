@@ -47,6 +47,9 @@ def _train_values(method: str, arch: str) -> dict:
     e = int(c3.number_input("Evaluate on N dev examples (0: all)", 0, 100_000, T.max_eval or 0, step=100,
                             key="tr_max_eval", help=_help(T, "max_eval")))
     v["max_eval"] = e or None
+    f = float(c1.number_input("Labelled share of the train set (1: all)", 0.01, 1.0, T.labeled_fraction or 1.0,
+                              step=0.05, key="tr_labeled", help=_help(T, "labeled_fraction")))
+    v["labeled_fraction"] = f if f < 1 else None  # the rest is unlabeled text for vat / uae
     return v
 
 

@@ -1,0 +1,142 @@
+"""Text-form adversarial examples as training data (``advviz augment``; used by ``advviz train
+--augment FILE``): the retraining on adversarial examples that the UAE paper (Hsu et al. 2021,
+data augmentation), the SPGD paper and the CARL/RAR paper suggest.
+
+    from advviz.api import load
+    from advviz.analysis.augment import augment_rows
+    rows = augment_rows(load("models/base"), texts, labels, attack="spgd")
+
+Each example is attacked in embedding space (``attacks.build_attack``: the model's family preset,
+then ``overrides``; eval mode; seeded) and turned back into a string:
+
+- ``moved_to`` (default): every token the attack perturbed (‖δᵢ‖ > 0) — or, with ``token_share``
+  S < 1, the ⌈S·N⌉ of them with the largest ‖δᵢ‖ (for dense attacks: PGD, AdvT, VAT, UAE move
+  every token) — is replaced by its ``moved_to`` word, the neighbour (of its K cosine neighbours, K = the attack's ``k`` or 15)
+  whose direction from the token best matches δᵢ — what ``advviz inspect`` shows as the first
+  word, for any attack (SPGD and iAdvT perturb along exactly these directions);
+- ``reconstructed``: the RAR head's reading of the adversarial token representations (CARL/RAR
+  paper §4.5, as ``advviz reconstruct``); needs a ``rar`` / ``carl+rar`` checkpoint.
+
+Tokens the attack left alone (and, for word tokenizers, every unchanged position) keep their
+original surface word, so an unknown word is not rewritten as ``<unk>``; the words of a text
+beyond the model's ``max_length`` are kept as they were (word tokenizers). The label of a row is
+the source example's label (in the data set's own form: a name when its labels are names), so
+the file can be added to the training set as it is.
+
+Columns: ``text, label, source_index`` (the example's index in the split), ``attack`` (its
+name), ``changed_tokens`` (how many token positions differ from the original). Rows whose text
+did not change are left out unless ``keep_unchanged``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import AdvvizError
+
+TEXT_FORMS = ("moved_to", "reconstructed")
+COLUMNS = ("text", "label", "source_index", "attack", "changed_tokens")
+
+
+def _clean(text: str) -> str:
+    """One line of TSV: no tab, carriage return or newline inside a text."""
+    return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
+
+
+def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd", overrides: dict | None = None,
+                 text_form: str = "moved_to", indices: list[int] | None = None, batch_size: int = 32,
+                 seed: int = 0, keep_unchanged: bool = False, token_share: float = 1.0,
+                 progress: Callable[[int], None] | None = None) -> tuple[list[dict], dict]:
+    """(rows, summary). ``model`` is an :class:`advviz.api.Model`; ``indices`` are the examples'
+    indices in their split (default 0..N−1); ``token_share`` < 1 replaces (moved_to) only the
+    ⌈share·N⌉ perturbed tokens of each text with the largest ‖δᵢ‖; ``progress(n)`` is called
+    after each batch of n."""
+    from ..methods import neighbors
+    from .attacks import attach_index, build_attack
+    from .reconstruct import _decode
+
+    if text_form not in TEXT_FORMS:
+        raise AdvvizError(f"--text-form must be one of {', '.join(TEXT_FORMS)}, got {text_form!r}")
+    if not 0 < token_share <= 1:
+        raise AdvvizError(f"--token-share must be in (0, 1], got {token_share}")
+    if len(texts) != len(labels):
+        raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
+    if text_form == "reconstructed" and model.rar_head is None:
+        raise AdvvizError(f"{model.name} has no RAR head: --text-form reconstructed needs a checkpoint trained "
+                          f"with --method rar or carl+rar")
+    indices = list(range(len(texts))) if indices is None else list(indices)
+    core = model.classifier
+    tok = core.tokenizer
+    method = build_attack(attack, overrides, core)
+    cache_dir = model.directory / "cache" if getattr(model, "directory", None) else None
+    named = bool((model.config.get("data") or {}).get("label_mapping"))
+    names = list(model.label_names)
+    was_training = core.training
+    core.eval()
+    gen = torch.Generator().manual_seed(seed)
+    rows, unchanged, changed_total = [], 0, 0
+    try:
+        index = attach_index(method, core, cache_dir)
+        for s in range(0, len(texts), batch_size):
+            chunk, ys = list(texts[s: s + batch_size]), [int(y) for y in labels[s: s + batch_size]]
+            batch = {k: v.to(core.device) for k, v in tok.batch(chunk).items()}
+            batch["labels"] = torch.tensor(ys, dtype=torch.long, device=core.device)
+            batch["index"] = torch.arange(s, s + len(chunk))
+            delta = method.perturb(core, batch, gen)  # (B, T, D)
+            ids, att = batch["input_ids"], batch["attention_mask"]
+            real = core.perturbable_mask(ids, att)  # (B, T)
+            if text_form == "moved_to":
+                norms = delta.norm(dim=-1)  # (B, T)
+                moved = (norms > 0) & real
+                if token_share < 1:  # only the largest perturbations of each text
+                    from ..methods.spgd import top_tokens
+
+                    counts = (moved.sum(1).double() * token_share).ceil().long()
+                    moved = top_tokens(norms, moved, counts)
+                new = ids.clone()
+                if bool(moved.any()):
+                    to, _, _ = neighbors.moved_to(core.embedding_matrix(), index, ids[moved], delta[moved])
+                    new[moved] = to.to(ids.device)
+            else:
+                with torch.no_grad():
+                    adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att)
+                    new = torch.where(real, model.reconstruct(adv.tokens, att).to(ids.device), ids)
+            diff = (new != ids) & real  # (B, T)
+            for i, text in enumerate(chunk):
+                n = int(att[i].sum())
+                k = int(diff[i].sum())
+                if k == 0 and not keep_unchanged:
+                    unchanged += 1
+                    continue
+                out = _decode(tok, text, ids[i, :n], new[i, :n])
+                if tok.kind in ("word", "char"):
+                    words = tok.tokenize(text)
+                    if len(words) > n:  # truncated at max_length: the rest is kept as it was
+                        out = tok.join([out, *words[n:]]) if tok.kind == "word" else out + tok.join(words[n:])
+                changed_total += k
+                rows.append({"text": _clean(out), "label": names[ys[i]] if named else ys[i],
+                             "source_index": indices[s + i], "attack": attack, "changed_tokens": k})
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        core.train(was_training)
+    neighbors.persist(index)
+    summary = {"n": len(texts), "written": len(rows), "unchanged_skipped": unchanged,
+               "mean_changed_tokens": changed_total / max(1, len(rows)), "attack": method.describe(),
+               "text_form": text_form, "token_share": token_share}
+    return rows, summary
+
+
+def write_tsv(path, rows: list[dict]) -> None:
+    """The rows as a TSV file with the header ``COLUMNS`` (written whole: ``storage.outputs``)."""
+    from ..storage.outputs import write_output
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write("\t".join(COLUMNS) + "\n")
+            for r in rows:
+                f.write("\t".join(str(r[c]) for c in COLUMNS) + "\n")
+
+    write_output(path, write, "--out")
