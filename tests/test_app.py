@@ -207,6 +207,10 @@ def test_words_page_heatmap_and_bad_input(app_env):
     assert preds.shape[0] == 1 and {"prediction", "after attack"} <= set(preds.columns)
     at.multiselect(key="words_attacks").set_value(["spgd", "pgd"]).run()
     assert at.dataframe[0].value.shape[0] == 2
+    at.selectbox(key="sb_attack").set_value("fgsm").run()  # the rows follow the sidebar's attack
+    assert at.multiselect(key="words_attacks").value == ["fgsm"]
+    at.multiselect(key="words_attacks").set_value(["fgsm", "pgd"]).run()  # and stay as chosen until it changes
+    assert at.multiselect(key="words_attacks").value == ["fgsm", "pgd"]
     at.text_area(key="words_text").input("   ")
     at.button[0].click().run()
     assert any("Type a sentence" in w.value for w in at.warning)

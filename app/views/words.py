@@ -144,7 +144,12 @@ def main() -> None:
 
     names = list(attack_table())
     default = [sel.attack] if sel.attack in names else names[:1]
-    chosen = st.multiselect("Attacks (rows)", names, default=default, key="words_attacks", max_selections=6,
+    # the rows start as the sidebar's attack and follow it when it changes (a widget's default only
+    # applies to its first run; after that its state would keep the old attack)
+    if st.session_state.get("words_sidebar_attack") != sel.attack or "words_attacks" not in st.session_state:
+        st.session_state["words_sidebar_attack"] = sel.attack
+        st.session_state["words_attacks"] = default
+    chosen = st.multiselect("Attacks (rows)", names, key="words_attacks", max_selections=6,
                             help="The sidebar's parameters apply to the sidebar attack; others use their defaults.")
     text = choose_text(sel)
     if text is None:
