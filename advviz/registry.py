@@ -126,7 +126,7 @@ def _unreadable(row: dict, reason: str) -> dict:
 def _row(path: Path) -> dict:
     """A registry row with every column and nothing known yet."""
     return {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None, "epsilon": None,
-            "dataset": None, "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
+            "dataset": None, "training_data": "", "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
             "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
 
 
@@ -169,6 +169,7 @@ def describe(path: Path) -> dict:
     row["method"] = text("method", "name")
     row["epsilon"] = _num((cfg.get("method") or {}).get("epsilon")) if isinstance(cfg.get("method"), dict) else None
     row["dataset"] = text("data", "name")
+    row["training_data"] = training_data(cfg.get("data"))
     row["dev_accuracy"] = _num(metrics.get("dev_accuracy"))
     try:
         ld = ld_status(cfg.get("method") if isinstance(cfg.get("method"), dict) else None, metrics)
@@ -180,6 +181,27 @@ def describe(path: Path) -> dict:
     if isinstance(ev, dict) and isinstance(ev.get("clean"), dict):
         row["clean_accuracy"] = _num(ev["clean"].get("accuracy"))
     return row
+
+
+def training_data(data) -> str:
+    """What a run trained on beyond its data set's labelled train split, in a few words: the labelled
+    share and the unlabeled texts of a semi-supervised run, the rows of ``--augment`` files
+    ("10% labels + 6,228 unlabeled", "+6,920 augmented"); "" for a plain run."""
+    if not isinstance(data, dict):
+        return ""
+    parts = []
+    split = data.get("split_info") if isinstance(data.get("split_info"), dict) else {}
+    frac = split.get("labeled_fraction")
+    if isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac < 1:
+        parts.append(f"{frac:.0%} labels")
+    unlabeled = data.get("unlabeled_examples")
+    if isinstance(unlabeled, int) and not isinstance(unlabeled, bool) and unlabeled > 0:
+        parts.append(f"{unlabeled:,} unlabeled")
+    augmented = split.get("augmented_rows")
+    if isinstance(augmented, int) and not isinstance(augmented, bool) and augmented > 0:
+        parts.append(f"{augmented:,} augmented")
+    text = " + ".join(parts)
+    return f"+{text}" if text and not (isinstance(frac, (int, float)) and 0 < frac < 1) else text
 
 
 def label(row: dict) -> str:

@@ -263,3 +263,20 @@ def test_uae_semi_supervised_run_resumes_bit_identically(tmp_path, data_dir):
     assert _run_until(_args(data_dir, out, "uae", extra), out, 7, signal.SIGKILL) == -signal.SIGKILL
     subprocess.run(_args(data_dir, out, "uae", [*extra, "--resume"]), check=True, env=env)
     _assert_same(_final(out), _final(ref))
+
+
+def test_registry_row_says_what_a_run_trained_on_beyond_its_labels(tmp_path, data_dir):
+    """The Models table must not show a 10 %-label run or an augmented run as a plain baseline."""
+    from advviz import registry
+
+    common = ["--dataset", "sst2-sent", "--arch", "lstm", "--max-train", "100", "--max-eval", "20", "--epochs", "1",
+              "--hidden-size", "8", "--quiet", "--data-dir", str(data_dir)]
+    aug = tmp_path / "aug.tsv"
+    aug.write_text("text\tlabel\tsource_index\tattack\tchanged_tokens\na fine film\t1\t0\tspgd\t1\n"
+                   "a dull film\t0\t1\tspgd\t1\n")
+    assert main(["train", *common, "--method", "vat", "--labeled-fraction", "0.5", "--out", str(tmp_path / "semi")]) == 0
+    assert main(["train", *common, "--method", "baseline", "--augment", str(aug), "--out", str(tmp_path / "aug")]) == 0
+    assert main(["train", *common, "--method", "baseline", "--out", str(tmp_path / "plain")]) == 0
+    rows = {r["name"]: r["training_data"] for r in registry.scan(tmp_path)}
+    assert rows == {"semi": "50% labels + 50 unlabeled", "aug": "+2 augmented", "plain": ""}
+    assert registry.training_data({"split_info": {"labeled_fraction": "ten"}, "unlabeled_examples": True}) == ""

@@ -11,7 +11,8 @@ from advviz import registry
 from advviz.analysis.robustness import evaluate_under_attack
 from appkit import core, plots, sidebar, training
 
-COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset", "dev_accuracy": "dev acc",
+COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset",
+           "training_data": "training data", "dev_accuracy": "dev acc",
            "ld_steps": "L_D steps", "note": "note", "clean_accuracy": "eval acc",
            "robustness": "robustness (attack ε: acc)", "parameters": "params",
            "train_seconds": "train s", "date": "date", "status": "status"}
@@ -27,6 +28,9 @@ def registry_table(rows: list[dict]) -> None:
                                 "params": st.column_config.NumberColumn(format="localized"),
                                 "L_D steps": st.column_config.NumberColumn(
                                     help="CARL: optimiser steps trained with the contrastive loss L_D"),
+                                "training data": st.column_config.TextColumn(
+                                    help="beyond the labelled train split: the labelled share, unlabeled texts "
+                                         "(--labeled-fraction, --unlabeled) and --augment rows"),
                                 "train s": st.column_config.NumberColumn(format="%.1f")})
     st.download_button("Download registry (CSV)", df.to_csv(index=False), "models.csv", "text/csv", key="dl_registry")
 
