@@ -53,7 +53,7 @@ Where the reference code, the paper and this code differ (each a choice made her
   the reference's supervised loss the constraint "misclassified" is not met at δ = 0). --uae-margin
   κ (in ℓ's units; 1 − cos for the representation loss) makes the constraint bind; the reference
   has none (its CONFIDENCE is 0). κ = 0.01: on the GloVe LSTM at its ε 0.4 even the constraint
-  alone (c₀ = 100) meets κ = 0.05 for only 44 % of dev sentences in K = 5 steps (docs/results.md §8).
+  alone (c₀ = 100) meets κ = 0.05 for only 30 % of 512 dev sentences in K = 5 steps (κ 0.01 at c₀ 1: 51 %; docs/results.md §8).
 - **Units.** The reference descends the raw Lagrangian, whose balance depends on the units of its
   loss (pixel sums, logit margins: h of order 1–100, so c grows). Here MI is in nats of an
   unbounded estimate and ℓ may be 1 − cos (h ≤ κ ≈ 0.01): the dual update would drive c to ~0
