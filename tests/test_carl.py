@@ -382,3 +382,27 @@ def test_one_clean_pass_per_step_gives_the_gradients_of_one_per_ascent_step():
     assert g.keys() == ref.keys()
     for k in g:
         torch.testing.assert_close(g[k], ref[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_bank_scores_equal_the_dot_products_with_read_rows_and_their_gradients():
+    """``MemoryBank.scores`` (one product with the whole bank) gives the numbers and the anchor
+    gradients of ``contrastive_logits`` on gathered, normalised rows, the form Eq. 4 is written in."""
+    from advviz.methods.carl import contrastive_logits
+    from advviz.methods.memory_bank import MemoryBank
+
+    g = torch.Generator().manual_seed(0)
+    bank = MemoryBank(50, 8)
+    bank.fill(torch.arange(50), 3 * torch.randn(50, 8, generator=g))  # rows of any norm (Eq. 5 leaves them so)
+    bank.memory[7] = 0.0  # a zero row: divided by max(‖row‖, 1e-12) as F.normalize does
+    anchor = F.normalize(torch.randn(4, 8, generator=g), dim=-1).requires_grad_()
+    pos_ids, neg_ids = torch.tensor([1, 2, 3, 7]), torch.randint(0, 50, (4, 6), generator=g)
+    pos, neg = contrastive_logits(anchor, bank.read(pos_ids), bank.read(neg_ids), 0.07)
+    (pos.sum() + neg.square().sum()).backward()
+    want = anchor.grad.clone()
+    anchor.grad = None
+    fast_pos = bank.scores(anchor, pos_ids.view(-1, 1)).squeeze(1) / 0.07
+    fast_neg = bank.scores(anchor, neg_ids) / 0.07
+    assert torch.allclose(fast_pos, pos, atol=1e-5) and torch.allclose(fast_neg, neg, atol=1e-5)
+    (fast_pos.sum() + fast_neg.square().sum()).backward()
+    assert torch.allclose(anchor.grad, want, atol=1e-4)
+    bank.update(torch.tensor([0]), torch.ones(1, 8), 0.5)  # an in-place Eq. 5 update after scoring is safe

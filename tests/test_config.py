@@ -233,3 +233,30 @@ def test_readme_layout_names_every_package_and_top_level_module():
             continue
         name = p.name + ("/" if p.is_dir() else "")
         assert re.search(r"(^|[\s,(])" + re.escape(name) + r"($|[\s,)])", layout, re.M), name
+
+
+def test_default_set_is_split_over_the_cores_by_cost(tmp_path, monkeypatch):
+    """The app's default set trains one job per core, the costly runs apart, each job on the
+    threads its share of the cores gives it; every run is checked before any job starts."""
+    from advviz import background
+    from advviz.errors import AdvvizError
+
+    suite = background.default_suite(tmp_path)
+    groups = background.split_runs(suite, 2)
+    cost = lambda g: sum(background.DEFAULT_COST[r.train["method"]] for r in g)  # noqa: E731
+    assert sorted(r.name for g in groups for r in g) == sorted(r.name for r in suite)
+    assert {r.train["method"] for r in groups[0]} >= {"rar"} and "carl" in {r.train["method"] for r in groups[1]}
+    assert max(map(cost, groups)) <= 1.2 * sum(background.DEFAULT_COST.values()) / 2
+    assert [r.name for r in groups[0]] == [r.name for r in suite if r in groups[0]]  # given order kept
+    assert background.split_runs(suite[:1], 4) == [suite[:1]]
+
+    started = []
+    monkeypatch.setattr(background, "start", lambda root, runs, threads=None: started.append((runs, threads)) or "j")
+    monkeypatch.setattr(background.os, "cpu_count", lambda: 2)
+    assert background.start_parallel(tmp_path, suite) == ["j", "j"]
+    assert [t for _, t in started] == [1, 1] and sum(len(r) for r, _ in started) == len(suite)
+    started.clear()
+    bad = [*suite, background.TrainRun("../out", {"method": "baseline"})]
+    with pytest.raises(AdvvizError):
+        background.start_parallel(tmp_path, bad)
+    assert started == []  # nothing started when one run is invalid

@@ -438,17 +438,19 @@ class CARL(FreeLB):
         """L_D = L_D^o + L_D^a (Eqs. 2–3) for normalised R, R_adv <float>[B,d], the anchors' example
         ids ``idx`` [B] (bank positives) and negative ids [B,m]."""
         cfg = self.config
-        neg_orig = self.bank_orig.read(neg_ids).to(r.device, r.dtype)  # (B,m,d) negatives' original reps
-        neg_adv = self.bank_adv.read(neg_ids).to(r.device, r.dtype)  # (B,m,d) negatives' adversarial reps
-        if cfg.carl_positive == "bank":
+        # log h of Eq. 4 for the negatives' rows (``contrastive_logits`` on read rows, computed from one
+        # product with each bank): anchored on R_adv against B_orig (L_D^a), on R against B_adv (L_D^o)
+        if cfg.carl_positive == "bank":  # the anchor's own row first, then its negatives: one product a bank
             if idx is None:
                 raise AdvvizError("--carl-positive bank needs the anchors' example ids")
-            pos_for_a = self.bank_orig.read(idx).to(r.device, r.dtype)
-            pos_for_o = self.bank_adv.read(idx).to(r.device, r.dtype)
+            ids = torch.cat([idx.view(-1, 1).to(neg_ids.device), neg_ids], dim=1)  # (B,1+m)
+            s_a = self.bank_orig.scores(r_adv, ids) / cfg.tau
+            s_o = self.bank_adv.scores(r, ids) / cfg.tau
+            pos_a, neg_a, pos_o, neg_o = s_a[:, 0], s_a[:, 1:], s_o[:, 0], s_o[:, 1:]
         else:
-            pos_for_a, pos_for_o = r, r_adv
-        pos_a, neg_a = contrastive_logits(r_adv, pos_for_a, neg_orig, cfg.tau)  # anchored on R_adv: L_D^a
-        pos_o, neg_o = contrastive_logits(r, pos_for_o, neg_adv, cfg.tau)  # anchored on R: L_D^o
+            neg_a = self.bank_orig.scores(r_adv, neg_ids) / cfg.tau  # (B,m)
+            neg_o = self.bank_adv.scores(r, neg_ids) / cfg.tau
+            pos_a, pos_o = (r_adv * r).sum(-1) / cfg.tau, (r * r_adv).sum(-1) / cfg.tau
         if cfg.carl_loss == "infonce":
             la, lo = infonce_loss(pos_a, neg_a), infonce_loss(pos_o, neg_o)
         else:

@@ -6,6 +6,7 @@ Shapes: N training examples, d representation size, B batch, m negatives per exa
     bank.fill(idx, reps)                        B[i] = R_i                (initialisation pass)
     bank.update(idx, reps, momentum=M)          B[i] = M·B[i] + (1−M)·R_i (Eq. 5, exactly)
     bank.read(idx) -> <float>[..., d]           rows, L2-normalised on read
+    bank.scores(v, idx) -> <float>[B, m]        v_b · read(idx)[b, j], from one product with the bank
 
     sampler = NegativeSampler(labels)           labels <long>[N] of the training set
     sampler.sample(anchor_labels [B], m, generator) -> <long>[B, m]   ids with a *different* label
@@ -63,6 +64,17 @@ class MemoryBank:
     def read(self, idx: torch.Tensor) -> torch.Tensor:
         """Rows ``idx`` (any shape S) -> <float>[*S, d], L2-normalised, detached."""
         return F.normalize(self.memory[idx.to(self.memory.device)], dim=-1)
+
+    def scores(self, anchor: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """anchor_b · read(idx)[b, j] for anchor <float>[B,d] and idx [B,m] -> <float>[B,m] (differentiable
+        in ``anchor``). One product with the whole bank and a gather of B·m numbers, instead of
+        gathering and normalising B·m rows of d: with CARL's m ≈ 1,600 negatives on sst2-sent the
+        gather was a third of an LSTM step (docs/results.md §10). Same numbers as ``read`` up to
+        rounding: each row is divided by max(‖row‖, 1e-12), as ``F.normalize`` does."""
+        # a copy: autograd keeps it for ∂/∂anchor, and Eq. 5 updates the bank in place before that backward
+        mem = self.memory.to(anchor.device, anchor.dtype, copy=True)
+        norms = mem.norm(dim=-1).clamp_min(1e-12)  # (N,)
+        return (anchor @ mem.T / norms).gather(1, idx.to(anchor.device))  # (B,N) -> (B,m)
 
 
 class NegativeSampler:

@@ -127,8 +127,9 @@ def default_suite_button() -> None:
             if not todo:
                 st.info("Every model of the default set exists already.")
                 return
-            job = background.start(core.root(), todo)
-            st.success(f"Default training started (job {job}); progress below.")
+            jobs = background.start_parallel(core.root(), todo)
+            st.success(f"Default training started ({len(jobs)} job{'s' * (len(jobs) > 1)}, one per core: "
+                       f"{', '.join(jobs)}); progress below.")
 
 
 def _job_card(j: dict) -> None:
