@@ -287,7 +287,10 @@ class Trainer:
             raise AdvvizError(f"{self.out_dir} already holds a run; pass --resume to continue it or "
                               f"--overwrite to replace it")
         if saved is not None:
-            old = {k: v for k, v in saved[0]["run"]["train"].items() if k not in _RESUMABLE_CHANGES}
+            # a setting added after the state was written (an older advviz) ran at its default then
+            defaults = json.loads(dumps(asdict(TrainConfig())))
+            old = {**defaults, **saved[0]["run"]["train"]}
+            old = {k: v for k, v in old.items() if k not in _RESUMABLE_CHANGES}
             new = {k: v for k, v in json.loads(dumps(asdict(cfg))).items() if k not in _RESUMABLE_CHANGES}
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             # the method's settings, not what setup derives from the data (CARL's resolved m)

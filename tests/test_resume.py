@@ -101,6 +101,24 @@ def test_resume_refuses_other_settings(tmp_path, data_dir):
     assert p.returncode == 2 and "cannot resume" in p.stderr and "lr" in p.stderr
 
 
+def test_resume_state_of_an_older_version_resumes_at_the_settings_it_lacks(tmp_path, data_dir):
+    """A state written before a setting existed (here: --preset and --labeled-fraction, as an earlier
+    advviz wrote it) ran at that setting's default: the resume goes on; a setting it does record and
+    the user changes is still refused."""
+    out = tmp_path / "run"
+    _run_until(_args(data_dir, out), out, 3, signal.SIGKILL)
+    state = out.parent / f".{out.name}.resume" / "state.json"
+    saved = json.loads(state.read_text())
+    for key in ("preset", "labeled_fraction"):
+        del saved["run"]["train"][key]
+    state.write_text(json.dumps(saved))
+    p = subprocess.run(_args(data_dir, out, extra=["--resume", "--preset", "paper"]), capture_output=True, text=True)
+    assert p.returncode == 2 and "cannot resume" in p.stderr and "preset" in p.stderr
+    p = subprocess.run(_args(data_dir, out, extra=["--resume"]), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / "metrics.json").read_text())["steps"] > 3
+
+
 def test_existing_run_is_not_clobbered(tmp_path, data_dir):
     out = tmp_path / "run"
     subprocess.run(_args(data_dir, out, extra=["--max-steps", "2"]), check=True)
