@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 PAGES = [("", "Models", '[data-testid="stDataFrame"]'),
          ("words", "Which words move", '[data-testid="stPlotlyChart"]'),
+         ("atlas", "Word atlas", '[data-testid="stButton"]'),  # the atlas itself is computed on a click
          ("reconstructions", "Reconstructions", '[data-testid="stMarkdown"]'),
          ("space", "Representation space", '[data-testid="stPlotlyChart"]'),
          ("robustness", "Robustness", '[data-testid="stButton"]')]
