@@ -45,7 +45,6 @@ import hashlib
 import json
 import math
 import os
-import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -620,20 +619,15 @@ def write_cache(cache_dir: Path, key: str, rec: TokenRecords, meta: dict) -> Non
     """Atomic write (hidden temporary + rename); an unwritable directory only costs the cache."""
     from safetensors.torch import save_file
 
+    from ..storage.outputs import replace_atomically
+
     cache_dir = Path(cache_dir)
-    tmp = cache_dir / f".words-{key}.safetensors.tmp-{uuid.uuid4().hex[:8]}"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        save_file(rec.tensors(), str(tmp), metadata={"meta": json.dumps(meta, default=str)})  # key order kept
-        os.replace(tmp, cache_path(cache_dir, key))
+        replace_atomically(cache_path(cache_dir, key), lambda tmp: save_file(
+            rec.tensors(), str(tmp), metadata={"meta": json.dumps(meta, default=str)}))  # key order kept
     except OSError:
         pass
-    finally:
-        if os.path.lexists(tmp):
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 # --------------------------------------------------------------------------------------------

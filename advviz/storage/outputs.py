@@ -66,17 +66,19 @@ def check_companion_file(path: str | os.PathLike, flag: str, ours: Callable[[dic
     return path
 
 
-def write_output(path: str | os.PathLike, write: Callable[[Path], object], flag: str = "--out") -> Path:
-    """``write(tmp)`` fills a temporary sibling of ``path``, which then replaces ``path``."""
-    path = check_output_file(path, flag)
+def replace_atomically(path: str | os.PathLike, write: Callable[[Path], object],
+                       before_replace: Callable[[], object] | None = None) -> Path:
+    """``write(tmp)`` fills a hidden temporary sibling of ``path`` (``.NAME.tmp-<hex>``, the form
+    ``outdir.TEMP_RE`` recognises as advviz's), which then replaces ``path`` by a rename, after
+    ``before_replace()`` if given. The temporary is removed whatever happens (it is this call's own
+    file: a fresh random name); errors (OSError included) propagate."""
+    path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
-        check_output_file(path, flag)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
-    except OSError as e:
-        raise AdvvizError(f"cannot write {flag} {path}: {e.strerror or e}") from None
     finally:
         if os.path.lexists(tmp):
             try:
@@ -84,3 +86,13 @@ def write_output(path: str | os.PathLike, write: Callable[[Path], object], flag:
             except OSError:
                 pass
     return path
+
+
+def write_output(path: str | os.PathLike, write: Callable[[Path], object], flag: str = "--out") -> Path:
+    """``write(tmp)`` fills a temporary sibling of ``path``, which then replaces ``path``."""
+    path = check_output_file(path, flag)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return replace_atomically(path, write, lambda: check_output_file(path, flag))
+    except OSError as e:
+        raise AdvvizError(f"cannot write {flag} {path}: {e.strerror or e}") from None
