@@ -189,19 +189,16 @@ def training_data(data) -> str:
     ("10% labels + 6,228 unlabeled", "+6,920 augmented"); "" for a plain run."""
     if not isinstance(data, dict):
         return ""
-    parts = []
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     split = data.get("split_info") if isinstance(data.get("split_info"), dict) else {}
-    frac = split.get("labeled_fraction")
-    if isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac < 1:
-        parts.append(f"{frac:.0%} labels")
-    unlabeled = data.get("unlabeled_examples")
-    if isinstance(unlabeled, int) and not isinstance(unlabeled, bool) and unlabeled > 0:
-        parts.append(f"{unlabeled:,} unlabeled")
-    augmented = split.get("augmented_rows")
-    if isinstance(augmented, int) and not isinstance(augmented, bool) and augmented > 0:
-        parts.append(f"{augmented:,} augmented")
-    text = " + ".join(parts)
-    return f"+{text}" if text and not (isinstance(frac, (int, float)) and 0 < frac < 1) else text
+    frac, unlabeled, augmented = split.get("labeled_fraction"), data.get("unlabeled_examples"), split.get("augmented_rows")
+    extra = [f"{n:,} {what}" for n, what in ((unlabeled, "unlabeled"), (augmented, "augmented"))
+             if number(n) and isinstance(n, int) and n > 0]
+    if number(frac) and 0 < frac < 1:  # a share of the labels, and what was added to it
+        return " + ".join([f"{frac:.0%} labels", *extra])
+    return "+" + " + ".join(extra) if extra else ""  # all the labels, plus what was added
 
 
 def label(row: dict) -> str:

@@ -450,7 +450,7 @@ class CARL(FreeLB):
         else:
             neg_a = self.bank_orig.scores(r_adv, neg_ids) / cfg.tau  # (B,m)
             neg_o = self.bank_adv.scores(r, neg_ids) / cfg.tau
-            pos_a, pos_o = (r_adv * r).sum(-1) / cfg.tau, (r * r_adv).sum(-1) / cfg.tau
+            pos_a = pos_o = (r_adv * r).sum(-1) / cfg.tau  # each view's positive is the other: one product
         if cfg.carl_loss == "infonce":
             la, lo = infonce_loss(pos_a, neg_a), infonce_loss(pos_o, neg_o)
         else:
