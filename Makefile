@@ -3,10 +3,14 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The optional extra `textattack` pins transformers<5 (flair, which TextAttack imports, needs it), so
+# its tests run in a venv of their own and the main suite keeps testing the default install.
+TA_VENV := .venv-textattack
+TA_BIN := $(TA_VENV)/bin
 export ADVVIZ_DATA_DIR ?= $(abspath ../shared/data)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast app train-default bench clean
+.PHONY: setup setup-textattack test test-main test-textattack test-fast app train-default bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,8 +24,22 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed  ## create .venv and install advviz with its test tools
 
-test: setup  ## every test, real-data ones included (what CI runs)
+$(TA_VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(TA_VENV)
+	$(TA_BIN)/python -m pip install -q --upgrade pip
+	$(TA_BIN)/pip install -q torch==2.13.0
+	$(TA_BIN)/pip install -q -e '.[dev,textattack]'
+	touch $@
+
+setup-textattack: $(TA_VENV)/.installed  ## create .venv-textattack: advviz with the TextAttack extra
+
+test: test-main test-textattack  ## every test, real-data ones included, in both venvs (what CI runs)
+
+test-main: setup  ## the suite on the default install (transformers 5; TextAttack tests skip here)
 	$(BIN)/python -m pytest -q -ra --durations=15
+
+test-textattack: setup-textattack  ## the suite (browser tests aside) with the textattack extra (transformers 4)
+	ADVVIZ_REQUIRE_TEXTATTACK=1 $(TA_BIN)/python -m pytest -q -ra -m 'not browser' --durations=10
 
 test-fast: setup  ## skip the tests that train on real data
 	$(BIN)/python -m pytest -q -m 'not slow and not browser'
@@ -36,4 +54,4 @@ bench: setup
 	$(BIN)/python benchmarks/train_step.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) $(TA_VENV) .pytest_cache test-artifacts

@@ -514,7 +514,7 @@ TOLERATED = {"eval.json with a string accuracy"}
 
 def _hostile_root(tmp_path: Path, case: str) -> Path:
     from advviz.storage.checkpoint import save_checkpoint
-    from tests.conftest import make_tiny_rnn
+    from conftest import make_tiny_rnn
 
     (tmp_path / "secret.json").write_text(json.dumps({"clean": {"accuracy": SECRET}}))
     root = tmp_path / "root"

@@ -11,7 +11,7 @@ import pytest
 from advviz.storage.checkpoint import load_checkpoint, save_checkpoint
 from advviz.data import load_splits
 from advviz.errors import AdvvizError
-from tests.conftest import disk_full_at_rename
+from conftest import disk_full_at_rename
 
 RUN = {"data": {"name": "toy", "label_names": ["neg", "pos"]}, "method": {"name": "baseline"}}
 # The first bytes of a pickle (protocol 4) and of a torch.save zip; never deserialised here.
@@ -169,7 +169,7 @@ def test_transformer_max_length_beyond_positions_refused(tiny_bert, tmp_path):
 
 def test_deeply_nested_lm_config_refused(tmp_path):
     from advviz.analysis.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
-    from tests.conftest import SENTENCES
+    from conftest import SENTENCES
 
     lm = LSTMLanguageModel(build_lm_tokenizer(SENTENCES, None, 1), LMConfig(embedding_dim=4, hidden_size=4))
     d = save_lm(lm, tmp_path / "lm", {})
@@ -212,7 +212,7 @@ def test_tampered_neighbour_cache_never_shows_false_moves(ckpt, tamper):
 
 def test_lm_config_describing_a_huge_lstm_refused_before_allocation(tmp_path):
     from advviz.analysis.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, save_lm
-    from tests.conftest import SENTENCES
+    from conftest import SENTENCES
 
     lm = LSTMLanguageModel(build_lm_tokenizer(SENTENCES, None, 1), LMConfig(embedding_dim=4, hidden_size=4))
     d = save_lm(lm, tmp_path / "lm", {})

@@ -10,7 +10,7 @@ import torch
 from advviz.errors import AdvvizError
 from advviz.analysis.lm import (LMConfig, LMTrainConfig, LSTMLanguageModel, build_lm_tokenizer, load_lm, perplexity,
                        save_lm, sentence_nll, train_lm)
-from tests.conftest import SENTENCES, disk_full_at_rename
+from conftest import SENTENCES, disk_full_at_rename
 
 
 def _unigram_lm(probs: dict[str, float]) -> LSTMLanguageModel:

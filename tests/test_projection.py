@@ -10,7 +10,7 @@ import advviz
 from advviz.storage.checkpoint import save_checkpoint
 from advviz.errors import AdvvizError
 from advviz.analysis.projection import Projector, cluster_metrics, project_representations, write_table
-from tests.conftest import LABELS, SENTENCES, make_tiny_rnn
+from conftest import LABELS, SENTENCES, make_tiny_rnn
 
 TEXTS = SENTENCES * 3  # 18 points: enough for PCA, too few for UMAP with 2 x 18 > 16 only when attacked
 LAB = LABELS * 3

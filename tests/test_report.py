@@ -11,7 +11,7 @@ from advviz.storage.checkpoint import save_checkpoint
 from advviz.cli import main
 from advviz.analysis.lm import LMConfig, LSTMLanguageModel, build_lm_tokenizer, save_lm
 from advviz.analysis.report import build_report, render_markdown
-from tests.conftest import SENTENCES, make_tiny_rnn
+from conftest import SENTENCES, make_tiny_rnn
 
 ROWS = [(s, y) for s, y in zip(SENTENCES, [1, 0, 1, 0, 1, 0])] * 4  # 24 rows
 

@@ -93,7 +93,7 @@ def test_compare_models_label_set_mismatch(tiny_lstm):
 
 
 def test_compare_models_same_model_is_not_significant(tiny_lstm):
-    from tests.conftest import LABELS, SENTENCES
+    from conftest import LABELS, SENTENCES
 
     a = _FakeModel(tiny_lstm, ["negative", "positive"], "a")
     r = compare_models(a, a, SENTENCES, LABELS, n_boot=50)

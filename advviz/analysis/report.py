@@ -5,8 +5,11 @@
 One row per checkpoint: clean accuracy (CARL Table 2 / SPGD Table 3), accuracy under k-PGD at
 each ε (CARL Table 5), mean orig–adv cosine / Euclidean distance of sentence representations
 (CARL Table 4), LM perplexity of original vs discretized adversarial text and the gap (SPGD
-Table 1, when an LM is given), parameter count (CARL Table 7) and training time. Written as
-markdown and JSON (``out_md`` with ``.json``).
+Table 1, when an LM is given), parameter count (CARL Table 7) and training time; with
+``textattack=[RECIPE, ...]``, the discrete attacks the field reports (TextAttack's clean accuracy,
+accuracy under attack, attack success rate, queries and perturbed-word share:
+:mod:`advviz.analysis.discrete`), on the same examples or the first ``textattack_examples`` of them.
+Written as markdown and JSON (``out_md`` with ``.json``).
 
 Checkpoints trained with the same settings but different ``--seed`` are also averaged
 (``seed_groups``: mean and sample standard deviation per method), as the papers report the
@@ -81,8 +84,13 @@ def parse_attack_spec(spec: str) -> tuple[str, dict]:
     return name, {"epsilon": value}
 
 
+DISCRETE_KEYS = ("name", "clean_accuracy", "accuracy", "attack_success_rate", "mean_queries", "perturbed_word_share",
+                 "n", "succeeded", "failed", "skipped", "examples_per_second", "variant")
+DISCRETE_MEANS = ("clean_accuracy", "accuracy", "attack_success_rate", "mean_queries", "perturbed_word_share")
+
+
 def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
-               batch_size=32, progress=False) -> dict:
+               batch_size=32, progress=False, textattack=(), textattack_examples=None) -> dict:
     from ..evaluate import evaluate
     from .robustness import evaluate_under_attack
 
@@ -103,6 +111,15 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
             keys = ("original_perplexity", "adversarial_perplexity", "gap", "changed_tokens_per_text", "nearest_gap",
                     "nearest_changed_tokens_per_text", "adv_accuracy")
             row["perplexity"].append({"attack": spec, **{k: p[k] for k in keys}})
+    row["discrete"] = []
+    for recipe in textattack:
+        from .discrete import run_textattack
+
+        n = len(texts) if textattack_examples is None else min(textattack_examples, len(texts))
+        if progress:
+            print(f"  textattack:{recipe} on {n} examples", flush=True)
+        res = run_textattack(model, texts[:n], labels[:n], recipe, seed=seed)
+        row["discrete"].append({k: res["row"].get(k) for k in DISCRETE_KEYS})
     return row
 
 
@@ -110,13 +127,20 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
                  overrides: dict | None = None, lm_dir: str | os.PathLike | None = None,
                  ppl_attacks: list[str] | tuple = ("advt", "iadvt", "spgd"), max_examples: int | None = None,
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
-                 title: str | None = None, progress: bool = False) -> dict:
+                 title: str | None = None, progress: bool = False, textattack: list[str] | tuple = (),
+                 textattack_examples: int | None = None) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc)."""
     from ..api import load
     from ..data import align_labels, load_dataset
 
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
+    if textattack:
+        from .discrete import check_recipe
+
+        textattack = list(dict.fromkeys(check_recipe(r) for r in textattack))
+    if textattack_examples is not None and textattack_examples <= 0:
+        raise AdvvizError(f"--textattack-examples must be positive, got {textattack_examples}")
     epsilons = list(DEFAULT_EPSILONS if epsilons is None else epsilons)
     if max_examples is not None and max_examples <= 0:
         raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
@@ -141,9 +165,10 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
         if progress:
             print(f"[{i + 1}/{len(models)}] {mdl.name}", flush=True)
         rows.append(report_row(mdl, sub.texts, sub.labels, attack, epsilons, overrides, lm,
-                               ppl_attacks if lm else (), seed, batch_size, progress))
+                               ppl_attacks if lm else (), seed, batch_size, progress, textattack, textattack_examples))
     report = {"title": title or f"advviz reproduction report: {dataset}/{split}", "dataset": dataset, "split": split,
               "n": len(sub), "split_size": len(ds), "attack": attack, "epsilons": epsilons, "overrides": overrides,
+              "textattack": [f"textattack:{r}" for r in textattack],
               "seed": seed, "lm": str(lm_dir) if lm_dir else None,
               "lm_held_out_perplexity": (lm.metrics or {}).get("held_out_perplexity") if lm else None,
               "rows": rows, "seed_groups": seed_groups(rows)}
@@ -178,12 +203,17 @@ def seed_groups(rows: list[dict]) -> list[dict]:
             attacks.append({"epsilon": a["epsilon"],
                             **{k: _mean_std([x[k] for x in same]) for k in ("accuracy", "cosine", "euclidean",
                                                                              "flip_rate")}})
+        discrete = []
+        for j, a in enumerate(first.get("discrete") or []):
+            same = [r["discrete"][j] for r in members if len(r.get("discrete") or []) > j]
+            discrete.append({"name": a["name"], "n": a["n"], **{k: _mean_std([x[k] for x in same]) for k in DISCRETE_MEANS}})
         out.append({"arch": first["arch"], "method": first["method"], "differs": differs[settings],
                     "trained_on": first["trained_on"],
                     "note": "; ".join(sorted({r["note"] for r in members if r.get("note")})),
                     "seeds": sorted(r["train_seed"] for r in members), "checkpoints": [r["name"] for r in members],
                     "dev_accuracy_at_training": _mean_std([r.get("dev_accuracy_at_training") for r in members]),
-                    "clean_accuracy": _mean_std([r["clean_accuracy"] for r in members]), "attacks": attacks})
+                    "clean_accuracy": _mean_std([r["clean_accuracy"] for r in members]), "attacks": attacks,
+                    "discrete": discrete})
     return out
 
 
@@ -282,6 +312,8 @@ def render_markdown(report: dict) -> str:
                           _pm(g["dev_accuracy_at_training"]), _pm(g["clean_accuracy"])]
                          + [_pm(a["accuracy"]) for a in g["attacks"]] + [_pm(a["cosine"]) for a in g["attacks"]]
                          + [_pm(a["euclidean"]) for a in g["attacks"]] for g in report["seed_groups"]])
+    if any(r.get("discrete") for r in rows):
+        lines += _discrete_tables(report)
     if any(r["perplexity"] for r in rows):
         lm_note = f" (LM held-out perplexity {_f(report['lm_held_out_perplexity'], 2)})" \
             if report.get("lm_held_out_perplexity") else ""
@@ -295,6 +327,32 @@ def render_markdown(report: dict) -> str:
                           _f(p["nearest_changed_tokens_per_text"], 2), p["adv_accuracy"]]
                          for r in rows for p in r["perplexity"]])
     return "\n".join(lines)
+
+
+def _discrete_tables(report: dict) -> list[str]:
+    rows = [r for r in report["rows"] if r.get("discrete")]
+    n = rows[0]["discrete"][0]["n"]
+    lines = ["### Discrete attacks run by TextAttack (TextDefender's columns)", "",
+             f"Each example attacked against its gold label ({n} examples; skipped = already misclassified). "
+             "Success rate = succeeded / (succeeded + failed); perturbed words: share of the words changed, over "
+             "the successful attacks.", ""]
+    variants = {a["name"]: a["variant"] for r in rows for a in r["discrete"] if a.get("variant")}
+    lines += [f"`{k}`: {v}." for k, v in variants.items()] + ([""] if variants else [])
+    lines += _table(["checkpoint", "method", "recipe", "clean acc", "acc under attack", "success rate", "queries",
+                     "perturbed words", "examples/s"],
+                    [[r["name"], _method(r), a["name"], a["clean_accuracy"], a["accuracy"], a["attack_success_rate"],
+                      _f(a["mean_queries"], 1), a["perturbed_word_share"], _f(a["examples_per_second"], 2)]
+                     for r in rows for a in r["discrete"]])
+    groups = [g for g in report.get("seed_groups") or [] if g.get("discrete")]
+    if groups:
+        lines += ["Mean ± standard deviation over training seeds:", ""]
+        lines += _table(["arch", "method", "seeds", "recipe", "clean acc", "acc under attack", "success rate",
+                         "queries", "perturbed words"],
+                        [[g["arch"] or "–", _method(g) + _differs(g), ", ".join(map(str, g["seeds"])), a["name"],
+                          _pm(a["clean_accuracy"]), _pm(a["accuracy"]), _pm(a["attack_success_rate"]),
+                          _pm(a["mean_queries"], 1), _pm(a["perturbed_word_share"])]
+                         for g in groups for a in g["discrete"]])
+    return lines
 
 
 def write_report(report: dict, out_md: str | os.PathLike) -> tuple[Path, Path]:

@@ -69,6 +69,11 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--eps", default="0.02,0.075,0.1", help="comma-separated ε values")
     p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
     p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
+    p.add_argument("--textattack", action="append", default=[], metavar="RECIPE",
+                   help="add a discrete-attack table run by TextAttack (repeatable; deepwordbug, textfooler-glove, "
+                        "pwws, textfooler; needs the extra: pip install -e '.[textattack]')")
+    p.add_argument("--textattack-examples", type=int, default=None, metavar="N",
+                   help="attack only the first N of the report's examples with TextAttack (default: all of them)")
     p.add_argument("--title", default=None)
     p.add_argument("--out", required=True, help="report.md (report.json is written beside it)")
     flags.add_preset_flag(p)
@@ -266,7 +271,9 @@ def cmd_report(args) -> int:
         args, args.method_names)))
     rep = build_report(args.checkpoints, dataset, args.split, args.attack, eps, values, args.lm,
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
-                       title=args.title, progress=not (args.json or args.quiet))
+                       title=args.title, progress=not (args.json or args.quiet),
+                       textattack=[r.strip() for spec in args.textattack for r in spec.split(",") if r.strip()],
+                       textattack_examples=args.textattack_examples)
     if args.json:
         print(dumps(rep))
     else:

@@ -25,10 +25,18 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.set_defaults(func=cmd_inspect)
 
     g = eval_parser.add_argument_group("attack (advviz eval --attack NAME)")
-    g.add_argument("--attack", default=None, help="also evaluate under this attack (e.g. pgd)")
+    g.add_argument("--attack", default=None,
+                   help="also evaluate under this attack: an embedding-space attack (e.g. pgd) or a discrete one run "
+                        "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, pwws, textfooler; needs the "
+                        "extra: pip install -e '.[textattack]')")
     g.add_argument("--eps", default=None, help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default: the attack's)")
     g.add_argument("--per-example", default=None, metavar="FILE", help="write per-example rows (JSON lines)")
     g.add_argument("--attack-seed", type=int, default=0)
+    g.add_argument("--adversarial-csv", default=None, metavar="FILE",
+                   help="textattack:RECIPE only: write the successful adversarial examples as a CSV that "
+                        "`advviz train --augment FILE` reads")
+    g.add_argument("--attack-batch-size", type=int, default=64, metavar="N",
+                   help="textattack:RECIPE only: texts per batched model query (default 64)")
     flags.add_preset_flag(g)
     flags.add_method_flags(eval_parser, flags.named_methods(argv, "eval"))
     previous = eval_parser.get_default("func")
@@ -102,8 +110,17 @@ def format_result(r: dict) -> str:
 
 
 def cmd_eval_attack(args, previous) -> int:
+    from ..analysis.discrete import is_textattack
+
     if getattr(args, "attack", None) is None:
+        if args.adversarial_csv:
+            raise AdvvizError("--adversarial-csv needs --attack textattack:RECIPE")
         return previous(args)
+    if is_textattack(args.attack):
+        return cmd_eval_textattack(args)
+    if args.adversarial_csv:
+        raise AdvvizError("--adversarial-csv needs --attack textattack:RECIPE (embedding-space attacks write "
+                          "text-form examples with `advviz augment`)")
     from ..analysis.robustness import evaluate_under_attack, parse_epsilons
     from ..api import load
     from ..evaluate import evaluate
@@ -150,3 +167,66 @@ def _write_per_example(path: Path, attacks: list[dict]) -> None:
                     f.write(dumps({"attack": a["name"], "epsilon": a["epsilon"], **row}) + "\n")
 
     write_output(path, write, "--per-example")
+
+
+def cmd_eval_textattack(args) -> int:
+    """``advviz eval DIR --attack textattack:RECIPE``: clean accuracy and TextAttack's row."""
+    from tqdm.auto import tqdm
+
+    from ..analysis.discrete import adversarial_rows, check_recipe, run_textattack, write_csv
+    from ..api import load
+    from ..data import subset_indices
+    from ..evaluate import evaluate
+    from ..limits import check_max_examples, check_positive, check_seed
+    from ..storage.outputs import check_output_file
+
+    check_max_examples(args.max_examples)
+    check_seed(args.attack_seed, "--attack-seed")
+    check_positive(args.attack_batch_size, "--attack-batch-size")
+    if args.eps is not None:
+        raise AdvvizError("--eps applies to embedding-space attacks; a TextAttack recipe has its own budget")
+    for flag, path in (("--per-example", args.per_example), ("--adversarial-csv", args.adversarial_csv)):
+        if path:
+            check_output_file(path, flag)
+    if args.adversarial_csv and Path(args.adversarial_csv).suffix.lower() != ".csv":
+        raise AdvvizError(f"--adversarial-csv {args.adversarial_csv}: give a .csv file")
+    recipe = check_recipe(args.attack)
+    model = load(args.checkpoint)
+    name = args.dataset or model.config["data"]["name"]
+    ds = model.examples(name, args.split, args.data_dir)
+    keep = subset_indices(len(ds), args.max_examples, 0)
+    texts, labels = [ds.texts[i] for i in keep], [ds.labels[i] for i in keep]
+    if not texts:
+        raise AdvvizError(f"{name}/{args.split} has no examples to evaluate")
+    res = {"model": str(args.checkpoint), "dataset": name, "split": args.split, **evaluate(model.classifier, texts, labels)}
+    bar = tqdm(total=len(texts), desc=f"textattack:{recipe}", disable=args.json or args.quiet)
+    try:
+        out = run_textattack(model, texts, labels, recipe, seed=args.attack_seed, batch_size=args.attack_batch_size,
+                             progress=lambda done, total: bar.update(done - bar.n))
+    finally:
+        bar.close()
+    for r in out["per_example"]:
+        r["source_index"] = keep[r["index"]]
+    if args.per_example:
+        _write_per_example(Path(args.per_example), [{**out["row"], "per_example": out["per_example"]}])
+    if args.adversarial_csv:
+        write_csv(args.adversarial_csv, adversarial_rows(model, out["per_example"], out["row"]["name"], keep))
+    res["attacks"] = [out["row"]]
+    if args.json:
+        print(dumps(res))
+        return 0
+    a = out["row"]
+    print(f"{name}/{args.split}: accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  "
+          f"loss {res['loss']:.4f}  n {res['n']}")
+    pws = "-" if a["perturbed_word_share"] is None else f"{a['perturbed_word_share']:.4f}"
+    asr = "-" if a["attack_success_rate"] is None else f"{a['attack_success_rate']:.4f}"
+    mq = "-" if a["mean_queries"] is None else f"{a['mean_queries']:.1f}"
+    print(f"  {a['name']}: accuracy {a['accuracy']:.4f} (clean {a['clean_accuracy']:.4f})  success rate {asr}  "
+          f"queries {mq}  perturbed words {pws}  "
+          f"succeeded/failed/skipped {a['succeeded']}/{a['failed']}/{a['skipped']}  "
+          f"{a['examples_per_second']:.2f} examples/s")
+    if a.get("variant"):
+        print(f"  variant: {a['variant']}")
+    if args.adversarial_csv:
+        print(f"  wrote {a['succeeded']} adversarial examples to {args.adversarial_csv} (advviz train --augment)")
+    return 0

@@ -43,7 +43,7 @@ class HFEncoderClassifier(Classifier):
         try:
             encoder = AutoModel.from_pretrained(path)
             tok = HFTokenizer.from_pretrained(path, max_length=max_length)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # transformers 4 raises HFValidationError (a ValueError) for a bad id
             raise AdvvizError(f"could not load encoder '{arch}': not a local folder and the Hugging Face "
                               f"hub is unreachable or has no such model ({str(e).splitlines()[0][:120]})") from None
         return cls(encoder, tok, num_labels, dropout, arch)
