@@ -280,3 +280,77 @@ def test_report_adds_the_discrete_table_and_averages_seeds(ta, trained_lstm, dat
     assert d["accuracy"]["mean"] == pytest.approx(np.mean(accs))
     md = (tmp_path / "r.md").read_text()
     assert "Discrete attacks run by TextAttack" in md and md.count("textattack:deepwordbug") >= 3
+
+
+# --------------------------------------------------------------------------------------------
+# the app: Robustness's table, Which words move's overlap view
+
+
+@pytest.fixture(scope="module")
+def app_root(trained_lstm, tmp_path_factory):
+    import shutil
+
+    root = tmp_path_factory.mktemp("ta-app")
+    shutil.copytree(trained_lstm, root / "lstm-trained")
+    return root
+
+
+def _app(page: str, root, monkeypatch):
+    from test_app import new_app
+
+    monkeypatch.setenv("ADVVIZ_MODELS_DIR", str(root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return new_app(page)
+
+
+@pytest.mark.textattack
+@pytest.mark.slow
+def test_robustness_page_shows_the_textattack_table(ta, app_root, monkeypatch):
+    from test_app import assert_clean
+
+    at = _app("robustness", app_root, monkeypatch)
+    at.multiselect(key="rob_ta_recipes").set_value(["deepwordbug", "textfooler-glove"])
+    at.number_input(key="rob_ta_n").set_value(12)
+    at.button(key="rob_ta_go").click().run()
+    assert_clean(at)
+    table = at.dataframe[-1].value
+    assert table["recipe"].tolist() == ["deepwordbug", "textfooler-glove"] and (table["n"] == 12).all()
+    assert (table["accuracy"] <= table["clean_accuracy"]).all() and table["clean_accuracy"].nunique() == 1
+    assert any("textfooler-glove" in c.value and "differs" in c.value for c in at.caption)
+    ev = json.loads((app_root / "lstm-trained" / "eval.json").read_text())
+    assert {"textattack:deepwordbug", "textattack:textfooler-glove"} <= {a["name"] for a in ev["attacks"]}
+
+
+@pytest.mark.textattack
+@pytest.mark.slow
+def test_words_page_opens_a_discrete_example_on_the_heatmap(ta, app_root, monkeypatch):
+    from test_app import assert_clean
+
+    at = _app("words", app_root, monkeypatch)
+    charts = len(at.get("plotly_chart"))
+    at.number_input(key="words_ta_n").set_value(24)
+    at.button(key="words_ta_go").click().run()
+    assert_clean(at)
+    labels = [m.label for m in at.metric]
+    assert "Swapped words among the top-3 ‖δᵢ‖" in labels and "By chance" in labels
+    share = next(m.value for m in at.metric if m.label.startswith("Swapped words among"))
+    assert share.endswith("%")
+    figs = at.get("plotly_chart")
+    assert len(figs) == charts + 1
+    spec = json.loads(figs[-1].proto.spec)
+    assert spec["layout"].get("shapes"), "the changed words are outlined"
+    assert any("⇒" in cell for row in spec["data"][0]["text"] for cell in row)
+    examples = at.selectbox(key="words_ta_example").options
+    assert len(examples) >= 1
+
+
+def test_pages_without_the_extra_say_how_to_install(monkeypatch, app_root):
+    from test_app import assert_clean
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "textattack" else real(name, *a))
+    monkeypatch.setattr(discrete, "_STATE", {})
+    for page in ("robustness", "words"):
+        at = _app(page, app_root, monkeypatch)
+        assert_clean(at)
+        assert any("pip install -e '.[textattack]'" in i.value for i in at.info), page

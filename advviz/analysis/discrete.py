@@ -460,21 +460,24 @@ def adversarial_rows(model, per_example: list[dict], name: str, source_index: li
     return out
 
 
-def write_csv(path, rows: list[dict]) -> None:
-    """``rows`` as a CSV with the header :data:`AUGMENT_COLUMNS` (written whole, never over a file
-    advviz did not write: ``storage.outputs``)."""
+def csv_text(rows: list[dict]) -> str:
+    """``rows`` as CSV text with the header :data:`AUGMENT_COLUMNS`."""
     import csv
 
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=AUGMENT_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    """:func:`csv_text` of ``rows`` to ``path`` (written whole, never over a file advviz did not
+    write: ``storage.outputs``)."""
     from ..storage.outputs import write_output
 
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=AUGMENT_COLUMNS)
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: r[c] for c in AUGMENT_COLUMNS})
-
-    write_output(path, write, "--adversarial-csv")
+    write_output(path, lambda tmp: Path(tmp).write_text(csv_text(rows), encoding="utf-8", newline=""),
+                 "--adversarial-csv")
 
 
 # --------------------------------------------------------------------------------------------

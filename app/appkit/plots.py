@@ -11,6 +11,7 @@ SEQUENTIAL = "Cividis"  # colour-blind-safe, perceptually uniform
 # Okabe–Ito: a qualitative palette that colour-blind readers can tell apart
 QUALITATIVE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 CELL_W, ROW_H = 92, 64
+MARK_COLOR = "#D55E00"  # Okabe–Ito vermillion: the outline of a token a discrete attack changed
 
 
 def _cell(t: dict) -> tuple[str, str]:
@@ -37,6 +38,14 @@ def token_heatmap(rows: list[tuple[str, dict]], zmax: float) -> go.Figure:
         text.append([c[0] for c in cells])
         hover.append([c[1] for c in cells])
     labels = [lab for lab, _ in rows]
+    marks = []  # (row, column, word): tokens a discrete attack changed (``r["changed"]``: position -> word)
+    for ri, (_, r) in enumerate(rows):
+        changed = r.get("changed") or {}
+        for ci, t in enumerate(r["tokens"]):
+            if t["index"] in changed:
+                marks.append((ri, ci, changed[t["index"]]))
+                text[ri][ci] += f"<br>⇒ {html.escape(str(changed[t['index']]))}"
+                hover[ri][ci] += f"<br><b>TextAttack changed it to: {html.escape(str(changed[t['index']]))}</b>"
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(len(tokens))), y=labels, text=text, customdata=hover, texttemplate="%{text}",
         textfont={"size": 11}, hovertemplate="%{customdata}<extra>%{y}</extra>", colorscale=SEQUENTIAL,
@@ -44,6 +53,9 @@ def token_heatmap(rows: list[tuple[str, dict]], zmax: float) -> go.Figure:
     fig.update_xaxes(tickvals=list(range(len(tokens))), ticktext=[html.escape(t) for t in tokens], side="top",
                      tickfont={"size": 13})
     fig.update_yaxes(autorange="reversed", tickfont={"size": 12})
+    for ri, ci, _ in marks:
+        fig.add_shape(type="rect", x0=ci - 0.5, x1=ci + 0.5, y0=ri - 0.5, y1=ri + 0.5,
+                      line={"color": MARK_COLOR, "width": 4})
     fig.update_layout(height=90 + ROW_H * len(rows), width=max(520, 220 + CELL_W * len(tokens)),
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
@@ -63,6 +75,22 @@ def accuracy_curves(df: pd.DataFrame, attack: str) -> go.Figure:
                                  marker={"symbol": ["circle", "square", "diamond", "triangle-up"][i % 4], "size": 9}))
     fig.update_layout(xaxis_title="ε", yaxis_title=f"accuracy under {attack}", yaxis_range=[0, 1.02],
                       height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def discrete_bars(df: pd.DataFrame) -> go.Figure:
+    """Clean accuracy and accuracy under each TextAttack recipe, grouped by model."""
+    fig = go.Figure()
+    first = df.drop_duplicates("model")
+    fig.add_trace(go.Bar(x=first["model"], y=first["clean_accuracy"], name="clean", marker_color="#999999"))
+    for i, (recipe, g) in enumerate(df.groupby("recipe", sort=False)):
+        fig.add_trace(go.Bar(x=g["model"], y=g["accuracy"], name=f"under {recipe}",
+                             marker_color=QUALITATIVE[i % len(QUALITATIVE)],
+                             customdata=g[["attack_success_rate", "mean_queries"]].to_numpy(),
+                             hovertemplate="accuracy %{y:.3f}<br>success rate %{customdata[0]:.3f}<br>"
+                                           "queries %{customdata[1]:.1f}<extra>%{x}</extra>"))
+    fig.update_layout(barmode="group", yaxis_title="accuracy", yaxis_range=[0, 1.02], height=340,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
     return fig
 
 

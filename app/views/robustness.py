@@ -1,5 +1,6 @@
-"""Robustness: accuracy vs ε under the sidebar's attack, representation drift, perplexity gaps and
-pairwise significance; computed on demand, cached, downloadable."""
+"""Robustness: accuracy vs ε under the sidebar's attack, representation drift, the discrete attacks
+TextAttack runs (DeepWordBug, TextFooler-style swaps), perplexity gaps and pairwise significance;
+computed on demand, cached, downloadable."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from advviz import registry
 from advviz.analysis.lm import adversarial_perplexity
 from advviz.analysis.robustness import default_epsilons, evaluate_under_attack, parse_epsilons
 from advviz.analysis.stats import compare_models
-from appkit import core, plots, sidebar
+from appkit import core, discrete, plots, sidebar
 
 SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean", "flip_rate", "n")
 
@@ -78,6 +79,59 @@ def show_curves(df: pd.DataFrame, attack: str) -> None:
     c1.download_button("Download (CSV)", df.to_csv(index=False), "robustness.csv", "text/csv", key="rob_dl_csv")
     c2.download_button("Download (JSON)", df.to_json(orient="records", indent=2), "robustness.json",
                        "application/json", key="rob_dl_json")
+
+
+def discrete_section(sel) -> None:
+    """TextAttack's table per model × recipe (TextDefender's columns), beside the curves above."""
+    st.subheader("Discrete attacks (TextAttack)")
+    missing = discrete.unavailable()
+    if missing:
+        st.info(missing, icon=":material/extension:")
+        return
+    c1, c2 = st.columns([3, 1])
+    recipes = c1.multiselect("Recipes", discrete.recipes(), default=["deepwordbug"], key="rob_ta_recipes",
+                             help=discrete.recipe_help())
+    n = int(c2.number_input("Dev examples", 10, 2000, 100, step=50, key="rob_ta_n",
+                            help="The first N of the same seeded subset as the curves."))
+    st.caption(f"Each example is attacked against its gold label; skipped = already misclassified. Seed {sel.seed}. "
+               "Results are cached and saved to each model's eval.json.")
+    if st.button("Run TextAttack", key="rob_ta_go", disabled=not recipes):
+        st.session_state["rob_ta_request"] = True
+    if not st.session_state.get("rob_ta_request") or not recipes:
+        return
+    rows, pairs = [], [(m, r) for m in sel.models for r in recipes]
+    bar = st.progress(0.0, text="attacking…")
+    for i, (name, recipe) in enumerate(pairs):
+        bar.progress(i / len(pairs), text=f"{name}: textattack:{recipe} on {n} examples")
+        with core.shown_errors(f"textattack:{recipe} on {name}"):
+            key = core.model_key(name)
+            res = discrete.run(key, sel.dataset, n, recipe, sel.seed)
+            row = {k: res["row"].get(k) for k in discrete.SCALARS}
+            registry.record_eval(key[0], attacks=[{**res["row"], "dataset": sel.dataset, "split": "dev"}])
+            rows.append({"model": name, **row})
+            st.session_state.setdefault("rob_ta_results", {})[(name, recipe)] = (key, res)
+    bar.empty()
+    if not rows:
+        return
+    df = pd.DataFrame(rows)
+    st.plotly_chart(plots.discrete_bars(df), key="rob_ta_bars", config={"displaylogo": False})
+    st.dataframe(df, hide_index=True, key="rob_ta_table",
+                 column_config={**{c: st.column_config.NumberColumn(format="%.4f") for c in
+                                   ("clean_accuracy", "accuracy", "attack_success_rate", "perturbed_word_share")},
+                                "mean_queries": st.column_config.NumberColumn(format="%.1f"),
+                                "examples_per_second": st.column_config.NumberColumn(format="%.2f"),
+                                "seconds": st.column_config.NumberColumn(format="%.1f")})
+    for r, v in discrete.variants(recipes).items():
+        st.caption(f"`textattack:{r}` differs from the published recipe: {v}.")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download table (CSV)", df.to_csv(index=False), "textattack.csv", "text/csv", key="rob_ta_dl")
+    pick = c2.selectbox("Adversarial examples of", [f"{m} · {r}" for m, r in pairs if (m, r) in
+                                                     st.session_state.get("rob_ta_results", {})], key="rob_ta_pick")
+    if pick:
+        m, r = pick.split(" · ")
+        key, res = st.session_state["rob_ta_results"][(m, r)]
+        c3.download_button("Successful examples (CSV for train --augment)", discrete.augment_csv(key, res),
+                           f"adversarial-{m}-{r}.csv", "text/csv", key="rob_ta_aug")
 
 
 def perplexity_section(sel, n: int) -> None:
@@ -150,6 +204,7 @@ def main() -> None:
         df = curves(sel, n, eps)
         if df is not None and not df.empty:
             show_curves(df, sel.attack)
+    discrete_section(sel)
     with st.expander("Perplexity gaps (SPGD Table 1)"):
         perplexity_section(sel, n)
     with st.expander("Pairwise significance"):

@@ -1,4 +1,6 @@
-"""Which words move: per-token ‖δᵢ‖ heatmaps for models × attacks, labelled ``moved_to (nearest)``."""
+"""Which words move: per-token ‖δᵢ‖ heatmaps for models × attacks, labelled ``moved_to (nearest)``;
+and TextAttack's discrete adversarial examples opened on the same heatmap (the words it changed
+outlined), with the split-level overlap of its swaps with the top-3 ‖δᵢ‖ tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz.analysis.inspection import inspect
-from appkit import core, heatmaps, render, sidebar
+from appkit import core, discrete, heatmaps, render, sidebar
 
 EXAMPLE = "a charming and often affecting journey ."
 
@@ -135,11 +137,71 @@ def downloads(rows: list[tuple[str, dict]]) -> None:
                        "which_words_move.json", "application/json", key="words_dl_json")
 
 
+def discrete_section(sel) -> None:
+    st.subheader("Discrete adversarial examples (TextAttack)")
+    st.caption("Where a discrete attack's edits land on the embedding adversary's heatmap: the words TextAttack "
+               "changed, outlined on the per-token ‖δᵢ‖ of the original sentence under the sidebar's attack.")
+    missing = discrete.unavailable()
+    if missing:
+        st.info(missing, icon=":material/extension:")
+        return
+    if not sel.dataset or not sel.attack:
+        st.warning("A data set and an attack are needed (see the sidebar).")
+        return
+    c1, c2, c3 = st.columns([2, 2, 1])
+    name = c1.selectbox("Model", sel.models, key="words_ta_model")
+    recipe = c2.selectbox("Recipe", discrete.recipes(), key="words_ta_recipe", help=discrete.recipe_help())
+    n = int(c3.number_input("Dev examples", 10, 1000, 50, step=10, key="words_ta_n"))
+    if st.button("Run TextAttack and compare", key="words_ta_go"):
+        st.session_state["words_ta_request"] = True
+    if not st.session_state.get("words_ta_request"):
+        return
+    with core.shown_errors(f"textattack:{recipe} on {name}"):
+        key = core.model_key(name)
+        with st.spinner(f"textattack:{recipe} on {n} examples, then {sel.attack} on the successful ones…"):
+            res = discrete.run(key, sel.dataset, n, recipe, sel.seed)
+            ov = discrete.overlap(key, sel.dataset, n, recipe, sel.attack, json.dumps(sel.overrides, sort_keys=True),
+                                  sel.seed)
+        show_overlap(name, recipe, sel.attack, key, res, ov)
+
+
+def show_overlap(name: str, recipe: str, attack: str, key, res: dict, ov: dict) -> None:
+    row = res["row"]
+    c = st.columns(4)
+    c[0].metric("Swapped words among the top-3 ‖δᵢ‖", "–" if ov["share"] is None else f"{ov['share']:.1%}",
+                help="Over the successful examples: the share of the words TextAttack changed that are among their "
+                     f"sentence's three largest ‖δᵢ‖ under {attack}.")
+    c[1].metric("By chance", "–" if ov["chance_share"] is None else f"{ov['chance_share']:.1%}",
+                help="The same share for a word drawn uniformly from each sentence.")
+    c[2].metric("Successful examples", f"{row['succeeded']} / {row['n']}",
+                help=f"skipped (already wrong) {row['skipped']}, failed {row['failed']}")
+    c[3].metric("Swapped words", ov["n_changed"])
+    if not ov["examples"]:
+        st.info(f"textattack:{recipe} flipped none of these {row['n']} examples.")
+        return
+    ex = st.selectbox(f"Adversarial example ({len(ov['examples'])})", ov["examples"], key="words_ta_example",
+                      format_func=lambda e: f"#{e['index']}: {e['adversarial_text'][:140]}")
+    st.markdown(f"original — {render.escape(ex['text'])}", unsafe_allow_html=True)
+    st.markdown(f"textattack:{recipe} — {render.highlight_changes(ex['text'], ex['adversarial_text'])}",
+                unsafe_allow_html=True)
+    heatmaps.token_heatmaps([(f"{name} · {attack}", {"tokens": ex["tokens"], "changed": ex["changed"]})],
+                            "words_ta_heatmap", caption=False)
+    st.caption(f"Cell colour: ‖δᵢ‖ under {attack} on the original sentence; label: the word δᵢ points to. "
+               "Outlined (⇒ word): a token of a word TextAttack changed, and what it changed it to.")
+    st.download_button("Successful examples (CSV for advviz train --augment)", discrete.augment_csv(key, res),
+                       f"adversarial-{name}-{recipe}.csv", "text/csv", key="words_ta_dl")
+
+
 def main() -> None:
     sel = sidebar.page_start("Which words move", "Where the adversary spends its budget: ‖δᵢ‖ per token, and the "
                              "word each perturbation points to.")
     if sel is None:
         return
+    sentence_part(sel)
+    discrete_section(sel)
+
+
+def sentence_part(sel) -> None:
     from advviz.methods import attacks as attack_table
 
     names = list(attack_table())
