@@ -142,12 +142,16 @@ def test_stopwords_come_from_nltk_or_advviz(ta):
 def test_cli_eval_textattack_writes_rows_csv_and_augment_reads_it(ta, trained_lstm, data_dir, tmp_path, capsys):
     per, adv = tmp_path / "per.jsonl", tmp_path / "adv.csv"
     argv = ["eval", str(trained_lstm), "--data-dir", str(data_dir), "--attack", "textattack:deepwordbug",
-            "--max-examples", "20", "--per-example", str(per), "--adversarial-csv", str(adv), "--json"]
+            "--max-examples", "20", "--per-example", str(per), "--adversarial-csv", str(adv), "--overlap", "spgd",
+            "--json"]
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out)  # stdout is one JSON object: TextAttack's chatter kept off it
     [a] = res["attacks"]
     assert set(discrete.ROW_KEYS) <= set(a) and a["name"] == "textattack:deepwordbug" and a["n"] == 20
     assert res["n"] == 20 and a["clean_accuracy"] == pytest.approx(res["accuracy"], abs=1e-4)
+    o = a["overlap"]
+    assert o["attack"]["name"] == "spgd" and o["n_examples"] == a["succeeded"] and "examples" not in o
+    assert o["n_changed"] >= o["n_in_top3"] >= 0
     rows = [json.loads(line) for line in per.read_text().splitlines()]
     assert len(rows) == 20 and {"text", "adversarial_text", "label", "pred", "adv_pred", "result"} <= set(rows[0])
     assert {r["result"] for r in rows} <= set(discrete.RESULT_KINDS)
@@ -161,11 +165,10 @@ def test_cli_eval_textattack_writes_rows_csv_and_augment_reads_it(ta, trained_ls
 
     aug = read_augment(adv, load_dataset("sst2-sent", "train", str(data_dir)))
     assert aug.labels == [r["label"] for r in ok]
-    # the human-readable line, and the same output file refused the second time (advviz never overwrites it
-    # unless it wrote it: here it did, so it is replaced)
+    # the human-readable lines (the output files the user named are written again, whole)
     assert main(argv[:-1]) == 0
     out = capsys.readouterr().out
-    assert "textattack:deepwordbug: accuracy" in out and "examples/s" in out
+    assert "textattack:deepwordbug: accuracy" in out and "examples/s" in out and "top-3 ‖δ‖ tokens under spgd" in out
 
 
 @pytest.mark.textattack
@@ -176,6 +179,8 @@ def test_cli_eval_textattack_writes_rows_csv_and_augment_reads_it(ta, trained_ls
     (["--attack", "textattack:deepwordbug", "--attack-batch-size", "0"], "--attack-batch-size"),
     (["--attack", "textattack:deepwordbug", "--adversarial-csv", "x.tsv"], ".csv"),
     (["--attack", "pgd", "--adversarial-csv", "x.csv"], "textattack:RECIPE"),
+    (["--attack", "pgd", "--overlap", "spgd"], "--overlap needs"),
+    (["--attack", "textattack:deepwordbug", "--overlap", "nope"], "not an embedding-space attack"),
 ])
 def test_bad_input_is_one_line(ta, tmp_path, capsys, argv_tail, expect):
     d = save_checkpoint(tmp_path / "ck", make_tiny_rnn("lstm"), RUN, {})

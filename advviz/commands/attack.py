@@ -35,6 +35,9 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     g.add_argument("--adversarial-csv", default=None, metavar="FILE",
                    help="textattack:RECIPE only: write the successful adversarial examples as a CSV that "
                         "`advviz train --augment FILE` reads")
+    g.add_argument("--overlap", default=None, metavar="ATTACK",
+                   help="textattack:RECIPE only: also run this embedding-space attack (e.g. spgd) on the successful "
+                        "examples and report the share of changed words among each sentence's top-3 ‖δᵢ‖ tokens")
     g.add_argument("--attack-batch-size", type=int, default=64, metavar="N",
                    help="textattack:RECIPE only: texts per batched model query (default 64)")
     flags.add_preset_flag(g)
@@ -112,15 +115,16 @@ def format_result(r: dict) -> str:
 def cmd_eval_attack(args, previous) -> int:
     from ..analysis.discrete import is_textattack
 
+    if not is_textattack(getattr(args, "attack", None)):
+        for flag, value in (("--adversarial-csv", args.adversarial_csv), ("--overlap", args.overlap)):
+            if value:
+                raise AdvvizError(f"{flag} needs --attack textattack:RECIPE"
+                                  + (" (embedding-space attacks write text-form examples with `advviz augment`)"
+                                     if flag == "--adversarial-csv" else ""))
     if getattr(args, "attack", None) is None:
-        if args.adversarial_csv:
-            raise AdvvizError("--adversarial-csv needs --attack textattack:RECIPE")
         return previous(args)
     if is_textattack(args.attack):
         return cmd_eval_textattack(args)
-    if args.adversarial_csv:
-        raise AdvvizError("--adversarial-csv needs --attack textattack:RECIPE (embedding-space attacks write "
-                          "text-form examples with `advviz augment`)")
     from ..analysis.robustness import evaluate_under_attack, parse_epsilons
     from ..api import load
     from ..evaluate import evaluate
@@ -191,6 +195,12 @@ def cmd_eval_textattack(args) -> int:
     if args.adversarial_csv and Path(args.adversarial_csv).suffix.lower() != ".csv":
         raise AdvvizError(f"--adversarial-csv {args.adversarial_csv}: give a .csv file")
     recipe = check_recipe(args.attack)
+    if args.overlap:
+        from ..methods import attacks
+
+        if args.overlap not in attacks():
+            raise AdvvizError(f"--overlap {args.overlap!r} is not an embedding-space attack; attacks: "
+                              f"{', '.join(attacks())}")
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
     ds = model.examples(name, args.split, args.data_dir)
@@ -211,6 +221,12 @@ def cmd_eval_textattack(args) -> int:
         _write_per_example(Path(args.per_example), [{**out["row"], "per_example": out["per_example"]}])
     if args.adversarial_csv:
         write_csv(args.adversarial_csv, adversarial_rows(model, out["per_example"], out["row"]["name"], keep))
+    if args.overlap:
+        from ..analysis.discrete import overlap
+
+        values = flags.paper_or_family(args, args.overlap, flags.method_values(args, [args.overlap]))
+        ov = overlap(model, out["per_example"], args.overlap, values, args.attack_seed)
+        out["row"]["overlap"] = {k: v for k, v in ov.items() if k != "examples"}
     res["attacks"] = [out["row"]]
     if args.json:
         print(dumps(res))
@@ -227,6 +243,12 @@ def cmd_eval_textattack(args) -> int:
           f"{a['examples_per_second']:.2f} examples/s")
     if a.get("variant"):
         print(f"  variant: {a['variant']}")
+    if a.get("overlap"):
+        o = a["overlap"]
+        share = "-" if o["share"] is None else f"{o['share']:.4f}"
+        chance = "-" if o["chance_share"] is None else f"{o['chance_share']:.4f}"
+        print(f"  changed words among the top-3 ‖δ‖ tokens under {args.overlap}: {share} (chance {chance}; "
+              f"{o['n_changed']} words in {o['n_examples']} successful examples)")
     if args.adversarial_csv:
         print(f"  wrote {a['succeeded']} adversarial examples to {args.adversarial_csv} (advviz train --augment)")
     return 0

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# docs/results.md §11: TextAttack's discrete attacks on the LSTM methods (sst2-sent dev), the overlap of
+# their edits with the embedding adversary's top-3 tokens, and examples/s per recipe on the LSTM and MiniLM.
+#
+#   benchmarks/textattack_table.sh                 # needs the extra: make setup-textattack (runs in .venv-textattack)
+#
+# Checkpoints: the LSTM set of `benchmarks/reproduce.sh lstm` (OUT, default models/repro: baseline advt spgd
+# freelb carl rar, seed 0), plus lstm carl+rar and a MiniLM baseline (2,000 training sentences, 1 epoch),
+# trained here when missing (into $OUT). Results: $OUT/textattack/*.json and the table on stdout.
+# Environment: OUT, N (examples attacked, default 500), MINILM_N (default 100), RECIPES ("deepwordbug
+# textfooler-glove"), OVERLAP (the embedding attack for the overlap statistic, default spgd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-models/repro}
+N=${N:-500}
+MINILM_N=${MINILM_N:-100}
+RECIPES=${RECIPES:-deepwordbug textfooler-glove}
+OVERLAP=${OVERLAP:-spgd}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+BIN=${BIN:-.venv-textattack/bin}
+[[ -x "$BIN/advviz" ]] || { echo "no $BIN/advviz: run make setup-textattack (or set BIN)" >&2; exit 2; }
+mkdir -p "$OUT/textattack"
+
+[[ -f "$OUT/lstm-sst2-sent-baseline-s0/model.safetensors" ]] || OUT="$OUT" benchmarks/reproduce.sh lstm
+[[ -f "$OUT/lstm-sst2-sent-carl+rar-s0/model.safetensors" ]] || \
+  "$BIN/advviz" train --dataset sst2-sent --arch lstm --method carl+rar --epochs 3 --out "$OUT/lstm-sst2-sent-carl+rar-s0" --quiet
+
+run() {  # run DIR N RECIPE
+  local f="$OUT/textattack/$(basename "$1")-$3.json"
+  [[ -s "$f" ]] && { echo "exists: $f"; return; }
+  echo "== $(basename "$1") textattack:$3 on $2 examples"
+  "$BIN/advviz" eval "$1" --attack "textattack:$3" --max-examples "$2" --overlap "$OVERLAP" --json > "$f.tmp"
+  mv "$f.tmp" "$f"
+}
+for m in baseline advt spgd freelb carl rar carl+rar; do
+  for r in $RECIPES; do run "$OUT/lstm-sst2-sent-$m-s0" "$N" "$r"; done
+done
+[[ -f "$OUT/minilm-sst2-sent-baseline-s0/model.safetensors" ]] || \
+  "$BIN/advviz" train --dataset sst2-sent --arch minilm --method baseline --max-train 2000 --epochs 1 \
+    --out "$OUT/minilm-sst2-sent-baseline-s0" --quiet
+for r in $RECIPES; do run "$OUT/minilm-sst2-sent-baseline-s0" "$MINILM_N" "$r"; done
+
+"$BIN/python" - "$OUT/textattack" <<'PY'
+import json, sys
+from pathlib import Path
+rows = [json.loads(p.read_text()) | {"file": p.stem} for p in sorted(Path(sys.argv[1]).glob("*.json"))]
+print("| checkpoint | recipe | n | clean acc | acc under attack | success rate | queries | perturbed words | "
+      "swaps in top-3 ‖δ‖ (chance) | examples/s |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+f = lambda v, d=4: "–" if v is None else f"{v:.{d}f}"
+for r in rows:
+    a = r["attacks"][0]; o = a.get("overlap") or {}
+    print(f"| {Path(r['model']).name} | {a['recipe']} | {a['n']} | {f(a['clean_accuracy'])} | {f(a['accuracy'])} | "
+          f"{f(a['attack_success_rate'])} | {f(a['mean_queries'], 1)} | {f(a['perturbed_word_share'])} | "
+          f"{f(o.get('share'), 3)} ({f(o.get('chance_share'), 3)}) | {f(a['examples_per_second'], 2)} |")
+PY
