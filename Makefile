@@ -29,6 +29,7 @@ $(TA_VENV)/.installed: pyproject.toml
 	$(TA_BIN)/python -m pip install -q --upgrade pip
 	$(TA_BIN)/pip install -q torch==2.13.0
 	$(TA_BIN)/pip install -q -e '.[dev,textattack]'
+	@if [ -f .ci/app-deps.sh ]; then bash .ci/app-deps.sh $(TA_BIN); fi
 	touch $@
 
 setup-textattack: $(TA_VENV)/.installed  ## create .venv-textattack: advviz with the TextAttack extra
@@ -38,8 +39,8 @@ test: test-main test-textattack  ## every test, real-data ones included, in both
 test-main: setup  ## the suite on the default install (transformers 5; TextAttack tests skip here)
 	$(BIN)/python -m pytest -q -ra --durations=15
 
-test-textattack: setup-textattack  ## the suite (browser tests aside) with the textattack extra (transformers 4)
-	ADVVIZ_REQUIRE_TEXTATTACK=1 $(TA_BIN)/python -m pytest -q -ra -m 'not browser' --durations=10
+test-textattack: setup-textattack  ## the suite with the textattack extra (transformers 4; of the browser tests, TextAttack's)
+	ADVVIZ_REQUIRE_TEXTATTACK=1 $(TA_BIN)/python -m pytest -q -ra -m 'not browser or textattack' --durations=10
 
 test-fast: setup  ## skip the tests that train on real data
 	$(BIN)/python -m pytest -q -m 'not slow and not browser'

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,14 +39,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, data_dir):
-    from test_app import build_models_root
-
-    root = build_models_root(tmp_path_factory.mktemp("browser-models"))
+@contextmanager
+def serve(root: Path, logdir: Path):
+    """``streamlit run`` the app over the models root ``root`` on a free port; yields its URL."""
     port = free_port()
     env = {**os.environ, "ADVVIZ_MODELS_DIR": str(root), "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    log = open(logdir / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
                              "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
                              "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"], cwd=REPO, env=env, stdout=log,
@@ -67,14 +66,29 @@ def server(tmp_path_factory, data_dir):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def page(server):
+@contextmanager
+def browser_page():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = browser.new_page(viewport={"width": 1500, "height": 1600})
         yield pg
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, data_dir):
+    from test_app import build_models_root
+
+    root = build_models_root(tmp_path_factory.mktemp("browser-models"))
+    with serve(root, tmp_path_factory.mktemp("log")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with browser_page() as pg:
+        yield pg
 
 
 IDLE_JS = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"

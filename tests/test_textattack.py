@@ -359,3 +359,34 @@ def test_pages_without_the_extra_say_how_to_install(monkeypatch, app_root):
         at = _app(page, app_root, monkeypatch)
         assert_clean(at)
         assert any("pip install -e '.[textattack]'" in i.value for i in at.info), page
+
+
+@pytest.mark.textattack
+@pytest.mark.browser
+@pytest.mark.slow
+def test_textattack_sections_in_a_real_browser(ta, app_root, tmp_path):
+    """Robustness's table and Which words move's outlined heatmap, drawn by Chromium (screenshots in
+    test-artifacts/browser/)."""
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").is_file() or importlib.util.find_spec("playwright") is None:
+        pytest.skip("needs /usr/bin/chromium and playwright (.ci/app-deps.sh)")
+    from test_browser import browser_page, check_page, serve, wait_idle
+
+    with serve(app_root, tmp_path) as url, browser_page() as page:
+        page.goto(f"{url}/robustness")
+        wait_idle(page)
+        page.get_by_role("button", name="Run TextAttack").click()
+        wait_idle(page, 240)
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=60_000)
+        page.wait_for_selector('[data-testid="stPlotlyChart"] .barlayer', timeout=60_000)
+        check_page(page, "robustness-textattack")
+        page.goto(f"{url}/words")
+        wait_idle(page)
+        page.get_by_role("button", name="Run TextAttack and compare").click()
+        wait_idle(page, 240)
+        page.get_by_text("Swapped words among the top-3").first.wait_for(timeout=60_000)
+        # the last heatmap is the discrete example's: its changed words outlined (plotly shapes)
+        page.wait_for_selector('[data-testid="stPlotlyChart"] .shapelayer path', timeout=60_000)
+        assert page.locator('[data-testid="stPlotlyChart"] .heatmaplayer').count() >= 2
+        check_page(page, "words-textattack")
