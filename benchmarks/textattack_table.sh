@@ -29,7 +29,8 @@ run() {  # run DIR N RECIPE
   local f="$OUT/textattack/$(basename "$1")-$3.json"
   [[ -s "$f" ]] && { echo "exists: $f"; return; }
   echo "== $(basename "$1") textattack:$3 on $2 examples"
-  "$BIN/advviz" eval "$1" --attack "textattack:$3" --max-examples "$2" --overlap "$OVERLAP" --json > "$f.tmp"
+  "$BIN/advviz" eval "$1" --attack "textattack:$3" --max-examples "$2" --overlap "$OVERLAP" \
+    --per-example "${f%.json}.jsonl" --json > "$f.tmp"
   mv "$f.tmp" "$f"
 }
 for m in baseline advt spgd freelb carl rar carl+rar; do
@@ -43,14 +44,30 @@ for r in $RECIPES; do run "$OUT/minilm-sst2-sent-baseline-s0" "$MINILM_N" "$r"; 
 "$BIN/python" - "$OUT/textattack" <<'PY'
 import json, sys
 from pathlib import Path
-rows = [json.loads(p.read_text()) | {"file": p.stem} for p in sorted(Path(sys.argv[1]).glob("*.json"))]
-print("| checkpoint | recipe | n | clean acc | acc under attack | success rate | queries | perturbed words | "
-      "swaps in top-3 ‖δ‖ (chance) | examples/s |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-f = lambda v, d=4: "–" if v is None else f"{v:.{d}f}"
+from scipy.stats import binomtest
+d = Path(sys.argv[1])
+rows = [json.loads(p.read_text()) | {"file": p.stem} for p in sorted(d.glob("*.json"))]
+f = lambda v, k=4: "–" if v is None else f"{v:.{k}f}"
+
+def robust(stem):  # source index -> the model still right after the attack (TextAttack's "failed")
+    p = d / f"{stem}.jsonl"
+    return {r["source_index"]: r["result"] == "failed" for r in map(json.loads, p.open())} if p.exists() else None
+
+print("| checkpoint | recipe | n | clean acc | acc under attack | vs baseline (McNemar p) | success rate | queries | "
+      "perturbed words | swaps in top-3 ‖δ‖ (chance) | examples/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     a = r["attacks"][0]; o = a.get("overlap") or {}
-    print(f"| {Path(r['model']).name} | {a['recipe']} | {a['n']} | {f(a['clean_accuracy'])} | {f(a['accuracy'])} | "
+    name = Path(r["model"]).name
+    vs = "–"
+    base = robust(f"lstm-sst2-sent-baseline-s0-{a['recipe']}") if name.startswith("lstm-") and "-baseline-" not in name \
+        else None
+    mine = robust(r["file"])
+    if base and mine:
+        b = sum(mine[i] and not base[i] for i in mine)  # robust here, broken on the baseline
+        c = sum(base[i] and not mine[i] for i in mine)
+        vs = f"{b - c:+d} ({binomtest(b, b + c).pvalue:.2g})" if b + c else "±0"
+    print(f"| {name} | {a['recipe']} | {a['n']} | {f(a['clean_accuracy'])} | {f(a['accuracy'])} | {vs} | "
           f"{f(a['attack_success_rate'])} | {f(a['mean_queries'], 1)} | {f(a['perturbed_word_share'])} | "
           f"{f(o.get('share'), 3)} ({f(o.get('chance_share'), 3)}) | {f(a['examples_per_second'], 2)} |")
 PY

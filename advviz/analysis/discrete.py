@@ -352,7 +352,7 @@ def _share(pct) -> float | None:
         v = float(pct)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(v) else v / 100.0
+    return None if math.isnan(v) else round(v / 100.0, 6)  # TextAttack rounds percentages to 2 decimals
 
 
 def _kind(ta, result) -> str:
