@@ -669,3 +669,15 @@ def test_label_free_methods_in_the_app(app_env):
     assert at.number_input(key="trm_UAEConfig_mine_steps").value == 5
     assert at.number_input(key="tr_labeled").value == (TrainConfig.labeled_fraction or 1.0)
     assert_clean(at)
+
+
+def test_long_sentences_wrap_into_heatmaps_of_16_tokens(app_env):
+    at = new_app("words")
+    at.text_area(key="words_text").input(" ".join(["good", "bad", "dull", "fun"] * 10))  # 40 tokens
+    at.button[0].click().run()
+    assert_clean(at)
+    figs = [json.loads(f.proto.spec) for f in at.get("plotly_chart")]
+    assert [len(f["data"][0]["z"][0]) for f in figs] == [16, 16, 8]
+    zmax = {f["data"][0]["zmax"] for f in figs}
+    assert len(zmax) == 1  # one colour scale across the pieces
+    assert any("tokens 17–32 of 40" in c.value for c in at.caption)

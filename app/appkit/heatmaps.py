@@ -7,6 +7,8 @@ import streamlit as st
 
 from . import plots
 
+MAX_COLUMNS = 16  # tokens per heatmap row before a long sentence wraps (wider figures get squeezed)
+
 CAPTION = ("Cell colour: ‖δᵢ‖ (shared scale). Label: the word δᵢ points to (the vocabulary entry nearest "
            "to vᵢ+δᵢ); · = not moved. Hover for cosine and neighbour rank.")
 
@@ -24,7 +26,14 @@ def token_heatmaps(rows: list[tuple[str, dict]], key: str, zmax: float | None = 
     if len(groups) > 1:
         st.caption("The models tokenize differently: one heatmap per tokenization, one colour scale for all.")
     for i, g in enumerate(groups.values()):
-        fig = plots.token_heatmap(g, zmax)
-        st.plotly_chart(fig, width="content", key=f"{key}_{i}", config={"displaylogo": False})
+        n = len(g[0][1]["tokens"])
+        for j, start in enumerate(range(0, max(n, 1), MAX_COLUMNS)):
+            end = min(n, start + MAX_COLUMNS)
+            if n > MAX_COLUMNS:  # a long sentence wraps: one figure per MAX_COLUMNS tokens, same colour scale
+                st.caption(f"tokens {start + 1}–{end} of {n}")
+            part = [(label, {**r, "tokens": r["tokens"][start:end]}) for label, r in g]
+            fig = plots.token_heatmap(part, zmax)
+            st.plotly_chart(fig, width="content", key=f"{key}_{i}" + (f"_{j}" if j else ""),
+                            config={"displaylogo": False})
     if caption:
         st.caption(CAPTION)
