@@ -108,16 +108,31 @@ def recipe_of(name: str) -> str:
 _STATE: dict = {}
 
 
+def _nltk_missing(*resources: str) -> list[str]:
+    """The NLTK corpora of ``resources`` found neither unpacked nor as a zip on ``nltk.data.path``."""
+    import nltk
+
+    out = []
+    for r in resources:
+        try:
+            nltk.data.find(f"corpora/{r}")
+        except LookupError:
+            try:
+                nltk.data.find(f"corpora/{r}.zip")
+            except LookupError:
+                out.append(f"NLTK corpus '{r}' (python -m nltk.downloader {r})")
+    return out
+
+
 def stopword_source() -> str:
     """Where NLTK's English stop words come from: the user's NLTK data, else advviz's copy (added to
     ``nltk.data.path`` here, only then)."""
     import nltk
 
     if "stopwords" not in _STATE:
-        try:
-            nltk.data.find("corpora/stopwords")
+        if not _nltk_missing("stopwords"):
             _STATE["stopwords"] = "nltk_data"
-        except LookupError:
+        else:
             if str(STOPWORDS_DIR) not in nltk.data.path:
                 nltk.data.path.append(str(STOPWORDS_DIR))
             _STATE["stopwords"] = "advviz (NLTK's English list, 179 words)"
@@ -207,21 +222,6 @@ def _build_pwws(ta, wrapper):
 
 def _build_textfooler(ta, wrapper):
     return ta.attack_recipes.TextFoolerJin2019.build(wrapper)
-
-
-def _nltk_missing(*resources: str) -> list[str]:
-    import nltk
-
-    out = []
-    for r in resources:
-        try:
-            nltk.data.find(f"corpora/{r}")
-        except LookupError:
-            try:
-                nltk.data.find(f"corpora/{r}.zip")
-            except LookupError:
-                out.append(f"NLTK corpus '{r}' (python -m nltk.downloader {r})")
-    return out
 
 
 def _pwws_missing() -> list[str]:

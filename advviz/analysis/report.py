@@ -112,10 +112,10 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
                     "nearest_changed_tokens_per_text", "adv_accuracy")
             row["perplexity"].append({"attack": spec, **{k: p[k] for k in keys}})
     row["discrete"] = []
+    n = len(texts) if textattack_examples is None else min(textattack_examples, len(texts))
     for recipe in textattack:
         from .discrete import run_textattack
 
-        n = len(texts) if textattack_examples is None else min(textattack_examples, len(texts))
         if progress:
             print(f"  textattack:{recipe} on {n} examples", flush=True)
         res = run_textattack(model, texts[:n], labels[:n], recipe, seed=seed)

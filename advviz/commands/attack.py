@@ -202,6 +202,11 @@ def cmd_eval_textattack(args) -> int:
             raise AdvvizError(f"--overlap {args.overlap!r} is not an embedding-space attack; attacks: "
                               f"{', '.join(attacks())}")
     model = load(args.checkpoint)
+    if args.overlap:  # a setting this model cannot take is one line before TextAttack runs, not after
+        from ..analysis.words import check_attack
+
+        overlap_values = flags.paper_or_family(args, args.overlap, flags.method_values(args, [args.overlap]))
+        check_attack(model, args.overlap, overlap_values)
     name = args.dataset or model.config["data"]["name"]
     ds = model.examples(name, args.split, args.data_dir)
     keep = subset_indices(len(ds), args.max_examples, 0)
@@ -224,8 +229,7 @@ def cmd_eval_textattack(args) -> int:
     if args.overlap:
         from ..analysis.discrete import overlap
 
-        values = flags.paper_or_family(args, args.overlap, flags.method_values(args, [args.overlap]))
-        ov = overlap(model, out["per_example"], args.overlap, values, args.attack_seed)
+        ov = overlap(model, out["per_example"], args.overlap, overlap_values, args.attack_seed)
         out["row"]["overlap"] = {k: v for k, v in ov.items() if k != "examples"}
     res["attacks"] = [out["row"]]
     if args.json:

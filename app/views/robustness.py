@@ -99,7 +99,7 @@ def discrete_section(sel) -> None:
         st.session_state["rob_ta_request"] = True
     if not st.session_state.get("rob_ta_request") or not recipes:
         return
-    rows, pairs = [], [(m, r) for m in sel.models for r in recipes]
+    rows, done, pairs = [], {}, [(m, r) for m in sel.models for r in recipes]
     bar = st.progress(0.0, text="attacking…")
     for i, (name, recipe) in enumerate(pairs):
         bar.progress(i / len(pairs), text=f"{name}: textattack:{recipe} on {n} examples")
@@ -109,7 +109,7 @@ def discrete_section(sel) -> None:
             row = {k: res["row"].get(k) for k in discrete.SCALARS}
             registry.record_eval(key[0], attacks=[{**res["row"], "dataset": sel.dataset, "split": "dev"}])
             rows.append({"model": name, **row})
-            st.session_state.setdefault("rob_ta_results", {})[(name, recipe)] = (key, res)
+            done[(name, recipe)] = (key, res)
     bar.empty()
     if not rows:
         return
@@ -125,11 +125,10 @@ def discrete_section(sel) -> None:
         st.caption(f"`textattack:{r}` differs from the published recipe: {v}.")
     c1, c2, c3 = st.columns(3)
     c1.download_button("Download table (CSV)", df.to_csv(index=False), "textattack.csv", "text/csv", key="rob_ta_dl")
-    pick = c2.selectbox("Adversarial examples of", [f"{m} · {r}" for m, r in pairs if (m, r) in
-                                                     st.session_state.get("rob_ta_results", {})], key="rob_ta_pick")
+    pick = c2.selectbox("Adversarial examples of", list(done), key="rob_ta_pick", format_func=" · ".join)
     if pick:
-        m, r = pick.split(" · ")
-        key, res = st.session_state["rob_ta_results"][(m, r)]
+        m, r = pick
+        key, res = done[pick]
         c3.download_button("Successful examples (CSV for train --augment)", discrete.augment_csv(key, res),
                            f"adversarial-{m}-{r}.csv", "text/csv", key="rob_ta_aug")
 
