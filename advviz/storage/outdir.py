@@ -184,6 +184,21 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
     return kind, ""
 
 
+ADVVIZ_DIRS = (CHECKPOINT, LM, RESUME, JOB)
+
+
+def enclosing_advviz_dir(path: str | os.PathLike) -> tuple[str, Path] | None:
+    """``(kind, folder)`` when writing ``path`` would put a file or folder inside an advviz
+    checkpoint, language model, resume state or job folder — its parent, or its grandparent (a
+    checkpoint's ``cache/``) — which must hold only what advviz writes there; else None."""
+    real = Path(os.path.realpath(os.path.abspath(path)))
+    for d in list(real.parents)[:2]:
+        kind, _ = ownership(d)
+        if kind in ADVVIZ_DIRS:
+            return kind, d
+    return None
+
+
 def _contains_cwd(path: Path) -> bool:
     try:
         cwd = Path(os.getcwd()).resolve()
@@ -204,6 +219,10 @@ def check_replaceable(path: str | os.PathLike, kind: str, flag: str = "--out") -
     if _contains_cwd(path):
         raise AdvvizError(f"refusing to write a {kind} to {path}: it is the current directory or contains it; "
                           f"choose a new {flag}")
+    inside = enclosing_advviz_dir(path)
+    if inside is not None:
+        raise AdvvizError(f"refusing to write a {kind} to {path}: it lies inside the advviz {inside[0]} {inside[1]}, "
+                          f"which holds only the files advviz writes there; choose a new {flag}")
     found, reason = ownership(path)
     if found is None:
         raise AdvvizError(f"refusing to write a {kind} to {path}: it {reason}; advviz only replaces a "
@@ -257,6 +276,33 @@ def _is_lock(info: dict | None) -> bool:
     return isinstance(info, dict) and {"pid", "host", "token"} <= set(info)
 
 
+def _read_lock(path: Path) -> tuple[bytes | None, dict | None]:
+    """(raw bytes, parsed JSON object or None) of a lock file; (None, None) when there is none.
+    Never follows a symlink nor blocks on a FIFO; reads at most 64 KiB."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None, None
+    except OSError:
+        return b"", None
+    try:
+        raw = os.read(fd, 65536)
+    except OSError:
+        raw = b""
+    finally:
+        os.close(fd)
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return raw, None
+    return raw, info if isinstance(info, dict) else None
+
+
+def is_advviz_lock(path: str | os.PathLike) -> bool:
+    """Whether the file ``path`` holds an advviz run's lock (its JSON: pid, host, token)."""
+    return _is_lock(_read_lock(Path(path))[1])
+
+
 class OutputLock:
     """``with OutputLock(out_dir): ...`` — at most one advviz run writes ``out_dir`` at a time."""
 
@@ -268,23 +314,7 @@ class OutputLock:
 
     # -- holder info -------------------------------------------------------------------------
     def _read(self) -> tuple[bytes | None, dict | None]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            return None, None
-        except OSError:
-            return b"", None
-        try:
-            raw = os.read(fd, 65536)
-        except OSError:
-            raw = b""
-        finally:
-            os.close(fd)
-        try:
-            info = json.loads(raw)
-        except ValueError:
-            return raw, None
-        return raw, info if isinstance(info, dict) else None
+        return _read_lock(self.path)
 
     def _stale(self, info: dict | None) -> bool:
         """Only advviz's own lock (its JSON) of a process that is gone is stale. Anything else at

@@ -15,9 +15,9 @@ The rule, for every output path:
 2. It must not be an input of the same command: a data file, a file of an input checkpoint or
    language model (or anything inside one, its ``cache/`` included), compared by resolved path
    (``os.path.realpath``: ``..``, symlinked folders) and by device + inode (hard links). It must not
-   lie inside any advviz checkpoint, language model, resume state or job folder either: those hold
-   only the files advviz writes there (:mod:`advviz.storage.outdir`). ``--overwrite`` changes
-   neither.
+   lie inside any advviz checkpoint, language model, resume state or job folder either (those hold
+   only the files advviz writes there: :func:`advviz.storage.outdir.enclosing_advviz_dir`), nor be
+   the lock of an advviz run. ``--overwrite`` changes none of this.
 3. An existing file there is replaced only when advviz wrote it, or with ``--overwrite``. A file
    written *beside* the named one (``report.json`` beside ``report.md``, ``T.metrics.json`` beside
    a ``project`` table) was never named by the user: ``--overwrite`` does not cover it.
@@ -201,6 +201,25 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
+def _files_in(d: Path) -> set[tuple[int, int]]:
+    """Device + inode of the regular files in the folder ``d`` and in its sub-folders (a
+    checkpoint's ``cache/``), so a hard link to one of them elsewhere is recognised."""
+    ids = set()
+    folders = [d]
+    try:
+        with os.scandir(d) as it:
+            folders += [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        for f in folders:
+            with os.scandir(f) as it:
+                for e in it:
+                    if e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        ids.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return ids
+
+
 def _check_not_input(path: Path, st: os.stat_result | None, flag: str, inputs: list[tuple[Path, str]]) -> None:
     """Rule 2 for the inputs: ``(path, what)`` pairs, a folder meaning everything inside it."""
     real = _real(path)
@@ -211,20 +230,22 @@ def _check_not_input(path: Path, st: os.stat_result | None, flag: str, inputs: l
             if _inside(real, ireal):
                 raise AdvvizError(f"{flag} {path} lies inside {what} {inp}, an input of this command; choose a "
                                   f"path outside it")
-            continue
-        if real == ireal or (ident is not None and ident == _identity(ireal)):
+            if ident is not None and ident in _files_in(ireal):
+                raise AdvvizError(f"{flag} {path} is a hard link to a file of {what} {inp}, an input of this "
+                                  f"command; choose another path")
+        elif real == ireal or (ident is not None and ident == _identity(ireal)):
             raise AdvvizError(f"{flag} {path} is {what} {inp}, an input of this command; choose another path")
 
 
-def _check_not_in_advviz_dir(path: Path, flag: str) -> None:
-    """Rule 2 for advviz's own folders: the parent (and grandparent, for ``cache/`` and job
-    folders) of the output must not be one."""
-    real = _real(path)
-    for d in list(real.parents)[:2]:
-        kind, _ = outdir.ownership(d)
-        if kind in (outdir.CHECKPOINT, outdir.LM, outdir.RESUME, outdir.JOB):
-            raise AdvvizError(f"{flag} {path} lies inside the advviz {kind} {d}, which holds only the files advviz "
-                              f"writes there; choose a path outside it")
+def _check_not_advviz_own(path: Path, st: os.stat_result | None, flag: str) -> None:
+    """Rule 2 for advviz's own files: not inside an advviz folder (:func:`outdir.enclosing_advviz_dir`),
+    and not the lock of an advviz run."""
+    inside = outdir.enclosing_advviz_dir(path)
+    if inside is not None:
+        raise AdvvizError(f"{flag} {path} lies inside the advviz {inside[0]} {inside[1]}, which holds only the files "
+                          f"advviz writes there; choose a path outside it")
+    if st is not None and outdir.is_advviz_lock(path):
+        raise AdvvizError(f"{flag} {path} is the lock of an advviz run; choose another path")
 
 
 def _check_replaceable(path: Path, st: os.stat_result | None, flag: str, overwrite: bool,
@@ -247,7 +268,7 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out", *, overwrite
     path = Path(path)
     st = _kind(path, flag)
     _check_not_input(path, st, flag, [(Path(p), w) for p, w in inputs])
-    _check_not_in_advviz_dir(path, flag)
+    _check_not_advviz_own(path, st, flag)
     _check_replaceable(path, st, flag, overwrite, beside)
     return path
 
