@@ -26,15 +26,19 @@ The rule, for every output path:
 How advviz recognises its own output files: each directory it writes an output into holds
 ``.advviz-outputs.json``, mapping each output's name to the size and SHA-256 of the bytes advviz
 wrote there. A file is advviz's when its current size and hash match its record, so a file the user
-edited (or replaced, or copied there) afterwards is the user's again. The formats themselves stay
-untouched (a marker line would break the CSV/TSV/JSONL/parquet that other tools read); a record
-that is lost or unreadable only makes advviz ask for ``--overwrite`` — it never makes a user's file
-look like advviz's. A file of that name that is not advviz's record is left alone (nothing is then
-recorded in that directory). Updates of the record are serialised by ``flock`` on the directory.
+edited or replaced afterwards is the user's again (a file holding exactly advviz's bytes has nothing
+of the user's to lose). Why this and not another marker: a marker inside the file would break the
+CSV/TSV/JSONL/parquet that other tools read; extended attributes are missing on some file systems
+and dropped silently by others; an mtime or inode record is fooled by tools that keep mtimes and
+by reused inodes. A record that is lost or unreadable only makes advviz ask for ``--overwrite`` —
+it never makes a user's file look like advviz's. A file of that name that is not advviz's record
+(or is a symlink) is left alone, and nothing is recorded in that folder. Updates of the record
+are serialised by ``flock`` on the folder.
 
 Writing: the file goes to a hidden temporary sibling (:func:`advviz.storage.outdir.temp_sibling`),
-is hashed, and renamed into place after the check above is repeated, so a failure leaves the
-previous file (or nothing) and no temporary behind.
+is hashed, and renamed into place after rules 1 and 3 are checked again (a file that appeared
+meanwhile is the user's: refused and kept), so a failure leaves the previous file (or nothing) and
+no temporary behind.
 """
 
 from __future__ import annotations
