@@ -299,7 +299,9 @@ class _Progress:
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last > 0.5:
-            tmp = self.path.with_name(".progress.json.tmp-" + uuid.uuid4().hex[:8])
+            from .storage.outdir import temp_sibling
+
+            tmp = temp_sibling(self.path)
             tmp.write_text(json.dumps(self.state), encoding="utf-8")
             os.replace(tmp, self.path)
             self.last = now

@@ -516,6 +516,18 @@ def load_splits(name: str, data_dir=None, text_col: str | None = None,
     return out
 
 
+def dataset_files(name: str, data_dir=None) -> list[Path]:
+    """The local files :func:`load_splits` reads for ``name`` (every split's file of a named set
+    found in the data directory, or the file itself), e.g. so no command writes an output over
+    them; [] when nothing local would be read (the hub copy, an unknown name)."""
+    if name in REGISTRY:
+        d = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        files = [d / f for f in REGISTRY[name].files.values()]
+        return files if d.is_dir() and all(f.is_file() for f in files) else []
+    path = Path(name).expanduser()
+    return [path] if os.path.lexists(path) else []
+
+
 def load_dataset(name: str, split: str = "train", data_dir=None, text_col=None,
                  label_col=None) -> TextDataset:
     """One split of a named data set or a local file."""

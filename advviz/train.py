@@ -273,9 +273,17 @@ class Trainer:
         to write where advviz cannot prove the directory is its own (advviz.storage.outdir)."""
         from .storage.resume import has_state, load_state, resume_dir
 
+        from .data import dataset_files
+        from .storage.outputs import check_output_dir
+
         cfg = self.cfg
         has_ckpt = outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT) == outdir.CHECKPOINT
         outdir.check_replaceable(resume_dir(self.out_dir), outdir.RESUME)
+        inputs = [(f, "the data file") for f in dataset_files(cfg.dataset, cfg.data_dir)]
+        inputs += [(f, "the --augment file") for f in cfg.augment or ()]
+        inputs += [(f, "the --unlabeled file") for f in (dataset_files(cfg.unlabeled, cfg.data_dir) if cfg.unlabeled else ())]
+        for d in (self.out_dir, resume_dir(self.out_dir)):
+            check_output_dir(d, "--out", inputs)
         saved = load_state(self.out_dir) if cfg.resume else None
         if cfg.resume and saved is None:
             if has_ckpt:

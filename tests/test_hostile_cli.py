@@ -591,11 +591,13 @@ def test_integer_labels_are_taken_by_position():
 def test_a_file_beside_the_output_that_advviz_did_not_write_is_kept(toy_model, toy, tmp_path, capsys, argv,
                                                                     companion):
     """The user names o.md / o.csv; the JSON written beside it was never named: a user's file of that
-    name is refused, and a second run over advviz's own companion replaces it."""
+    name is refused (even with --overwrite, which covers only the named file), and a second run over
+    advviz's own companion replaces it."""
     mine = tmp_path / companion
     mine.write_text('{"my": "results"}')
     cmd = [a.format(ck=toy_model, toy=toy, out=tmp_path / "o") for a in argv]
-    assert "not a file this command wrote" in one_line(capsys, cmd)
+    assert "exists and advviz did not write it" in one_line(capsys, cmd)
+    assert "written beside" in one_line(capsys, cmd + ["--overwrite"])
     assert mine.read_text() == '{"my": "results"}' and not (tmp_path / companion.replace("json", "md")).exists()
     mine.unlink()
     assert main(cmd + ["--quiet"]) == 0 and mine.exists()

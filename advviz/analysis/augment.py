@@ -129,8 +129,9 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd
     return rows, summary
 
 
-def write_tsv(path, rows: list[dict]) -> None:
-    """The rows as a TSV file with the header ``COLUMNS`` (written whole: ``storage.outputs``)."""
+def write_tsv(path, rows: list[dict], overwrite: bool = False) -> None:
+    """The rows as a TSV file with the header ``COLUMNS`` (written whole, never over a file advviz
+    did not write unless ``overwrite``: ``storage.outputs``)."""
     from ..storage.outputs import write_output
 
     def write(tmp):
@@ -139,4 +140,4 @@ def write_tsv(path, rows: list[dict]) -> None:
             for r in rows:
                 f.write("\t".join(str(r[c]) for c in COLUMNS) + "\n")
 
-    write_output(path, write, "--out")
+    write_output(path, write, "--out", overwrite=overwrite)

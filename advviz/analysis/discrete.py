@@ -471,13 +471,13 @@ def csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_csv(path, rows: list[dict]) -> None:
+def write_csv(path, rows: list[dict], overwrite: bool = False) -> None:
     """:func:`csv_text` of ``rows`` to ``path`` (written whole, never over a file advviz did not
-    write: ``storage.outputs``)."""
+    write unless ``overwrite``: ``storage.outputs``)."""
     from ..storage.outputs import write_output
 
     write_output(path, lambda tmp: Path(tmp).write_text(csv_text(rows), encoding="utf-8", newline=""),
-                 "--adversarial-csv")
+                 "--adversarial-csv", overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------------

@@ -295,8 +295,9 @@ def project_representations(model, texts, labels, attack: str | None = None, ove
     return df, metrics
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write by extension: .parquet or .csv (temporary sibling + rename; :mod:`advviz.storage.outputs`)."""
+def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write by extension: .parquet or .csv (temporary sibling + rename, never over a file advviz
+    did not write unless ``overwrite``: :mod:`advviz.storage.outputs`)."""
     from ..storage.outputs import write_output
 
     path = Path(path)
@@ -304,4 +305,4 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     if ext not in (".parquet", ".csv"):
         raise AdvvizError(f"{path}: --out must end in .parquet or .csv")
     return write_output(path, lambda tmp: df.to_parquet(tmp, index=False) if ext == ".parquet"
-                        else df.to_csv(tmp, index=False))
+                        else df.to_csv(tmp, index=False), overwrite=overwrite)

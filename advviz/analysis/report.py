@@ -128,8 +128,9 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
                  ppl_attacks: list[str] | tuple = ("advt", "iadvt", "spgd"), max_examples: int | None = None,
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
                  title: str | None = None, progress: bool = False, textattack: list[str] | tuple = (),
-                 textattack_examples: int | None = None) -> dict:
-    """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc)."""
+                 textattack_examples: int | None = None, overwrite: bool = False) -> dict:
+    """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc);
+    ``out_md`` and its JSON are checked first (:func:`check_outputs`)."""
     from ..api import load
     from ..data import align_labels, load_dataset
 
@@ -144,6 +145,8 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
     epsilons = list(DEFAULT_EPSILONS if epsilons is None else epsilons)
     if max_examples is not None and max_examples <= 0:
         raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
+    if out_md is not None:
+        check_outputs(out_md, dirs, dataset, data_dir, lm_dir, overwrite)
     ds = load_dataset(dataset, split, data_dir)
     models = [load(d) for d in dirs]
     check_labels(models)
@@ -173,8 +176,19 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
               "lm_held_out_perplexity": (lm.metrics or {}).get("held_out_perplexity") if lm else None,
               "rows": rows, "seed_groups": seed_groups(rows)}
     if out_md is not None:
-        write_report(report, out_md)
+        write_report(report, out_md, overwrite)
     return report
+
+
+def check_outputs(out_md: str | os.PathLike, dirs, dataset: str | None, data_dir=None,
+                  lm_dir: str | os.PathLike | None = None, overwrite: bool = False) -> None:
+    """``out_md`` and the JSON beside it may be written (:mod:`advviz.storage.outputs`): neither is
+    an input (a checkpoint, the language model, the data set) nor a file advviz did not write."""
+    from ..storage.outputs import Outputs
+
+    guard = Outputs(overwrite, checkpoints=dirs, data=[(dataset, data_dir)], other=[(lm_dir, "the language model")])
+    guard.file(out_md, "--out")
+    guard.file(Path(out_md).with_suffix(".json"), "--out (JSON)", beside=out_md)
 
 
 def _mean_std(values: list) -> dict:
@@ -355,12 +369,13 @@ def _discrete_tables(report: dict) -> list[str]:
     return lines
 
 
-def write_report(report: dict, out_md: str | os.PathLike) -> tuple[Path, Path]:
+def write_report(report: dict, out_md: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
     from ..storage.outputs import write_output
 
     out_md = Path(out_md)
     out_json = out_md.with_suffix(".json")
-    write_output(out_md, lambda tmp: tmp.write_text(render_markdown(report) + "\n", encoding="utf-8"))
+    write_output(out_md, lambda tmp: tmp.write_text(render_markdown(report) + "\n", encoding="utf-8"),
+                 overwrite=overwrite)
     write_output(out_json, lambda tmp: tmp.write_text(dumps(report, indent=2) + "\n", encoding="utf-8"),
-                 "--out (JSON)")
+                 "--out (JSON)", beside=out_md)
     return out_md, out_json

@@ -644,12 +644,14 @@ def atlas_frame(atlas: dict):
     return pd.DataFrame(rows, columns=cols)
 
 
-def write_atlas(atlas: dict, path: str | os.PathLike) -> Path:
-    """``.csv``: the word table; ``.json``: the whole atlas (temporary sibling + rename)."""
+def write_atlas(atlas: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``.csv``: the word table; ``.json``: the whole atlas (temporary sibling + rename, never over
+    a file advviz did not write unless ``overwrite``: :mod:`advviz.storage.outputs`)."""
     from ..storage.jsonio import dumps
     from ..storage.outputs import write_output
 
     path = Path(path)
     if path.suffix.lower() == ".json":
-        return write_output(path, lambda tmp: tmp.write_text(dumps(atlas, indent=1) + "\n", encoding="utf-8"))
-    return write_output(path, lambda tmp: atlas_frame(atlas).to_csv(tmp, index=False))
+        return write_output(path, lambda tmp: tmp.write_text(dumps(atlas, indent=1) + "\n", encoding="utf-8"),
+                            overwrite=overwrite)
+    return write_output(path, lambda tmp: atlas_frame(atlas).to_csv(tmp, index=False), overwrite=overwrite)

@@ -57,6 +57,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--out", required=True, help="table: .parquet or .csv (metrics go to OUT.metrics.json)")
     p.add_argument("--cache-dir", default=None, help="default $ADVVIZ_CACHE_DIR/projections or ~/.cache/advviz")
     p.add_argument("--no-cache", action="store_true")
+    flags.add_overwrite_flag(p)
     flags.add_preset_flag(p)
     flags.add_method_flags(p, flags.named_methods(argv, "project"))
     p.set_defaults(func=cmd_project)
@@ -76,6 +77,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                    help="attack only the first N of the report's examples with TextAttack (default: all of them)")
     p.add_argument("--title", default=None)
     p.add_argument("--out", required=True, help="report.md (report.json is written beside it)")
+    flags.add_overwrite_flag(p)
     flags.add_preset_flag(p)
     flags.add_method_flags(p, flags.named_methods(argv, "report"))
     p.set_defaults(func=cmd_report, method_names=flags.named_methods(argv, "report"))
@@ -212,16 +214,18 @@ def cmd_project(args) -> int:
     from ..api import load
     from ..analysis.projection import default_cache_dir, project_representations, write_table
 
-    from ..storage.outputs import check_companion_file, check_output_file, write_output
+    from ..storage.outputs import Outputs, write_output
 
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
-    check_output_file(args.out)
-    check_companion_file(Path(args.out).with_suffix(".metrics.json"), "--out (metrics)",
-                         lambda m: "reducer" in m and "silhouette_2d" in m)
-    model = load(args.checkpoint)
-    _, ds = _examples(args, model)
     cache = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    guard = Outputs(args.overwrite, checkpoints=[args.checkpoint], data=[(args.dataset, args.data_dir)],
+                    other=[(cache, "the projection cache")])
+    guard.file(args.out, "--out")
+    guard.file(Path(args.out).with_suffix(".metrics.json"), "--out (metrics)", beside=args.out)
+    model = load(args.checkpoint)
+    guard.inputs(data=[(args.dataset or model.config["data"]["name"], args.data_dir)])
+    _, ds = _examples(args, model)
     bar = tqdm(total=100, desc="project", disable=args.json or args.quiet, bar_format="{l_bar}{bar}| {postfix}")
 
     def progress(frac: float, msg: str) -> None:
@@ -234,9 +238,10 @@ def cmd_project(args) -> int:
                                     if args.attack else None, args.reducer, args.seed,
                                     cache, progress)
     bar.close()
-    out = write_table(df, args.out)
+    out = write_table(df, args.out, args.overwrite)
     side = out.with_suffix(".metrics.json")
-    write_output(side, lambda tmp: tmp.write_text(dumps(m, indent=2) + "\n", encoding="utf-8"), "--out (metrics)")
+    write_output(side, lambda tmp: tmp.write_text(dumps(m, indent=2) + "\n", encoding="utf-8"), "--out (metrics)",
+                 beside=out)
     if m.get("fallback"):
         print(f"advviz: note: {m['fallback']}", file=sys.stderr)
     if args.json:
@@ -258,12 +263,11 @@ def cmd_report(args) -> int:
     from ..analysis.robustness import parse_epsilons
 
     _check_common(args)
-    from ..storage.outputs import check_companion_file, check_output_file
+    from ..analysis.report import check_outputs
 
     if Path(args.out).suffix.lower() == ".json":
         raise AdvvizError(f"{args.out}: --out names the markdown report (report.md); its JSON is written beside it")
-    check_output_file(args.out)
-    check_companion_file(Path(args.out).with_suffix(".json"), "--out (JSON)", lambda r: "rows" in r and "epsilons" in r)
+    check_outputs(args.out, args.checkpoints, args.dataset, args.data_dir, args.lm, args.overwrite)
     eps = parse_epsilons(args.eps)
     ppl = _attack_list([args.ppl_attacks]) if args.lm else []
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
@@ -273,7 +277,7 @@ def cmd_report(args) -> int:
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
                        title=args.title, progress=not (args.json or args.quiet),
                        textattack=[r.strip() for spec in args.textattack for r in spec.split(",") if r.strip()],
-                       textattack_examples=args.textattack_examples)
+                       textattack_examples=args.textattack_examples, overwrite=args.overwrite)
     if args.json:
         print(dumps(rep))
     else:

@@ -40,6 +40,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                         "examples and report the share of changed words among each sentence's top-3 ‖δᵢ‖ tokens")
     g.add_argument("--attack-batch-size", type=int, default=64, metavar="N",
                    help="textattack:RECIPE only: texts per batched model query (default 64)")
+    flags.add_overwrite_flag(g)
     flags.add_preset_flag(g)
     flags.add_method_flags(eval_parser, flags.named_methods(argv, "eval"))
     previous = eval_parser.get_default("func")
@@ -122,6 +123,8 @@ def cmd_eval_attack(args, previous) -> int:
                                   + (" (embedding-space attacks write text-form examples with `advviz augment`)"
                                      if flag == "--adversarial-csv" else ""))
     if getattr(args, "attack", None) is None:
+        if args.per_example:
+            raise AdvvizError("--per-example needs --attack NAME (it writes one row per attacked example)")
         return previous(args)
     if is_textattack(args.attack):
         return cmd_eval_textattack(args)
@@ -132,13 +135,11 @@ def cmd_eval_attack(args, previous) -> int:
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
-    if args.per_example:
-        from ..storage.outputs import check_output_file
-
-        check_output_file(args.per_example, "--per-example")
+    guard = _outputs(args)
     eps = parse_epsilons(args.eps) if args.eps is not None else None
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
+    guard.inputs(data=[(name, args.data_dir)])
     ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, 0)
     if len(ds) == 0:
         raise AdvvizError(f"{name}/{args.split} has no examples to evaluate")
@@ -148,7 +149,7 @@ def cmd_eval_attack(args, previous) -> int:
     attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, values, eps,
                                     seed=args.attack_seed, progress=not (args.json or args.quiet))
     if args.per_example:
-        _write_per_example(Path(args.per_example), attacks)
+        _write_per_example(Path(args.per_example), attacks, args.overwrite)
     res["attacks"] = [{k: v for k, v in a.items() if k != "per_example"} for a in attacks]
     if args.json:
         print(dumps(res))
@@ -161,7 +162,18 @@ def cmd_eval_attack(args, previous) -> int:
     return 0
 
 
-def _write_per_example(path: Path, attacks: list[dict]) -> None:
+def _outputs(args):
+    """``--per-example`` and ``--adversarial-csv`` checked against each other and the inputs known
+    before the model is loaded (the data set a checkpoint names is added once it is read)."""
+    from ..storage.outputs import Outputs
+
+    guard = Outputs(args.overwrite, checkpoints=[args.checkpoint], data=[(args.dataset, args.data_dir)])
+    guard.file(args.per_example, "--per-example")
+    guard.file(getattr(args, "adversarial_csv", None), "--adversarial-csv")
+    return guard
+
+
+def _write_per_example(path: Path, attacks: list[dict], overwrite: bool) -> None:
     from ..storage.outputs import write_output
 
     def write(tmp: Path) -> None:
@@ -170,7 +182,7 @@ def _write_per_example(path: Path, attacks: list[dict]) -> None:
                 for row in a["per_example"]:
                     f.write(dumps({"attack": a["name"], "epsilon": a["epsilon"], **row}) + "\n")
 
-    write_output(path, write, "--per-example")
+    write_output(path, write, "--per-example", overwrite=overwrite)
 
 
 def cmd_eval_textattack(args) -> int:
@@ -182,16 +194,13 @@ def cmd_eval_textattack(args) -> int:
     from ..data import subset_indices
     from ..evaluate import evaluate
     from ..limits import check_max_examples, check_positive, check_seed
-    from ..storage.outputs import check_output_file
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
     check_positive(args.attack_batch_size, "--attack-batch-size")
     if args.eps is not None:
         raise AdvvizError("--eps applies to embedding-space attacks; a TextAttack recipe has its own budget")
-    for flag, path in (("--per-example", args.per_example), ("--adversarial-csv", args.adversarial_csv)):
-        if path:
-            check_output_file(path, flag)
+    guard = _outputs(args)
     if args.adversarial_csv and Path(args.adversarial_csv).suffix.lower() != ".csv":
         raise AdvvizError(f"--adversarial-csv {args.adversarial_csv}: give a .csv file")
     recipe = check_recipe(args.attack)
@@ -208,6 +217,7 @@ def cmd_eval_textattack(args) -> int:
         overlap_values = flags.paper_or_family(args, args.overlap, flags.method_values(args, [args.overlap]))
         check_attack(model, args.overlap, overlap_values)
     name = args.dataset or model.config["data"]["name"]
+    guard.inputs(data=[(name, args.data_dir)])
     ds = model.examples(name, args.split, args.data_dir)
     keep = subset_indices(len(ds), args.max_examples, 0)
     texts, labels = [ds.texts[i] for i in keep], [ds.labels[i] for i in keep]
@@ -223,9 +233,11 @@ def cmd_eval_textattack(args) -> int:
     for r in out["per_example"]:
         r["source_index"] = keep[r["index"]]
     if args.per_example:
-        _write_per_example(Path(args.per_example), [{**out["row"], "per_example": out["per_example"]}])
+        _write_per_example(Path(args.per_example), [{**out["row"], "per_example": out["per_example"]}],
+                           args.overwrite)
     if args.adversarial_csv:
-        write_csv(args.adversarial_csv, adversarial_rows(model, out["per_example"], out["row"]["name"], keep))
+        write_csv(args.adversarial_csv, adversarial_rows(model, out["per_example"], out["row"]["name"], keep),
+                  overwrite=args.overwrite)
     if args.overlap:
         from ..analysis.discrete import overlap
 

@@ -22,6 +22,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                    help="each perturbed token replaced by its moved_to word, or the RAR head's reconstruction "
                         "(a rar / carl+rar checkpoint) (default: moved_to)")
     p.add_argument("--out", required=True, help="the TSV file: text, label, source_index, attack, changed_tokens")
+    flags.add_overwrite_flag(p)
     p.add_argument("--max-examples", type=int, default=None, help="a seeded subset of N examples")
     p.add_argument("--token-share", type=float, default=1.0,
                    help="moved_to: replace only this share of each text's perturbed tokens, those with the largest "
@@ -52,7 +53,7 @@ def cmd_augment(args) -> int:
     from ..data import subset_indices
     from ..limits import check_positive, check_seed
     from ..methods import attacks
-    from ..storage.outputs import check_output_file
+    from ..storage.outputs import Outputs
 
     check_seed(args.seed)
     check_positive(args.batch_size, "--batch-size")
@@ -61,7 +62,8 @@ def cmd_augment(args) -> int:
         raise AdvvizError(f"--attack {args.attack!r} is not an attack; attacks: {', '.join(attacks())}")
     if Path(args.out).suffix.lower() != ".tsv":
         raise AdvvizError(f"--out {args.out}: give a .tsv file (the format `advviz train --augment` reads)")
-    check_output_file(args.out, "--out")
+    guard = Outputs(args.overwrite, checkpoints=[args.checkpoint], data=[(args.dataset, args.data_dir)])
+    guard.file(args.out, "--out")
     if not 0 < args.token_share <= 1:
         raise AdvvizError(f"--token-share must be in (0, 1], got {args.token_share}")
     model = load(args.checkpoint)
@@ -69,6 +71,7 @@ def cmd_augment(args) -> int:
         raise AdvvizError(f"{args.checkpoint} has no RAR head: --text-form reconstructed needs a checkpoint trained "
                           f"with --method rar or carl+rar")
     name = args.dataset or model.config["data"]["name"]
+    guard.inputs(data=[(name, args.data_dir)])
     ds = model.examples(name, args.split, args.data_dir)
     keep = subset_indices(len(ds), args.max_examples, args.seed)
     texts, labels = [ds.texts[i] for i in keep], [ds.labels[i] for i in keep]
@@ -81,7 +84,7 @@ def cmd_augment(args) -> int:
                                args.seed, args.keep_unchanged, args.token_share, progress=bar.update)
     finally:
         bar.close()
-    write_tsv(args.out, rows)
+    write_tsv(args.out, rows, args.overwrite)
     print(f"{name}/{args.split}: {s['n']} examples attacked with {args.attack} ({args.text_form}); wrote {s['written']} "
           f"rows to {args.out} (mean {s['mean_changed_tokens']:.2f} changed tokens"
           + (f"; {s['unchanged_skipped']} unchanged texts left out" if s["unchanged_skipped"] else "") + ")",

@@ -112,6 +112,13 @@ def add_preset_flag(parser) -> None:
                         help="attack defaults: scaled for the attacked model's family (default) or the papers' values")
 
 
+def add_overwrite_flag(parser) -> None:
+    """``--overwrite`` of every command that writes output files (the rule: :mod:`advviz.storage.outputs`)."""
+    from ..storage.outputs import OVERWRITE_HELP
+
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
 def refuse_unknown(unknown: list[str], command: str | None, names: list[str]) -> list[str]:
     """One line for a flag of a method that was not chosen; returns the tokens that are not method
     flags (argparse reports those as usual)."""

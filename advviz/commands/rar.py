@@ -14,15 +14,15 @@ def cmd_reconstruct(args) -> int:
     from ..analysis.reconstruct import reconstruct_dataset, summarize
 
     from ..limits import check_positive, check_seed
-    from ..storage.outputs import check_output_file, write_output
+    from ..storage.outputs import Outputs, write_output
 
     check_seed(args.seed)
     check_positive(args.batch_size, "--batch-size")
     check_positive(args.max_examples, "--max-examples")
     if args.show < 0:
         raise AdvvizError(f"--show must be >= 0, got {args.show}")
-    if args.out:
-        check_output_file(args.out, "--out")
+    guard = Outputs(args.overwrite, checkpoints=[args.checkpoint, args.judge], data=[(args.dataset, args.data_dir)])
+    guard.file(args.out, "--out")
     if args.attack not in METHODS or not METHODS[args.attack].is_attack:
         known = ", ".join(n for n, c in METHODS.items() if c.is_attack)
         raise AdvvizError(f"--attack {args.attack!r} is not an attack; known: {known}")
@@ -33,13 +33,14 @@ def cmd_reconstruct(args) -> int:
     if judge is not None:
         check_same_labels(model, judge)
     name = args.dataset or model.config["data"]["name"]
+    guard.inputs(data=[(name, args.data_dir)])
     ds = model.examples(name, args.split, args.data_dir).subset(args.max_examples, args.seed)
     values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
     df = reconstruct_dataset(model, ds.texts, ds.labels, args.attack, values, judge,
                              args.batch_size, args.seed, progress=not args.quiet)
     s = summarize(df)
     if args.out:
-        write_output(args.out, lambda tmp: df.to_csv(tmp, index=False), "--out")
+        write_output(args.out, lambda tmp: df.to_csv(tmp, index=False), "--out", overwrite=args.overwrite)
     print(f"{name}/{args.split}: {s['n']} sentences attacked with {args.attack}; "
           f"{s['changed']} reconstructions differ from the original; "
           f"{s['flips_self']} flip this model's prediction (adversarial embeddings flip {s['adv_flips_self']})")
@@ -67,6 +68,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--attack", default="pgd", help="an embedding-space attack (default: pgd, k-PGD as in the paper)")
     p.add_argument("--judge", default=None, help="another checkpoint (e.g. the baseline) that judges the texts")
     p.add_argument("--out", default=None, help="write every row to this CSV file")
+    flags.add_overwrite_flag(p)
     p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--show", type=int, default=5, help="print this many changed examples (default: 5)")

@@ -36,6 +36,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON object")
     out.add_argument("--out", default=None, metavar="FILE.csv", help="write the table (.csv, or .json for the JSON)")
+    flags.add_overwrite_flag(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the atlas cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar (also implied by --json)")
@@ -45,11 +46,12 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.set_defaults(func=cmd_words)
 
 
-def _check_args(args) -> None:
-    """Every flag checked before a model is loaded or an example attacked."""
+def _check_args(args):
+    """Every flag checked before a model is loaded or an example attacked; returns the guard of
+    ``--out`` (:class:`advviz.storage.outputs.Outputs`), to which the data set is added once known."""
     from ..limits import check_max_examples, check_positive, check_seed
     from ..methods import attacks
-    from ..storage.outputs import check_output_file
+    from ..storage.outputs import Outputs
 
     if len(args.checkpoints) > 2:
         raise AdvvizError(f"give one checkpoint, or two to compare (DIR_A DIR_B); got {len(args.checkpoints)}")
@@ -67,10 +69,11 @@ def _check_args(args) -> None:
     check_positive(args.top, "--top")
     check_positive(args.batch_size, "--batch-size")
     check_seed(args.seed)
-    if args.out:
-        if Path(args.out).suffix.lower() not in (".csv", ".json"):
-            raise AdvvizError(f"{args.out}: --out must end in .csv (or .json)")
-        check_output_file(args.out)
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise AdvvizError(f"{args.out}: --out must end in .csv (or .json)")
+    guard = Outputs(args.overwrite, checkpoints=args.checkpoints, data=[(args.dataset, args.data_dir)])
+    guard.file(args.out, "--out")
+    return guard
 
 
 def _examples(args, model, name: str):
@@ -116,9 +119,10 @@ def cmd_words(args) -> int:
     from ..analysis.words import check_attack, compare_atlases, write_atlas
     from ..api import load
 
-    _check_args(args)
+    guard = _check_args(args)
     models = [load(p) for p in args.checkpoints]  # every checkpoint checked before any work
     dataset = args.dataset or models[0].config["data"]["name"]
+    guard.inputs(data=[(dataset, args.data_dir)])
     show = not (args.json or args.quiet)
     values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
     for model in models:  # every model can take these attack settings, before any work
@@ -128,7 +132,7 @@ def cmd_words(args) -> int:
     if args.top is not None:
         atlas = {**atlas, "words": atlas["words"][: args.top]}
     if args.out:
-        write_atlas(atlas, args.out)
+        write_atlas(atlas, args.out, args.overwrite)
     if args.json:
         print(dumps(atlas))
         return 0

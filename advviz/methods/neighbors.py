@@ -171,9 +171,11 @@ class NeighborIndex:
         """Write the (possibly partial) table and its fingerprint as safetensors, atomically."""
         from safetensors.torch import save_file
 
+        from ..storage.outdir import temp_sibling
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = temp_sibling(path)
         meta = {"k": str(self.k), "metric": self.metric, "fingerprint": self.fingerprint or "",
                 "exclude": json.dumps(sorted(self.exclude))}
         save_file({"table": self.table.contiguous()}, str(tmp), metadata=meta)

@@ -122,8 +122,7 @@ def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPO
     anything else is refused and left untouched."""
     target = Path(os.path.abspath(target))
     outdir.check_replaceable(target, kind)
-    hidden = target.name if target.name.startswith(".") else f".{target.name}"
-    tmp = target.parent / f"{hidden}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = outdir.temp_sibling(target)
     try:
         tmp.mkdir(parents=True)
         yield tmp
@@ -140,9 +139,13 @@ def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPO
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace one JSON file of a checkpoint atomically (temp file + rename)."""
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    _write_json(tmp, obj)
-    os.replace(tmp, path)
+    tmp = outdir.temp_sibling(path)
+    try:
+        _write_json(tmp, obj)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dict, metrics: dict,

@@ -14,16 +14,29 @@ checkpoint with a file advviz did not write beside it) is refused with one line,
 flags. ``train --out``, ``--resume``, ``lm train --out``, every atomic directory swap
 (:func:`advviz.storage.checkpoint.atomic_dir`) and every removal go through :func:`check_replaceable`.
 
+Temporary files. Every file advviz writes atomically is first written to a hidden sibling
+:func:`temp_sibling` names ``.NAME.tmp-<TOKEN>-<rand>``, where TOKEN is this process's
+:data:`PROCESS_TOKEN` (random, 16 hex digits). A name of that shape alone proves nothing (a user
+may well keep a ``.config.json.tmp-abc``), so a temporary counts as advviz's only when its TOKEN
+is one advviz recorded: this process's own, or the ``temp_token`` of the advviz lock beside the
+directory (the run that holds or held it: a run killed mid-write leaves both behind), or that of
+a stale lock this process took over. Any other file inside a checkpoint makes it "a directory
+holding files advviz did not write": refused with one line naming the file, never deleted.
+
 A run holds :class:`OutputLock` on its output while it works: ``.NAME.lock`` beside the output
 (the output itself is swapped whole by a rename at each save, so a file inside it would move
-away with the old copy). The lock is created with O_EXCL and holds the pid, host, process start
-time and a random token; it is removed on every exit path. A lock whose process is gone (or
-whose pid now belongs to a younger process) is stale and taken over; a live one refuses the
-second run with one line naming the holder.
+away with the old copy). The lock holds the pid, host, process start time, a random token and the
+run's ``temp_token``; it is written whole to a temporary file and hard-linked into place (link()
+fails when the name exists, as O_EXCL does), so a lock is never seen empty or half-written. It is
+removed on every exit path. Only a lock with advviz's JSON whose process is gone (or whose pid now
+belongs to a younger process) is stale and taken over; a live one refuses the second run with one
+line naming the holder; an empty or non-JSON file at the lock's name is never removed (one line
+asks the user to delete it if no run is going).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -51,9 +64,36 @@ CACHE_FILE_RE = re.compile(r"^(neighbors-[a-z0-9]+-k\d+|words-[0-9a-f]{32})\.saf
 LM_FILES = {"config.json", "model.safetensors", "vocab.txt", "metrics.json"}
 RESUME_FILES = {"state.json", "tensors.safetensors"}
 JOB_FILES = {"job.json", "train.log", "runner.log", "pid", "rc", "done", "cancelled", "progress.json"}
-# temporary files of advviz's atomic writes (write_json_atomic, NeighborIndex.save)
-TEMP_RE = re.compile(r"^\..+\.tmp-[0-9a-f]+$")
+# temporary files of advviz's atomic writes (temp_sibling): advviz's only when TOKEN is recorded
+TEMP_RE = re.compile(r"^\..+\.tmp-(?P<token>[0-9a-f]{16})-[0-9a-f]{8}$")
 MAX_CONFIG_BYTES = 16 << 20
+
+#: the token in the name of every temporary file this process writes (see the module docstring)
+PROCESS_TOKEN = uuid.uuid4().hex[:16]
+_TAKEN_OVER: set[str] = set()  # temp tokens of dead runs whose stale lock this process took over
+
+
+def temp_sibling(path: str | os.PathLike) -> Path:
+    """A fresh hidden sibling of ``path`` to write before renaming it into place, named so that
+    advviz can later recognise it as its own (:data:`TEMP_RE` + :data:`PROCESS_TOKEN`)."""
+    path = Path(path)
+    hidden = path.name if path.name.startswith(".") else f".{path.name}"
+    return path.parent / f"{hidden}.tmp-{PROCESS_TOKEN}-{uuid.uuid4().hex[:8]}"
+
+
+def _temp_tokens(path: Path) -> set[str]:
+    """The temp tokens advviz recorded for the directory ``path``: this process's, those of stale
+    locks it took over, and the ``temp_token`` of an advviz lock beside ``path``."""
+    tokens = {PROCESS_TOKEN, *_TAKEN_OVER}
+    _, info = OutputLock(path)._read()
+    if _is_lock(info) and isinstance(info.get("temp_token"), str):
+        tokens.add(info["temp_token"])
+    return tokens
+
+
+def _is_temp(name: str, tokens: set[str]) -> bool:
+    m = TEMP_RE.match(name)
+    return m is not None and m.group("token") in tokens
 
 
 def _entries(path: Path) -> list[os.DirEntry]:
@@ -71,26 +111,30 @@ def _config(path: Path) -> dict | None:
     return cfg if isinstance(cfg, dict) else None
 
 
-def _foreign(path: Path, entries: list[os.DirEntry], files: set[str], dirs: set[str] = frozenset()) -> list[str]:
-    """Entries advviz would not have written in a directory of this kind."""
+def _foreign(path: Path, entries: list[os.DirEntry], files: set[str], dirs: set[str] = frozenset(),
+             tokens: set[str] = frozenset()) -> list[str]:
+    """Entries advviz would not have written in a directory of this kind (``tokens``: the temp
+    tokens advviz recorded for it, :func:`_temp_tokens`)."""
     out = []
     for e in entries:
         if e.is_symlink():
             out.append(e.name)
         elif e.is_dir(follow_symlinks=False):
-            if e.name not in dirs or _foreign_cache(Path(e.path)):
+            if e.name not in dirs:
                 out.append(e.name + "/")
-        elif not e.is_file(follow_symlinks=False) or (e.name not in files and not TEMP_RE.match(e.name)):
+            else:
+                out += [f"{e.name}/{n}" for n in _foreign_cache(Path(e.path), tokens)]
+        elif not e.is_file(follow_symlinks=False) or (e.name not in files and not _is_temp(e.name, tokens)):
             out.append(e.name)
     return out
 
 
-def _foreign_cache(d: Path) -> bool:
+def _foreign_cache(d: Path, tokens: set[str]) -> list[str]:
     try:
-        return any(e.is_symlink() or not e.is_file(follow_symlinks=False)
-                   or not (CACHE_FILE_RE.match(e.name) or TEMP_RE.match(e.name)) for e in _entries(d))
-    except OSError:
-        return True
+        return [e.name for e in _entries(d) if e.is_symlink() or not e.is_file(follow_symlinks=False)
+                or not (CACHE_FILE_RE.match(e.name) or _is_temp(e.name, tokens))]
+    except OSError as e:
+        return [f"(cannot be listed: {e.strerror or e})"]
 
 
 def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
@@ -114,6 +158,7 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
     if not entries:
         return EMPTY, ""
     names = {e.name for e in entries}
+    tokens = _temp_tokens(path)
     if {"config.json", "model.safetensors"} <= names:
         cfg = _config(path)
         if cfg is None:
@@ -124,7 +169,7 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
             kind, files, dirs = CHECKPOINT, CHECKPOINT_FILES, CHECKPOINT_DIRS
         else:
             return None, "has a config.json that is not an advviz config"
-    elif names <= RESUME_FILES | {n for n in names if TEMP_RE.match(n)} and names & RESUME_FILES:
+    elif names <= RESUME_FILES | {n for n in names if _is_temp(n, tokens)} and names & RESUME_FILES:
         kind, files, dirs = RESUME, RESUME_FILES, set()
     elif "job.json" in names:
         kind, files, dirs = JOB, JOB_FILES, set()
@@ -132,11 +177,26 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
         shown = sorted(names)[:3]
         return None, (f"is not empty and was not written by advviz (it holds {', '.join(shown)}"
                       f"{', …' if len(names) > 3 else ''})")
-    foreign = _foreign(path, entries, files, dirs)
+    foreign = _foreign(path, entries, files, dirs, tokens)
     if foreign:
         return None, (f"holds files advviz did not write ({', '.join(sorted(foreign)[:3])}"
                       f"{', …' if len(foreign) > 3 else ''})")
     return kind, ""
+
+
+ADVVIZ_DIRS = (CHECKPOINT, LM, RESUME, JOB)
+
+
+def enclosing_advviz_dir(path: str | os.PathLike) -> tuple[str, Path] | None:
+    """``(kind, folder)`` when writing ``path`` would put a file or folder inside an advviz
+    checkpoint, language model, resume state or job folder — its parent, or its grandparent (a
+    checkpoint's ``cache/``) — which must hold only what advviz writes there; else None."""
+    real = Path(os.path.realpath(os.path.abspath(path)))
+    for d in list(real.parents)[:2]:
+        kind, _ = ownership(d)
+        if kind in ADVVIZ_DIRS:
+            return kind, d
+    return None
 
 
 def _contains_cwd(path: Path) -> bool:
@@ -159,6 +219,10 @@ def check_replaceable(path: str | os.PathLike, kind: str, flag: str = "--out") -
     if _contains_cwd(path):
         raise AdvvizError(f"refusing to write a {kind} to {path}: it is the current directory or contains it; "
                           f"choose a new {flag}")
+    inside = enclosing_advviz_dir(path)
+    if inside is not None:
+        raise AdvvizError(f"refusing to write a {kind} to {path}: it lies inside the advviz {inside[0]} {inside[1]}, "
+                          f"which holds only the files advviz writes there; choose a new {flag}")
     found, reason = ownership(path)
     if found is None:
         raise AdvvizError(f"refusing to write a {kind} to {path}: it {reason}; advviz only replaces a "
@@ -207,10 +271,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _is_lock(info: dict | None) -> bool:
+    """Whether a parsed lock file is advviz's (its JSON holds a pid, a host and a token)."""
+    return isinstance(info, dict) and {"pid", "host", "token"} <= set(info)
+
+
+def _read_lock(path: Path) -> tuple[bytes | None, dict | None]:
+    """(raw bytes, parsed JSON object or None) of a lock file; (None, None) when there is none.
+    Never follows a symlink nor blocks on a FIFO; reads at most 64 KiB."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None, None
+    except OSError:
+        return b"", None
+    try:
+        raw = os.read(fd, 65536)
+    except OSError:
+        raw = b""
+    finally:
+        os.close(fd)
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return raw, None
+    return raw, info if isinstance(info, dict) else None
+
+
+def is_advviz_lock(path: str | os.PathLike) -> bool:
+    """Whether the file ``path`` holds an advviz run's lock (its JSON: pid, host, token)."""
+    return _is_lock(_read_lock(Path(path))[1])
+
+
 class OutputLock:
     """``with OutputLock(out_dir): ...`` — at most one advviz run writes ``out_dir`` at a time."""
-
-    STALE_EMPTY_SECONDS = 10.0  # an unreadable lock younger than this may be one being written
 
     def __init__(self, target: str | os.PathLike, what: str = "run"):
         target = Path(os.path.abspath(target))
@@ -220,32 +314,14 @@ class OutputLock:
 
     # -- holder info -------------------------------------------------------------------------
     def _read(self) -> tuple[bytes | None, dict | None]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            return None, None
-        except OSError:
-            return b"", None
-        try:
-            raw = os.read(fd, 65536)
-        except OSError:
-            raw = b""
-        finally:
-            os.close(fd)
-        try:
-            info = json.loads(raw)
-        except ValueError:
-            return raw, None
-        return raw, info if isinstance(info, dict) else None
+        return _read_lock(self.path)
 
-    def _stale(self, raw: bytes, info: dict | None) -> bool:
-        if info is None or not {"pid", "host", "token"} <= set(info):
-            if raw.strip():  # not a lock advviz wrote: never removed, the user is told
-                return False
-            try:  # empty: a lock being written, or the remains of a crash right after O_EXCL
-                return time.time() - os.lstat(self.path).st_mtime > self.STALE_EMPTY_SECONDS
-            except OSError:
-                return True
+    def _stale(self, info: dict | None) -> bool:
+        """Only advviz's own lock (its JSON) of a process that is gone is stale. Anything else at
+        the lock's name (empty, not JSON, other JSON) is never removed: advviz writes its lock
+        whole before it appears (:meth:`_create`), so such a file is not one being written."""
+        if not _is_lock(info):
+            return False
         if info.get("host") != socket.gethostname():
             return False  # cannot tell from here
         pid = info.get("pid")
@@ -256,11 +332,10 @@ class OutputLock:
         return started is not None and now is not None and started != now  # pid reused
 
     def _holder(self, raw: bytes, info: dict | None) -> str:
-        if info is None or not {"pid", "host", "token"} <= set(info):
-            if raw.strip():
-                return (f"{self.path} exists but is not an advviz lock; remove it if no advviz run is "
-                        f"writing {self.target}")
-            return f"another advviz run is starting on {self.target} (lock {self.path})"
+        if not _is_lock(info):
+            what = "is empty" if not raw.strip() else "is not an advviz lock"
+            return (f"{self.path} exists but {what} (advviz writes its locks whole); delete it if no advviz run "
+                    f"is writing {self.target}")
         since = info.get("started")
         when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
         host = info.get("host")
@@ -268,43 +343,76 @@ class OutputLock:
         return f"{self.target} is in use by another advviz {self.what} (pid {info.get('pid')}{where}{when})"
 
     # -- acquire / release ---------------------------------------------------------------------
+    def _create(self, data: bytes) -> None:
+        """Put a lock holding ``data`` at :attr:`path`, or raise FileExistsError: written to a
+        temporary file first and hard-linked into place, so the lock never exists empty. Where the
+        file system has no hard links, O_EXCL + write (a reader may then briefly see it empty and
+        refuses, which is safe)."""
+        tmp = temp_sibling(self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, self.path)
+                return
+            except FileExistsError:
+                raise
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS,
+                                   errno.EMLINK):
+                    raise
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def acquire(self) -> "OutputLock":
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                "proc_start": _proc_start(os.getpid()), "token": uuid.uuid4().hex, "target": str(self.target)}
+                "proc_start": _proc_start(os.getpid()), "token": uuid.uuid4().hex, "temp_token": PROCESS_TOKEN,
+                "target": str(self.target)}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise AdvvizError(f"cannot create {self.path.parent}: {e.strerror or e}") from None
         for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+                self._create(json.dumps(info).encode())
             except FileExistsError:
                 raw, holder = self._read()
                 if raw is None:
                     continue  # released meanwhile: try again
-                if not self._stale(raw, holder):
+                if not self._stale(holder):
                     msg = self._holder(raw, holder)
-                    if "not an advviz lock" not in msg:
-                        other_host = holder is not None and holder.get("host") != socket.gethostname()
+                    if _is_lock(holder):
+                        other_host = holder.get("host") != socket.gethostname()
                         msg += "; wait for it to finish or stop it" + \
                             (f"; if that run is gone, delete {self.path}" if other_host else "")
                     raise AdvvizError(msg) from None
-                self._take_over(raw)
+                self._take_over(raw, holder)
                 continue
             except OSError as e:
                 raise AdvvizError(f"cannot lock {self.target} ({self.path}): {e.strerror or e}") from None
-            try:
-                os.write(fd, json.dumps(info).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             self.token = info["token"]
             return self
         raise AdvvizError(f"could not lock {self.target}: its lock {self.path} keeps changing hands")
 
-    def _take_over(self, stale_raw: bytes) -> None:
+    def _take_over(self, stale_raw: bytes, stale: dict) -> None:
         """Move a stale lock aside, checking it is still the stale one (a racing run may have
-        taken it over first: then its fresh lock is put back)."""
+        taken it over first: then its fresh lock is put back). The dead run's temp token is kept,
+        so its leftover temporary files stay recognisably advviz's (:func:`_temp_tokens`)."""
+        if isinstance(stale.get("temp_token"), str):
+            _TAKEN_OVER.add(stale["temp_token"])
         aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, aside)
