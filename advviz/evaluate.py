@@ -60,3 +60,43 @@ def evaluate(model: Classifier, texts: list[str], labels: list[int], batch_size:
              progress: bool = False) -> dict:
     """Accuracy, macro-F1, mean cross-entropy and n over (texts, labels)."""
     return metrics_from_logits(predict_logits(model, texts, batch_size, progress), labels)
+
+
+# --------------------------------------------------------------------------------------------
+# did the run leave chance? (the stall mark of metrics.json, the Models page and `advviz report`)
+
+#: a run "is at chance" while its dev accuracy is within this many points of the majority class
+CHANCE_MARGIN = 0.02
+#: while a run has not left chance, the Trainer probes the dev accuracy this many times per run
+CHANCE_PROBES = 20
+
+
+def majority_share(labels) -> float:
+    """The accuracy of always answering the most frequent class of ``labels``."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan")
+
+
+def chance_record(log: list[dict], majority: float, total_steps: int, margin: float = CHANCE_MARGIN) -> dict:
+    """When the run's dev accuracy first rose more than ``margin`` above the majority share, from
+    the dev evaluations and chance probes in its ``log`` (``dev_accuracy`` / ``probe_accuracy``
+    lines). ``stalled``: it had not by half of its steps (or never did) — such a run did not
+    train as its method does, and is marked wherever it is shown. ``left_chance_at_step`` is the
+    first evaluation above the bar, so its resolution is the probe interval (a twentieth of the run)."""
+    points = sorted((line["step"], line.get("dev_accuracy", line.get("probe_accuracy"))) for line in log
+                    if isinstance(line.get("step"), int)
+                    and isinstance(line.get("dev_accuracy", line.get("probe_accuracy")), (int, float)))
+    left = next((s for s, a in points if a > majority + margin), None)
+    return {"majority_share": majority, "margin": margin, "left_chance_at_step": left,
+            "stalled": left is None or left > total_steps / 2, "total_steps": total_steps}
+
+
+def stall_note(metrics: dict | None) -> str:
+    """'did not leave chance until step N of T' (or 'never left chance') for a stalled run; '' for
+    any other run and for checkpoints written before the mark existed."""
+    rec = metrics.get("chance") if isinstance(metrics, dict) else None
+    if not isinstance(rec, dict) or rec.get("stalled") is not True:
+        return ""
+    left, total = rec.get("left_chance_at_step"), rec.get("total_steps")
+    of = f" of {total}" if isinstance(total, int) else ""
+    return f"did not leave chance until step {left}{of}" if isinstance(left, int) else f"never left chance ({total} steps)"

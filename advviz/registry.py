@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdvvizError
+from .evaluate import stall_note
 from .methods.carl import ld_status
 from .storage.outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.analysis.lm)
 
@@ -176,6 +177,7 @@ def describe(path: Path) -> dict:
     except (AttributeError, TypeError, ValueError):  # values of the wrong type in a hand-edited file
         ld = {"ld_steps": None, "note": "L_D steps unknown"}
     row["ld_steps"], row["note"] = (ld["ld_steps"], ld["note"]) if ld else (None, "")
+    row["note"] = "; ".join(n for n in (stall_note(metrics), row["note"]) if n)
     row["parameters"] = _num(metrics.get("parameters"))
     row["train_seconds"] = _num(metrics.get("total_train_seconds", metrics.get("train_seconds")))
     if isinstance(ev, dict) and isinstance(ev.get("clean"), dict):

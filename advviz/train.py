@@ -24,7 +24,7 @@ from .data import TextDataset, load_splits
 from .errors import AdvvizError
 from .storage.jsonio import dumps
 from .limits import check_fits, seed_problem
-from .evaluate import evaluate
+from .evaluate import CHANCE_PROBES, chance_record, evaluate, majority_share, stall_note
 from .methods import METHODS, Method, build_method
 from .models import ModelOptions, build_model
 
@@ -476,6 +476,7 @@ class Trainer:
         x, cfg = self._ctx, self.cfg
         acc, model, total = x["acc"], x["model"], x["total"]
         eval_every = cfg.eval_every or x["steps_per_epoch"]
+        probe_every = max(1, math.ceil(total / CHANCE_PROBES))
         bar = tqdm(total=total, initial=c["step"], desc=f"train {cfg.method}",
                    disable=not self.progress or not acc.is_main_process)
         running = {"loss": 0.0, "correct": 0, "n": 0}
@@ -511,6 +512,8 @@ class Trainer:
                 self._account(running, out, batch, bs, c, bar)
                 if c["step"] % eval_every == 0 or c["step"] == total:
                     self._evaluate(c, final=c["step"] == total)
+                elif c["step"] % probe_every == 0 and not self._left_chance():
+                    self._probe_chance(c)
                 end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
                 if end_of_epoch:
                     c["epoch"], c["batch_in_epoch"] = c["epoch"] + 1, 0
@@ -576,17 +579,49 @@ class Trainer:
                          **self.method.metrics()}
             if main:
                 save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, x["extras_core"])
-        elif main and (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log
+        elif main:
+            self._append_log_file(line)
+
+    def _append_log_file(self, line: dict) -> None:
+        if (self.out_dir / "train_log.jsonl").exists():  # else the first save writes the whole log
             with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
                 f.write(dumps(line) + "\n")
+
+    # -- the stall mark -------------------------------------------------------------------------
+    def _majority(self) -> float:
+        if "majority" not in self._ctx:
+            self._ctx["majority"] = majority_share(self._ctx["dev"].labels)
+        return self._ctx["majority"]
+
+    def _left_chance(self) -> bool:
+        """Whether a dev evaluation or probe of this run (its log survives a resume) already rose
+        above chance: then no more probes are needed."""
+        return chance_record(self.log, self._majority(), 1)["left_chance_at_step"] is not None
+
+    def _probe_chance(self, c: dict) -> None:
+        """Between the regular evaluations, the dev accuracy of a run that has not left chance yet
+        (``probe_accuracy`` lines: never kept as a checkpoint, so they change nothing a run saves
+        but its log). A run that learns stops being probed at its first probe above chance; one that
+        stalls is probed a twentieth of the run apart, which dates its stall to that resolution."""
+        x = self._ctx
+        m = evaluate(x["core"], x["dev"].texts, x["dev"].labels)
+        line = {"step": c["step"], "epoch": c["epoch"], "probe_accuracy": m["accuracy"]}
+        self._log(line)
+        if x["acc"].is_main_process:
+            self._append_log_file(line)
 
     def _finish(self, c: dict) -> TrainResult:
         from .storage.resume import clear_state
 
         best = c["best"]
         if best["dev_accuracy"] >= 0 and self._ctx["acc"].is_main_process:
+            chance = chance_record(self.log, self._majority(), c["step"])
             best = {**best, "total_steps": c["step"], "total_train_seconds": c["train_time"],
-                    "total_train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9)}
+                    "total_train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9), "chance": chance}
+            if chance["stalled"] and self.progress:
+                tqdm.write(f"advviz: warning: this run {stall_note(best)} (dev accuracy within "
+                           f"{chance['margin']:.0%} of the majority class {chance['majority_share']:.3f}): it did not "
+                           f"train as {self.method.name} does; try another --seed or a lower --lr")
             write_json_atomic(self.out_dir / "metrics.json", best)
             clear_state(self.out_dir)  # the run is complete: its resume state is no longer needed
         return TrainResult(self.out_dir, best, self.log, self._ctx["acc"].is_main_process)

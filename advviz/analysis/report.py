@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import AdvvizError
 from ..storage.jsonio import dumps
+from ..evaluate import stall_note
 from ..methods.carl import ld_status
 
 DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
@@ -53,7 +54,8 @@ def _describe(model) -> dict:
     method = m.get("method") or (cfg.get("method") or {}).get("name") or train.get("method")
     ld = ld_status(cfg.get("method"), m) or {}
     return {"checkpoint": str(model.directory), "name": model.name, "arch": train.get("arch"),
-            "method": method, "ld_steps": ld.get("ld_steps"), "note": ld.get("note", ""),
+            "method": method, "ld_steps": ld.get("ld_steps"),
+            "note": "; ".join(n for n in (stall_note(m), ld.get("note", "")) if n),
             "trained_on": cfg.get("data", {}).get("name"), "train_seed": train.get("seed"),
             "settings": _settings_key(cfg),
             "dev_accuracy_at_training": m.get("dev_accuracy"), "steps": m.get("total_steps", m.get("steps")),

@@ -1,8 +1,9 @@
 """``advviz app [--port P] [--models-dir DIR]``: the Streamlit app on 127.0.0.1.
 
 When the models root holds no checkpoint, the short default training (GloVe-LSTM on sst2-sent with
-each registered method of baseline, spgd, freelb, carl, rar) runs first, in the foreground, with
-its progress bars on the terminal; ``--no-train`` skips it (the app then offers it on Models).
+each registered method of baseline, spgd, freelb, carl, rar) runs first, one job per core as the
+Models page starts it, with a progress bar per job on the terminal; ``--no-train`` skips it (the app
+then offers it on Models).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..background import cancel, default_suite, split_runs, start_parallel, status
 from ..errors import AdvvizError
+from ..registry import JOBS_DIR, MODELS_DIR_ENV, models_root, scan
 
 APP_FILE = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 
@@ -73,25 +79,51 @@ def run_child(cmd: list[str], env: dict | None = None) -> int:
 
 
 def train_default_suite(root: Path) -> None:
-    """Run the default training, one method after another, progress bars on this terminal."""
-    from ..background import default_suite, resumable
-    from ..registry import resolve
-
+    """Train the default set before the app opens, exactly as the Models page's button does: one
+    background job per core (``background.start_parallel``: the runs split by their measured cost),
+    each job's progress as a bar on this terminal. Ctrl-C or SIGTERM stops the jobs, each saving its
+    resume state; the next ``advviz app`` continues them where they stopped."""
     suite = default_suite(root)
-    print(f"no checkpoint under {root}: training the default models first "
-          f"({', '.join(r.name for r in suite)}); this takes a few minutes on CPU", file=sys.stderr)
-    for i, run in enumerate(suite, 1):
-        print(f"[{i}/{len(suite)}] {run.name}", file=sys.stderr)
-        resume = ["--resume"] if resumable(resolve(root, run.name)) else []
-        rc = run_child([sys.executable, "-m", "advviz", *run.argv(root), *resume])
-        if rc != 0:
-            raise AdvvizError(f"default training of {run.name} failed (exit {rc}); the app can still be opened "
-                              f"with --no-train")
+    workers = min(os.cpu_count() or 1, len(suite))
+    groups = split_runs(suite, workers)
+    print(f"no checkpoint under {root}: training the default models first, {len(groups)} at a time "
+          f"({'; '.join(', '.join(r.name for r in g) for g in groups)}); a few minutes on CPU", file=sys.stderr)
+    jobs = start_parallel(root, suite, workers)
+    bars = [tqdm(total=1, position=i, desc="starting", unit="step", file=sys.stderr, dynamic_ncols=True)
+            for i in range(len(jobs))]
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            states = [status(root, j) for j in jobs]
+            for bar, st in zip(bars, states):
+                bar.set_description(f"[{min(st['done'] + 1, st['n'])}/{st['n']}] {st['current']}")
+                bar.total = max(st["total"], 1)
+                bar.n = st["step"] if st["state"] == "running" or st["total"] else bar.n
+                if st["dev_accuracy"] is not None:
+                    bar.set_postfix(dev=f"{st['dev_accuracy']:.3f}", refresh=False)
+                bar.refresh()
+            if all(st["state"] != "running" for st in states):
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for j in jobs:
+            cancel(root, j)
+        raise AdvvizError("default training stopped; each run saved its state: `advviz app` continues it "
+                          "(or `advviz app --no-train` opens the app now)") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        for bar in bars:
+            bar.close()
+    failed = [st for st in states if st["state"] != "done"]
+    if failed:
+        st = failed[0]
+        last = st["log_tail"].splitlines()[-1] if st["log_tail"] else f"exit {st['rc']}"
+        raise AdvvizError(f"default training of {st['current']} failed ({last}); its log is "
+                          f"{models_root(root) / JOBS_DIR / st['id'] / 'train.log'}; the app can still be opened "
+                          f"with --no-train")
 
 
 def cmd_app(args) -> int:
-    from ..registry import MODELS_DIR_ENV, models_root, scan
-
     if not (1 <= args.port <= 65535):
         raise AdvvizError(f"--port must be in 1..65535, got {args.port}")
     if not APP_FILE.is_file():

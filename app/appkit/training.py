@@ -120,7 +120,7 @@ def default_suite_button() -> None:
     suite = background.default_suite(core.root())
     names = ", ".join(r.train["method"] for r in suite)
     st.markdown(f"**Default set:** GloVe-LSTM on sst2-sent, {len(suite)} methods ({names}), "
-                f"{background.DEFAULT_TRAIN['epochs']} epochs each: a few minutes on CPU.")
+                f"{TrainConfig.epochs} epochs each (`advviz train`'s settings): a few minutes on CPU.")
     if st.button("Train the default set", type="primary", key="train_default"):
         with core.shown_errors("Could not start the default training"):
             todo = [r for r in suite if not registry.is_checkpoint(registry.resolve(core.root(), r.name))]
