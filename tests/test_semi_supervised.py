@@ -87,7 +87,7 @@ def test_augment_rows_are_validated_as_labels_are(tmp_path):
     (tmp_path / "names.tsv").write_text("text\tlabel\nx\tpos\ny\tneg\n", encoding="utf-8")
     assert read_augment(tmp_path / "names.tsv", named).labels == [1, 0]
     (tmp_path / "other.tsv").write_text("text\tlabel\nx\tmaybe\n", encoding="utf-8")
-    with pytest.raises(AdvvizError, match="not seen in the train split"):
+    with pytest.raises(AdvvizError, match=r"line 2: label 'maybe' is not one of the training set's labels \(neg, pos\)"):
         read_augment(tmp_path / "other.tsv", named)
 
 

@@ -131,7 +131,6 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
                  textattack_examples: int | None = None) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc)."""
     from ..api import load
-    from ..data import align_labels, load_dataset
 
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
@@ -144,10 +143,9 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
     epsilons = list(DEFAULT_EPSILONS if epsilons is None else epsilons)
     if max_examples is not None and max_examples <= 0:
         raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
-    ds = load_dataset(dataset, split, data_dir)
     models = [load(d) for d in dirs]
     check_labels(models)
-    ds = align_labels(ds, models[0].label_names, models[0].name, dataset)
+    ds = models[0].examples(dataset, split, data_dir)
     sub = ds.subset(max_examples, seed)
     if max_examples is not None and max_examples > len(ds):
         import sys
