@@ -225,7 +225,7 @@ def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict], list[int]
             except RecursionError:
                 raise AdvvizError(f"{path}: line {i}: JSON nested too deeply") from None
             except ValueError as e:  # an integer of more than 4,300 digits (Python's int limit)
-                raise AdvvizError(f"{path}: line {i}: {e}") from None
+                raise AdvvizError(f"{path}: line {i}: a number too long to read ({str(e).split(':')[0]})") from None
             if not isinstance(obj, dict):
                 raise AdvvizError(f"{path}: line {i}: each line must be a JSON object")
             rows.append(obj)
