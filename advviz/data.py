@@ -506,12 +506,22 @@ def rows_to_dataset(rows, text_col, label_col, name, split, source,
                        skipped_empty=skipped, label_mapping=label_mapping)
 
 
-def check_classes(ds: "TextDataset", source) -> None:
-    """A data set to learn from needs at least two classes."""
+MIN_ROWS_FOR_CLASS_CHECK = 20  # below this a file is a toy: any number of classes is believable
+
+
+def check_classes(ds: "TextDataset", source, label_col: str | None = None) -> None:
+    """A data set to learn from needs at least two classes, and not (nearly) a class per row: a
+    label column of ids (``--label-col source_index``) or texts is a valid-looking set of
+    0..N−1 or N names, and would silently train an N-class model of nothing. Fewer than two
+    examples a class on average, in a file of at least MIN_ROWS_FOR_CLASS_CHECK rows, is refused."""
     present = sorted(set(ds.labels))
     if len(present) < 2:
         only = f" ({ds.label_names[present[0]]})" if present else ""
         raise AdvvizError(f"{source}: only one class{only} in the labels; a classifier needs at least two")
+    if len(ds) >= MIN_ROWS_FOR_CLASS_CHECK and 2 * len(present) > len(ds):
+        col = f"'{label_col}'" if label_col else "the label column"
+        raise AdvvizError(f"{source}: {len(present):,} classes for {len(ds):,} examples (fewer than two a class): "
+                          f"is {col} really the labels? name the label column with --label-col")
 
 
 def ids_mean_classes(name: str | None, label_mapping: dict | None) -> bool:
@@ -671,7 +681,7 @@ def load_splits(name: str, data_dir=None, text_col: str | None = None,
         ds = rows_to_dataset(rows, tc, lc, str(path), "train", path, lines=lines, label_map=label_map)
         if len(ds) == 0:
             raise AdvvizError(f"{path}: every text is empty")
-        check_classes(ds, path)
+        check_classes(ds, path, lc)
         out = derive_splits({"train": ds})  # dev and test are rows of this file: one mapping
     else:
         looks_like_path = any(ch in name for ch in "/\\.")

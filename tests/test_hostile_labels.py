@@ -336,3 +336,14 @@ def test_report_reads_the_label_column_the_model_trained_on(tmp_path):
     assert main(_train(tmp_path / "d.tsv", tmp_path / "m", "--label-col", "sentiment")) == 0
     res = build_report([tmp_path / "m"], str(tmp_path / "d.tsv"), "test", epsilons=[0.01], ppl_attacks=())
     assert res["n"] == len(load_dataset(str(tmp_path / "d.tsv"), "test", label_col="sentiment")) > 0
+
+
+@pytest.mark.parametrize("label_col", ["source_index", "text"])
+def test_a_label_column_of_ids_or_texts_is_refused(tmp_path, capsys, label_col):
+    """Before: `--label-col source_index` (0..N−1, every class present) or a text column trained an
+    N-class model, silently."""
+    rows = "".join(f"the film number {i} was {['dull', 'fine'][i % 2]}\t{i % 2}\t{i}\n" for i in range(40))
+    (tmp_path / "d.tsv").write_text("text\tlabel\tsource_index\n" + rows)
+    line = one_line(capsys, _train(tmp_path / "d.tsv", tmp_path / "out", "--label-col", label_col))
+    assert f"40 classes for 40 examples (fewer than two a class): is '{label_col}' really the labels?" in line
+    assert load_splits(str(tmp_path / "d.tsv"), label_col="label")["train"].num_labels == 2
