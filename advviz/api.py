@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .storage.checkpoint import Checkpoint, load_checkpoint
-from .data import align_labels, load_dataset
+from .data import align_labels, ids_mean_classes, load_dataset, training_reading
 from .evaluate import evaluate, predict_logits
 
 
@@ -94,10 +94,23 @@ class Model:
         return evaluate(self.classifier, ds.texts, ds.labels)
 
     def examples(self, dataset: str | None = None, split: str = "dev", data_dir=None):
-        """A split of a data set with its labels in this model's order (matched by name); a data
-        set with labels this model was not trained on is refused (:func:`advviz.data.align_labels`)."""
+        """A split of a data set, read as this model's training data was (:meth:`reading`), with
+        its labels in this model's order (:meth:`aligned`)."""
         name = dataset or self.config["data"]["name"]
-        return align_labels(load_dataset(name, split, data_dir), self.label_names, self.name, name)
+        return self.aligned(load_dataset(name, split, data_dir, **self.reading(name)), name)
+
+    def reading(self, dataset: str) -> dict:
+        """How to read ``dataset`` for this model: its training data's label column and
+        ``--label-map`` when it is that data set (:func:`advviz.data.training_reading`), else {}."""
+        return training_reading(self.config, dataset)
+
+    def aligned(self, ds, dataset: str):
+        """``ds`` with its labels in this model's order (matched by name; integer labels by position
+        where this model's ids mean something); a data set with labels this model was not trained on
+        is refused (:func:`advviz.data.align_labels`)."""
+        data = self.config.get("data") or {}
+        return align_labels(ds, self.label_names, self.name, dataset,
+                            ids_mean_classes(data.get("name"), data.get("label_mapping")))
 
 
 def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Model:

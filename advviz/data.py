@@ -12,10 +12,14 @@ without a dev or test split get a seeded, stratified split whose parameters are 
 from __future__ import annotations
 
 import csv
+import decimal
 import gzip
 import io
 import json
+import math
 import os
+import re
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +224,8 @@ def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict], list[int]
                 raise AdvvizError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
             except RecursionError:
                 raise AdvvizError(f"{path}: line {i}: JSON nested too deeply") from None
+            except ValueError as e:  # an integer of more than 4,300 digits (Python's int limit)
+                raise AdvvizError(f"{path}: line {i}: a number too long to read ({str(e).split(':')[0]})") from None
             if not isinstance(obj, dict):
                 raise AdvvizError(f"{path}: line {i}: each line must be a JSON object")
             rows.append(obj)
@@ -275,23 +281,108 @@ def _pick(cols: list[str], wanted: str | None, candidates: tuple[str, ...], what
                       f"columns found: {', '.join(cols) or '(none)'}; name it with --{what}-col")
 
 
-def _label_value(v, where: str) -> str:
-    """A label as a stripped string; a missing, empty or non-scalar label is an error at ``where``."""
+# --------------------------------------------------------------------------------------------
+# labels: what a label is, and how labels become class ids (one set of rules for data sets,
+# their splits, --augment files and --label-map)
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_MAX_ID_DIGITS = 18  # a "class id" of 10**18 or more is a stray value, never a class
+
+
+def parse_label(v, where: str) -> int | str:
+    """One label as read: an ``int`` when it is a number, else its name (a stripped string).
+
+    Numbers are compared as numbers: ``1``, ``1.0``, ``+1``, `` 1 ``, ``1e0`` and the JSON numbers
+    1 and 1.0 are all class 1 (a column written by pandas or a JSON tool must not turn one class
+    into two); a number that is not an integer (``1.5``, JSON ``NaN``) is refused, and so is one
+    too large to be a class id. Digits are ASCII: ``١`` or ``1_0`` are names (``int()`` would read
+    them as numbers). Refused at ``where``: no label, an empty one, a list or object, JSON
+    ``true``/``false`` (0/1 or a name? say which), and a name holding a control or invisible
+    format character (``pos`` + a zero-width space would silently be a class of its own; a tab
+    would break the TSV ``advviz augment`` writes)."""
     if v is None:
         raise AdvvizError(f"{where}: no label; every row needs one")
+    if isinstance(v, bool):
+        raise AdvvizError(f"{where}: label {str(v).lower()} is a boolean, not a label; write 0/1 or names")
     if isinstance(v, (dict, list)):
         raise AdvvizError(f"{where}: the label must be a string or an integer, not {type(v).__name__}")
-    v = str(v).strip()
-    if not v:
+    if isinstance(v, int):
+        return _class_id(v, str(v), where)
+    if isinstance(v, float):
+        if not (math.isfinite(v) and v.is_integer()):
+            raise AdvvizError(f"{where}: label {v} is a number but not an integer; class ids are 0..C−1")
+        return _class_id(int(v), repr(v), where)
+    s = str(v).strip()
+    if not s:
         raise AdvvizError(f"{where}: empty label; every row needs one")
-    return v
+    if _NUMBER.fullmatch(s):
+        d = decimal.Decimal(s)
+        if d and d.adjusted() >= _MAX_ID_DIGITS:
+            raise AdvvizError(f"{where}: label {s[:24]!r} is too large to be a class id (0..C−1)")
+        if d != d.to_integral_value():
+            raise AdvvizError(f"{where}: label {s!r} is a number but not an integer; class ids are 0..C−1 "
+                              f"(for names, write words)")
+        return int(d)
+    bad = next((c for c in s if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if bad is not None:
+        raise AdvvizError(f"{where}: label {s!r} holds the invisible character U+{ord(bad):04X}; "
+                          f"a label may not hold control or format characters")
+    return s
 
 
-def _as_int(v: str) -> int | None:
-    try:
-        return int(v)
-    except ValueError:
+def _class_id(n: int, shown: str, where: str) -> int:
+    if abs(n) >= 10 ** _MAX_ID_DIGITS:
+        raise AdvvizError(f"{where}: label {shown[:24]} is too large to be a class id (0..C−1)")
+    return n
+
+
+def parse_label_map(spec) -> dict[int | str, int | str] | None:
+    """``--label-map``: what the labels of a data file mean, for a file whose column mixes names and
+    numbers (or numbers that are not 0..C−1). ``FROM=TO`` pairs (``pos=1,neg=0,1=1,0=0``), a JSON
+    file holding one object (``{"pos": 1, "neg": 0}``, for names with ``,`` or ``=``), or an
+    already parsed mapping (a checkpoint's ``data.label_map``). Both sides are read as labels are
+    (``1.0`` is 1). Each label is replaced by what the map says before the usual checks; a label
+    the map does not name is kept as it is, so a column that still mixes names and numbers is
+    still refused. One map serves every labelled input of a run: each split, ``--augment`` files,
+    and (recorded in the checkpoint) later reads of the same data set by ``eval`` and the others."""
+    if spec is None:
         return None
+    if isinstance(spec, dict):
+        items, src = list(spec.items()), "--label-map"
+    else:
+        spec, src = str(spec), f"--label-map {spec}"
+        path = Path(spec).expanduser()
+        if os.path.lexists(path):
+            try:
+                obj = json.loads(_read_text(path), object_pairs_hook=_no_duplicate_keys(src))
+            except (json.JSONDecodeError, RecursionError):
+                raise AdvvizError(f"{src}: not a JSON object of label -> label") from None
+            if not isinstance(obj, dict):
+                raise AdvvizError(f"{src}: the file must hold one JSON object, e.g. {{\"pos\": 1, \"neg\": 0}}")
+            items = list(obj.items())
+        elif "=" not in spec:
+            raise AdvvizError(f"{src}: no such file, and not FROM=TO pairs (e.g. --label-map pos=1,neg=0)")
+        else:
+            items = []
+            for part in spec.split(","):
+                k, eq, v = part.partition("=")
+                if not eq or not k.strip() or not v.strip():
+                    raise AdvvizError(f"{src}: {part.strip()!r} is not FROM=TO (e.g. --label-map pos=1,neg=0)")
+                items.append((k, v))
+    out: dict = {}
+    for k, v in items:
+        key, value = parse_label(k, f"{src}: {k!r}"), parse_label(v, f"{src}: {k!r}")
+        if key in out and out[key] != value:
+            raise AdvvizError(f"{src}: label {key!r} is mapped twice ({out[key]!r} and {value!r})")
+        out[key] = value
+    if not out:
+        raise AdvvizError(f"{src}: the map is empty")
+    return out
+
+
+def label_map_record(label_map) -> dict | None:
+    """A parsed ``--label-map`` as JSON (keys as text; :func:`parse_label_map` reads it back)."""
+    return None if label_map is None else {str(k): v for k, v in label_map.items()}
 
 
 def _shown(values, n: int = 6) -> str:
@@ -299,80 +390,164 @@ def _shown(values, n: int = 6) -> str:
     return ", ".join(str(v) for v in values[:n]) + (f", … ({len(values)} distinct)" if len(values) > n else "")
 
 
-def rows_to_dataset(rows, text_col, label_col, name, split, source,
-                    label_names=None, label_mapping=None, lines=None) -> TextDataset:
-    """Turn raw rows into a TextDataset: strip texts, skip empty ones, make labels integers.
+def _refuse_mixed(raw: list, pos: list[str], source, mapped: bool) -> None:
+    """Names and numbers in one column are refused: is ``1`` the class named ``pos`` or a class of
+    its own? Training four classes on pos/neg/1/0 (or on 1/1.0 read as two names) is a silently
+    different task."""
+    name = next((i for i, v in enumerate(raw) if isinstance(v, str)), None)
+    num = next((i for i, v in enumerate(raw) if isinstance(v, int)), None)
+    if name is None or num is None:
+        return
+    how = ("--label-map leaves them mixed: map every name to a number (or every number to a name)" if mapped else
+           "write them all one way, or say what each means with --label-map (e.g. --label-map pos=1,neg=0)")
+    raise AdvvizError(f"{source}: the labels mix names and numbers ({raw[name]!r} at {pos[name]}, {raw[num]} at "
+                      f"{pos[num]}); {how}")
 
-    Labels are validated here, as the data is read: a row with a text but a missing or empty label
-    is an error naming the file and line (``lines``: the file line of each row). Integer labels
-    must be 0..C−1 with every class present (labels {1, 5} or one stray 100000 are refused, never
-    turned into 6 or 100,001 classes); with ``label_names`` (a named data set) they must lie in
-    its range. Any non-integer label turns the whole column into names mapped to ids in sorted
-    order (unless ``label_mapping`` is given, e.g. the train split's), and the mapping is recorded.
+
+def _refuse_twins(raw: list[str], pos: list[str], source) -> None:
+    """Names that differ only in case or Unicode form (``Positive``/``positive``, ``ｐｏｓ``/``pos``)
+    are refused rather than trained as separate classes."""
+    first: dict[str, int] = {}
+    seen: set[str] = set()
+    for i, v in enumerate(raw):
+        if v in seen:
+            continue
+        seen.add(v)
+        key = unicodedata.normalize("NFKC", v).casefold()
+        j = first.setdefault(key, i)
+        if raw[j] != v:
+            raise AdvvizError(f"{source}: labels {raw[j]!r} ({pos[j]}) and {v!r} ({pos[i]}) differ only in case or "
+                              f"Unicode form; write them one way (or map one onto the other: --label-map {v}={raw[j]})")
+
+
+def _to_known(raw: list, pos: list[str], source, known: list[str], ids: bool, whose: str) -> list[int]:
+    """Class ids of labels read against a known label set: a name must be one of ``known``
+    exactly (case included); a number is an id 0..C−1 when ``ids`` (the set's files write ids)."""
+    index = {n: i for i, n in enumerate(known)}
+    names = ", ".join(known)
+    out = []
+    for v, p in zip(raw, pos):
+        if isinstance(v, int):
+            if not ids:
+                raise AdvvizError(f"{source}: {p}: label {v} is a number, but {whose} labels are names ({names}); "
+                                  f"write the name")
+            if not 0 <= v < len(known):
+                raise AdvvizError(f"{source}: {p}: label {v} is out of range for the {len(known)} classes "
+                                  f"0..{len(known) - 1} ({names})")
+            out.append(v)
+        elif v in index:
+            out.append(index[v])
+        else:
+            folded = [n for n in known if n.casefold() == v.casefold()]
+            hint = f"; labels are matched exactly, case included (did you mean {folded[0]!r}?)" if folded else ""
+            raise AdvvizError(f"{source}: {p}: label {v!r} is not one of {whose} labels ({names}){hint}")
+    return out
+
+
+def rows_to_dataset(rows, text_col, label_col, name, split, source,
+                    label_names=None, lines=None, label_map=None, ids: bool = True,
+                    whose: str | None = None) -> TextDataset:
+    """Turn raw rows into a TextDataset: strip texts, skip empty ones, make labels class ids.
+
+    Labels are validated here, as the data is read, every one naming the file and line (``lines``:
+    the file line of each row) in one line: a row with a text needs a label (:func:`parse_label`);
+    ``label_map`` (:func:`parse_label_map`) is applied first; a column mixing names and numbers is
+    refused. Then:
+
+    - with ``label_names`` (a named data set, or the training set an ``--augment`` file adds to:
+      ``whose`` says which in messages), a name must be one of them exactly and a number is its id
+      0..C−1 (refused when ``ids`` is False: the set's own files write names, so a number would
+      be a guess at an internal order);
+    - else (a local file) integer labels must be 0..C−1 with every class present ({1, 5} or one
+      stray 100000 are refused, never turned into 6 or 100,001 classes) and names are mapped to
+      ids in sorted order, recorded as ``label_mapping`` (names differing only in case are refused).
     """
-    texts, raw_labels, where, skipped = [], [], [], 0
+    texts, raw, pos, skipped = [], [], [], 0
+    parsed: dict = {}  # (type, value) -> label: a column repeats a few values
     for i, r in enumerate(rows):
         t = r.get(text_col)
         t = "" if t is None else str(t).strip()
         if not t:
             skipped += 1
             continue
-        at = f"{source}: line {lines[i]}" if lines is not None else f"{source}: row {i + 1}"
+        p = f"line {lines[i]}" if lines is not None else f"row {i + 1}"
+        v = r.get(label_col)
+        key = (type(v), v) if isinstance(v, (str, int, float)) else None
+        label = parsed.get(key) if key is not None else None
+        if label is None:
+            label = parse_label(v, f"{source}: {p}")  # raises at the first bad occurrence
+            if key is not None:
+                parsed[key] = label
         texts.append(t)
-        raw_labels.append(_label_value(r.get(label_col), at))
-        where.append(at)
-    ints = None
-    if label_mapping is None:
-        ints = [_as_int(v) for v in raw_labels]
-        if any(v is None for v in ints):
-            ints = None
-            label_mapping = {k: i for i, k in enumerate(sorted(set(raw_labels)))}
-    if label_mapping is not None:
-        labels = []
-        for v, at in zip(raw_labels, where):
-            key = v if v in label_mapping or _as_int(v) is None else str(_as_int(v))
-            if key not in label_mapping:
-                raise AdvvizError(f"{at}: label {v!r} was not seen in the train split "
-                                  f"(labels there: {_shown(label_mapping)})")
-            labels.append(label_mapping[key])
+        raw.append(label_map.get(label, label) if label_map else label)
+        pos.append(p)
+    _refuse_mixed(raw, pos, source, bool(label_map))
+    named = bool(raw) and isinstance(raw[0], str)
+    label_mapping = None
+    if label_names is not None:
+        label_names = list(label_names)
+        labels = _to_known(raw, pos, source, label_names, ids, whose or f"{name}'s")
+        if named:
+            label_mapping = {n: i for i, n in enumerate(label_names)}
+    elif named:
+        _refuse_twins(raw, pos, source)
+        label_mapping = {k: i for i, k in enumerate(sorted(set(raw)))}
+        labels = [label_mapping[v] for v in raw]
         label_names = list(label_mapping)
-    elif label_names is not None:
-        labels = ints
-        for v, at in zip(labels, where):
-            if not 0 <= v < len(label_names):
-                raise AdvvizError(f"{at}: label {v} is out of range for the {len(label_names)} classes "
-                                  f"0..{len(label_names) - 1} ({', '.join(label_names)})")
     else:
-        labels = ints
+        labels = raw
         found = sorted(set(labels))
         if found and found != list(range(len(found))):
             raise AdvvizError(f"{source}: integer labels must be 0..C−1 with every class present, found "
                               f"{_shown(found)}; renumber them 0..{len(found) - 1} (or write the labels as "
-                              f"names, e.g. neg/pos, which are mapped to ids in sorted order)")
+                              f"names, e.g. neg/pos, which are mapped to ids in sorted order; or --label-map)")
         label_names = [str(i) for i in range(len(found))]
     return TextDataset(name, split, texts, labels, list(label_names), str(source),
                        skipped_empty=skipped, label_mapping=label_mapping)
 
 
-def check_classes(ds: "TextDataset", source) -> None:
-    """A data set to learn from needs at least two classes."""
+MIN_ROWS_FOR_CLASS_CHECK = 20  # below this a file is a toy: any number of classes is believable
+
+
+def check_classes(ds: "TextDataset", source, label_col: str | None = None) -> None:
+    """A data set to learn from needs at least two classes, and not (nearly) a class per row: a
+    label column of ids (``--label-col source_index``) or texts is a valid-looking set of
+    0..N−1 or N names, and would silently train an N-class model of nothing. Fewer than two
+    examples a class on average, in a file of at least MIN_ROWS_FOR_CLASS_CHECK rows, is refused."""
     present = sorted(set(ds.labels))
     if len(present) < 2:
         only = f" ({ds.label_names[present[0]]})" if present else ""
         raise AdvvizError(f"{source}: only one class{only} in the labels; a classifier needs at least two")
+    if len(ds) >= MIN_ROWS_FOR_CLASS_CHECK and 2 * len(present) > len(ds):
+        col = f"'{label_col}'" if label_col else "the label column"
+        raise AdvvizError(f"{source}: {len(present):,} classes for {len(ds):,} examples (fewer than two a class): "
+                          f"is {col} really the labels? name the label column with --label-col")
 
 
-def align_labels(ds: "TextDataset", label_names, model_name: str, dataset: str) -> "TextDataset":
+def ids_mean_classes(name: str | None, label_mapping: dict | None) -> bool:
+    """Whether the class ids 0..C−1 of a label set mean something to its user: its files write ids
+    (a named set such as sst2-sent, or a file of integer labels) — not a file of names, whose ids
+    are only the sorted order of the names (so a file of integers is not read by position
+    against it: ``read_augment``, ``align_labels``)."""
+    return not label_mapping or name in REGISTRY
+
+
+def align_labels(ds: "TextDataset", label_names, model_name: str, dataset: str,
+                 ids: bool = True) -> "TextDataset":
     """``ds`` with its label ids in the order of a model's ``label_names``. Labels with names are
     matched by name (ids reordered when only the order differs); a file of integer labels
     ``0..C−1`` carries no names and is taken by position, so its labels must be below the model's
-    number of classes. Anything else is one line, as ``compare`` / ``project`` / ``report`` do:
-    evaluating on another label set would be another task (accuracy 0.0, or a traceback)."""
+    number of classes — and the model's ids must mean something (``ids``,
+    :func:`ids_mean_classes`). Anything else is one line, as ``compare`` / ``project`` / ``report``
+    do: evaluating on another label set would be another task (accuracy 0.0, or a traceback)."""
     model_names, names = list(label_names), list(ds.label_names)
     if names == model_names:
         return ds
     used = sorted(set(ds.labels))
     positional = ds.label_mapping is None and names == [str(i) for i in range(len(names))]
+    if positional and not ids:
+        raise AdvvizError(f"{model_name} was trained on the label names {model_names}, whose ids are only their "
+                          f"sorted order, but {dataset} has integer labels; write its labels as those names")
     if positional and (not used or used[-1] < len(model_names)):
         return TextDataset(ds.name, ds.split, ds.texts, ds.labels, model_names, ds.source,
                            {**ds.split_info, "labels_by_position_for": model_name}, ds.skipped_empty, None)
@@ -431,9 +606,10 @@ def derive_splits(full: dict[str, TextDataset], derive=("dev", "test")) -> dict[
 # public entry points
 
 
-def _load_named_local(spec: DatasetSpec, d: Path) -> dict[str, TextDataset]:
+def _load_named_local(spec: DatasetSpec, d: Path, label_map=None) -> dict[str, TextDataset]:
+    """Every split read against the set's own label names (ids 0..C−1 or the names themselves), so
+    dev and test mean what train means whatever each file holds."""
     out = {}
-    mapping = None
     for split in ("train", "dev", "test"):
         if split not in spec.files:
             continue
@@ -441,14 +617,12 @@ def _load_named_local(spec: DatasetSpec, d: Path) -> dict[str, TextDataset]:
         cols, rows, lines = read_rows(path)
         text_col = _pick(cols, spec.text_col, (), "text", path)
         label_col = _pick(cols, spec.label_col, (), "label", path)
-        ds = rows_to_dataset(rows, text_col, label_col, spec.name, split, path,
-                             label_names=spec.label_names, label_mapping=mapping, lines=lines)
-        mapping = ds.label_mapping
-        out[split] = ds
+        out[split] = rows_to_dataset(rows, text_col, label_col, spec.name, split, path,
+                                     label_names=spec.label_names, lines=lines, label_map=label_map)
     return derive_splits(out, spec.derive)
 
 
-def _load_from_hub(spec: DatasetSpec) -> dict[str, TextDataset]:
+def _load_from_hub(spec: DatasetSpec, label_map=None) -> dict[str, TextDataset]:
     try:
         import datasets  # optional: pip install advviz[hub]
     except ImportError:
@@ -471,7 +645,7 @@ def _load_from_hub(spec: DatasetSpec) -> dict[str, TextDataset]:
             if split == "test" and any(int(v) < 0 for v in t[label_col][:100]):
                 continue  # unlabelled test (GLUE: label -1)
             out[split] = rows_to_dataset(t, text_col, label_col, spec.name, split, f"hub:{spec.hub_id}",
-                                         label_names=spec.label_names)
+                                         label_names=spec.label_names, label_map=label_map)
     return derive_splits(out, spec.derive)
 
 
@@ -479,33 +653,36 @@ _CACHE: dict[tuple, dict[str, TextDataset]] = {}
 
 
 def load_splits(name: str, data_dir=None, text_col: str | None = None,
-                label_col: str | None = None) -> dict[str, TextDataset]:
-    """All splits of a named data set or a local file, with derived splits filled in."""
+                label_col: str | None = None, label_map=None) -> dict[str, TextDataset]:
+    """All splits of a named data set or a local file, with derived splits filled in; ``label_map``
+    (``--label-map``: text, a JSON file or a parsed mapping, :func:`parse_label_map`) says what the
+    labels mean."""
     path = Path(name).expanduser()
-    key = (name, str(data_dir), text_col, label_col)
+    label_map = parse_label_map(label_map)
+    key = (name, str(data_dir), text_col, label_col, json.dumps(label_map_record(label_map), sort_keys=True))
     if key in _CACHE:
         return _CACHE[key]
     if name in REGISTRY:
         spec = REGISTRY[name]
         d = Path(data_dir).expanduser() if data_dir else default_data_dir()
         if d.is_dir() and all((d / f).is_file() for f in spec.files.values()):
-            out = _load_named_local(spec, d)
+            out = _load_named_local(spec, d, label_map)
         elif data_dir and not d.is_dir():
             _resolve_dir(data_dir)  # raises with the how-to message
             raise AssertionError  # unreachable
         else:
-            out = _load_from_hub(spec)
+            out = _load_from_hub(spec, label_map)
     elif os.path.lexists(path) and (path.is_file() or not path.is_dir()):
         cols, rows, lines = read_rows(path)
         if not rows:
             raise AdvvizError(f"{path}: the file has a header but no rows")
         tc = _pick(cols, text_col, TEXT_COLUMNS, "text", path)
         lc = _pick(cols, label_col, LABEL_COLUMNS, "label", path)
-        ds = rows_to_dataset(rows, tc, lc, str(path), "train", path, lines=lines)
+        ds = rows_to_dataset(rows, tc, lc, str(path), "train", path, lines=lines, label_map=label_map)
         if len(ds) == 0:
             raise AdvvizError(f"{path}: every text is empty")
-        check_classes(ds, path)
-        out = derive_splits({"train": ds})
+        check_classes(ds, path, lc)
+        out = derive_splits({"train": ds})  # dev and test are rows of this file: one mapping
     else:
         looks_like_path = any(ch in name for ch in "/\\.")
         if looks_like_path:
@@ -529,12 +706,32 @@ def dataset_files(name: str, data_dir=None) -> list[Path]:
 
 
 def load_dataset(name: str, split: str = "train", data_dir=None, text_col=None,
-                 label_col=None) -> TextDataset:
+                 label_col=None, label_map=None) -> TextDataset:
     """One split of a named data set or a local file."""
-    splits = load_splits(name, data_dir, text_col, label_col)
+    splits = load_splits(name, data_dir, text_col, label_col, label_map)
     if split not in splits:
         raise AdvvizError(f"data set '{name}' has no split '{split}'; it has: {', '.join(splits)}")
     return splits[split]
+
+
+def training_reading(config: dict, name: str) -> dict:
+    """How a checkpoint's training data was read (``text_col``, ``label_col``, ``label_map``), as
+    keyword arguments of :func:`load_splits` for reading ``name`` again: another read of the same
+    data set must take the same label column and give its labels the same meaning (an ``eval``
+    that auto-detected another column would score another task). ``{}`` for any other data set."""
+    train, data = config.get("train") or {}, config.get("data") or {}
+    trained = train.get("dataset") or data.get("name")
+    if not trained or not _same_data(name, trained):
+        return {}
+    return {"text_col": train.get("text_col"), "label_col": train.get("label_col"),
+            "label_map": data.get("label_map")}
+
+
+def _same_data(a: str, b: str) -> bool:
+    """One named set, or one file however its path is written (``d.tsv``, ``./d.tsv``)."""
+    if a == b or a in REGISTRY or b in REGISTRY:
+        return a == b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,11 +795,16 @@ def load_unlabeled(name: str, data_dir=None) -> tuple[list[str], dict]:
     return texts, {"name": str(path), "texts": len(texts)}
 
 
-def read_augment(path: str | os.PathLike, train: TextDataset) -> TextDataset:
-    """The rows of an augmentation file (``advviz augment --out``; any .csv/.tsv/.jsonl with a text
-    and a label column) as labelled training examples, their labels read with the training set's
-    label names (and mapping): every row needs a label the training set has, checked as for a
-    data set (one line naming the file and line)."""
+def read_augment(path: str | os.PathLike, train: TextDataset, label_map=None) -> TextDataset:
+    """The rows of an augmentation file (``advviz augment --out``, ``eval --adversarial-csv``; any
+    .csv/.tsv/.jsonl with a text and a label column) as labelled training examples.
+
+    Labels are read against the training set, never against the file's own labels (a file whose
+    rows are all ``positive`` is class ``positive``, whatever else it holds): a label is one of the
+    training set's label names, exactly, or its integer id 0..C−1 where the training set's files
+    write ids (a named set such as sst2-sent, or a file of integer labels; not a file of names,
+    whose ids are only their sorted order). ``label_map`` (the run's ``--label-map``) applies
+    first. Anything else is one line naming the file, the line and the allowed labels."""
     path = Path(path).expanduser()
     if not os.path.lexists(path):
         raise AdvvizError(f"--augment {path}: no such file")
@@ -611,9 +813,9 @@ def read_augment(path: str | os.PathLike, train: TextDataset) -> TextDataset:
         raise AdvvizError(f"--augment {path}: the file has a header but no rows")
     tc = _pick(cols, None, TEXT_COLUMNS, "text", path)
     lc = _pick(cols, None, LABEL_COLUMNS, "label", path)
-    ds = rows_to_dataset(rows, tc, lc, train.name, "augment", path,
-                         label_names=None if train.label_mapping else train.label_names,
-                         label_mapping=train.label_mapping, lines=lines)
+    ds = rows_to_dataset(rows, tc, lc, train.name, "augment", path, label_names=train.label_names, lines=lines,
+                         label_map=parse_label_map(label_map), whose="the training set's",
+                         ids=ids_mean_classes(train.name, train.label_mapping))
     return TextDataset(train.name, "augment", ds.texts, ds.labels, list(train.label_names), str(path),
                        {}, ds.skipped_empty, train.label_mapping)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .storage import outdir
 from .config import PRESETS, Config, hp, is_rnn, method_preset, train_default
 from .storage.checkpoint import save_checkpoint, write_json_atomic
-from .data import TextDataset, load_splits
+from .data import TextDataset, label_map_record, load_splits, parse_label_map
 from .errors import AdvvizError
 from .storage.jsonio import dumps
 from .limits import check_fits, seed_problem
@@ -57,6 +57,9 @@ class TrainConfig(Config):
     data_dir: str | None = hp(None, "folder of the *.tsv.gz files (env ADVVIZ_DATA_DIR; default ../shared/data)")
     text_col: str | None = hp(None, "text column of a local file (auto-detected)")
     label_col: str | None = hp(None, "label column of a local file (auto-detected)")
+    label_map: str | None = hp(None, "what the labels mean, for a column mixing names and numbers: FROM=TO pairs "
+                                     "(pos=1,neg=0) or a JSON file of one object; applied to every split and "
+                                     "--augment file, and recorded for eval", metavar="MAP")
     labeled_fraction: float | None = hp(None, "semi-supervised: keep a seeded, stratified share F of the train "
                                               "labels (0 < F <= 1); vat and uae also learn from the rest as "
                                               "unlabeled text, every other method trains on the labelled part only",
@@ -333,7 +336,7 @@ class Trainer:
         cfg = self.cfg
         saved = self._check_out_dir()
         set_seed(cfg.seed)  # dropout and init draw from the global RNGs; data order has its own seeds
-        splits = load_splits(cfg.dataset, cfg.data_dir, cfg.text_col, cfg.label_col)
+        splits = load_splits(cfg.dataset, cfg.data_dir, cfg.text_col, cfg.label_col, cfg.label_map)
         if "dev" not in splits:
             raise AdvvizError(f"data set '{cfg.dataset}' has no dev split to select checkpoints on")
         train = splits["train"].subset(cfg.max_train, cfg.seed)
@@ -370,6 +373,7 @@ class Trainer:
         run = {
             "train": asdict(cfg), "method": self.method.describe(), "model_options": asdict(self.opts),
             "data": {"name": cfg.dataset, "label_names": train.label_names, "label_mapping": train.label_mapping,
+                     **({"label_map": label_map_record(parse_label_map(cfg.label_map))} if cfg.label_map else {}),
                      "train_examples": len(train), "dev_examples": len(dev), "split_info": train.split_info,
                      "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty,
                      "unlabeled_examples": len(unlabeled), **({"semi_supervised": semi} if semi else {})},
@@ -428,7 +432,7 @@ class Trainer:
         if cfg.augment:
             semi["augment"] = []
             for path in cfg.augment:
-                rows = read_augment(path, train)
+                rows = read_augment(path, train, cfg.label_map)
                 semi["augment"].append({"file": str(path), "rows": len(rows)})
                 vocab_texts += rows.texts
                 train = concat(train, rows, {"augmented_rows": train.split_info.get("augmented_rows", 0) + len(rows)})

@@ -119,11 +119,14 @@ def test_50mb_single_line(tmp_path):
     assert lengths[-1] > 49_000_000
 
 
-def test_mixed_label_types_are_mapped_and_recorded(tmp_path):
+def test_mixed_label_types_are_refused(tmp_path):
+    """Round 3 (issue 24) reverses round 1: pos/neg/1/0 trained four classes; now one line (or --label-map)."""
     p = tmp_path / "mixed.csv"
     p.write_text("text,label\n" + "".join(f"t{i},{['1', 'pos', '0', 'neg'][i % 4]}\n" for i in range(40)))
-    train = load_splits(str(p))["train"]
-    assert train.label_mapping == {"0": 0, "1": 1, "neg": 2, "pos": 3}
+    with pytest.raises(AdvvizError, match=r"mixed\.csv: the labels mix names and numbers \('pos' at line 3, 1 at line 2\)"):
+        load_splits(str(p))
+    train = load_splits(str(p), label_map="pos=1,neg=0")["train"]
+    assert train.label_names == ["0", "1"] and train.label_mapping is None
 
 
 def test_header_only(tmp_path):

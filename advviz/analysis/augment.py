@@ -20,8 +20,9 @@ then ``overrides``; eval mode; seeded) and turned back into a string:
 Tokens the attack left alone (and, for word tokenizers, every unchanged position) keep their
 original surface word, so an unknown word is not rewritten as ``<unk>``; the words of a text
 beyond the model's ``max_length`` are kept as they were (word tokenizers). The label of a row is
-the source example's label (in the data set's own form: a name when its labels are names), so
-the file can be added to the training set as it is.
+the source example's label by its name (``negative``, not 0, on sst2-sent; a file of integer labels
+has the names ``0..C−1``), so ``train --augment`` reads it back with the same meaning — and a file
+made for one label set is refused, not read by position, by a training set with other labels.
 
 Columns: ``text, label, source_index`` (the example's index in the split), ``attack`` (its
 name), ``changed_tokens`` (how many token positions differ from the original). Rows whose text
@@ -71,7 +72,6 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd
     tok = core.tokenizer
     method = build_attack(attack, overrides, core)
     cache_dir = model.directory / "cache" if getattr(model, "directory", None) else None
-    named = bool((model.config.get("data") or {}).get("label_mapping"))
     names = list(model.label_names)
     was_training = core.training
     core.eval()
@@ -116,7 +116,7 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd
                     if len(words) > n:  # truncated at max_length: the rest is kept as it was
                         out = tok.join([out, *words[n:]]) if tok.kind == "word" else out + tok.join(words[n:])
                 changed_total += k
-                rows.append({"text": _clean(out), "label": names[ys[i]] if named else ys[i],
+                rows.append({"text": _clean(out), "label": names[ys[i]],
                              "source_index": indices[s + i], "attack": attack, "changed_tokens": k})
             if progress is not None:
                 progress(len(chunk))

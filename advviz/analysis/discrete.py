@@ -446,8 +446,7 @@ AUGMENT_COLUMNS = ("text", "label", "source_index", "attack", "changed_words")
 
 def adversarial_rows(model, per_example: list[dict], name: str, source_index: list[int] | None = None) -> list[dict]:
     """The successful adversarial examples as ``advviz train --augment`` rows (the source example's
-    gold label, in the data set's own form: a name when its labels are names)."""
-    named = bool((model.config.get("data") or {}).get("label_mapping"))
+    gold label by its name, as ``advviz augment`` writes it: see ``analysis/augment.py``)."""
     names = list(model.label_names)
     out = []
     for r in per_example:
@@ -455,7 +454,7 @@ def adversarial_rows(model, per_example: list[dict], name: str, source_index: li
             continue
         src = source_index[r["index"]] if source_index is not None else r["index"]
         text = " ".join(str(r["adversarial_text"]).split())
-        out.append({"text": text, "label": names[r["label"]] if named else r["label"], "source_index": src,
+        out.append({"text": text, "label": names[r["label"]], "source_index": src,
                     "attack": name, "changed_words": len(r["changed_words"])})
     return out
 

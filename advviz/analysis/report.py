@@ -134,7 +134,6 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc);
     ``out_md`` and its JSON are checked first (:func:`check_outputs`)."""
     from ..api import load
-    from ..data import align_labels, load_dataset
 
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
@@ -149,10 +148,9 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", ep
         raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
     if out_md is not None:
         check_outputs(out_md, dirs, dataset, data_dir, lm_dir, overwrite)
-    ds = load_dataset(dataset, split, data_dir)
     models = [load(d) for d in dirs]
     check_labels(models)
-    ds = align_labels(ds, models[0].label_names, models[0].name, dataset)
+    ds = models[0].examples(dataset, split, data_dir)
     sub = ds.subset(max_examples, seed)
     if max_examples is not None and max_examples > len(ds):
         import sys

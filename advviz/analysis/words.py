@@ -338,7 +338,7 @@ def training_frequency(model, data_dir=None) -> tuple[np.ndarray | None, str]:
     """(<int64>[V] count of every vocabulary id in the checkpoint's training split as the model
     reads it — same subset, truncation and tokenizer; special tokens not counted —, a sentence
     saying where it came from). (None, why) when the training data cannot be read."""
-    from ..data import load_splits
+    from ..data import load_splits, training_reading
 
     core = getattr(model, "classifier", model)
     cfg = getattr(model, "config", None) or {}
@@ -348,7 +348,7 @@ def training_frequency(model, data_dir=None) -> tuple[np.ndarray | None, str]:
         return None, "unknown training data set (frequency not available)"
     try:
         splits = load_splits(name, data_dir if data_dir is not None else train.get("data_dir"),
-                             train.get("text_col"), train.get("label_col"))
+                             **training_reading(cfg, name))
         ds = splits["train"].subset(train.get("max_train"), int(train.get("seed") or 0))
     except (AdvvizError, KeyError, OSError, ValueError) as e:
         return None, f"training data {name} not readable ({e}); frequency not available"

@@ -46,18 +46,22 @@ def model_key(name: str) -> tuple[str, float]:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading data set…")
-def get_dataset(name: str, split: str):
+def get_dataset(name: str, split: str, reading: str = "{}"):
+    """``reading``: :func:`advviz.data.training_reading` as JSON (hashable, for the cache)."""
+    import json
+
     from advviz.data import load_dataset
 
-    return load_dataset(name, split)
+    return load_dataset(name, split, **json.loads(reading))
 
 
 def model_dataset(model, dataset: str, split: str = "dev"):
-    """A split with its labels in ``model``'s order; a data set with other labels is refused
+    """``model.examples`` over the cached data sets: read as the model's training data was (label
+    column, ``--label-map``), labels in its order; a data set with other labels is refused
     (AdvvizError, shown by :func:`shown_errors`) rather than scored against the wrong classes."""
-    from advviz.data import align_labels
+    import json
 
-    return align_labels(get_dataset(dataset, split), model.label_names, model.name, dataset)
+    return model.aligned(get_dataset(dataset, split, json.dumps(model.reading(dataset), sort_keys=True)), dataset)
 
 
 def available_datasets() -> list[str]:
