@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import AdvvizError
+from .jsonio import dumps
 
 CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
 ABSENT, EMPTY = "absent", "empty"
@@ -294,7 +295,7 @@ class OutputLock:
             except OSError as e:
                 raise AdvvizError(f"cannot lock {self.target} ({self.path}): {e.strerror or e}") from None
             try:
-                os.write(fd, json.dumps(info).encode())
+                os.write(fd, dumps(info).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
