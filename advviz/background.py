@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .errors import AdvvizError
 from .registry import JOBS_DIR, check_name, models_root, resolve
+from .storage.jsonio import dumps
 
 DEFAULT_SUITE = ("baseline", "spgd", "freelb", "carl", "rar")  # the README's default comparison
 # The default set: a GloVe-LSTM on sst2-sent; each method with its family preset (SPGD ε 2.0 for the
@@ -161,7 +162,7 @@ def start(root: str | os.PathLike, runs: list[TrainRun], threads: int | None = N
     d.mkdir()
     spec = {"id": job_id, "names": [r.name for r in runs], "runs": [dataclasses.asdict(r) for r in runs],
             "root": str(models_root(root)), "started": time.time()}
-    (d / "job.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    (d / "job.json").write_text(dumps(spec, indent=2), encoding="utf-8")
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": str(threads) if threads else os.environ.get("OMP_NUM_THREADS", "2")}
     with open(d / "runner.log", "w") as log:
@@ -308,7 +309,7 @@ class _Progress:
             from .storage.outdir import temp_sibling
 
             tmp = temp_sibling(self.path)
-            tmp.write_text(json.dumps(self.state), encoding="utf-8")
+            tmp.write_text(dumps(self.state), encoding="utf-8")
             os.replace(tmp, self.path)
             self.last = now
 

@@ -9,9 +9,9 @@ the model family does not use, is refused with one line. Commands of a feature a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import warnings
 
 from .commands import flags
 from .errors import AdvvizError
@@ -23,10 +23,11 @@ from .errors import AdvvizError
 
 def cmd_data_list(args) -> int:
     from .data import default_data_dir, list_datasets
+    from .storage.jsonio import dumps
 
     rows = list_datasets(args.data_dir)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps(rows, indent=2))
         return 0
     print(f"data directory: {args.data_dir or default_data_dir()}")
     for r in rows:
@@ -63,6 +64,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .api import load
     from .limits import check_max_examples
+    from .storage.jsonio import dumps
 
     check_max_examples(args.max_examples)
     model = load(args.checkpoint)
@@ -70,7 +72,7 @@ def cmd_eval(args) -> int:
     res = model.evaluate(name, args.split, args.max_examples, args.data_dir)
     res = {"model": str(args.checkpoint), "dataset": name, "split": args.split, **res}
     if args.json:
-        print(json.dumps(res))
+        print(dumps(res))
     else:
         print(f"{name}/{args.split}: accuracy {res['accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  "
               f"loss {res['loss']:.4f}  n {res['n']}")
@@ -146,27 +148,43 @@ def main(argv: list[str] | None = None) -> int:
         try:
             flags.refuse_unknown(unknown, command, flags.named_methods(argv, command))
         except AdvvizError as e:
-            print(f"advviz: error: {e}", file=sys.stderr)
-            return e.exit_code
+            return _error(e)
         parser.parse_args(argv)  # argparse's own message for anything else (exits 2)
+    # Warnings (torch's, numpy's) are held back while the command runs: one printed before an
+    # error would break its single line. They are shown when the command ends, unless it ended with
+    # an AdvvizError (what they warned about is then moot).
+    held: list = []
+    failed = False
     try:
-        from transformers.utils import logging as hf_logging
+        with warnings.catch_warnings(record=True) as held:
+            try:
+                from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        rc = args.func(args) or 0
-        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
-        return rc
-    except AdvvizError as e:
-        print(f"advviz: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("advviz: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `advviz eval --json | head`: the reader left; no traceback
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+                hf_logging.set_verbosity_error()
+                hf_logging.disable_progress_bar()
+                rc = args.func(args) or 0
+                sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+                return rc
+            except AdvvizError as e:
+                failed = True
+                return _error(e)
+            except KeyboardInterrupt:
+                print("advviz: interrupted", file=sys.stderr)
+                return 130
+            except BrokenPipeError:  # `advviz eval --json | head`: the reader left; no traceback
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return 141
+    finally:
+        for w in [] if failed else held:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
+def _error(e: AdvvizError) -> int:
+    """The one way an error leaves the command line: one line on stderr (the message has its line
+    breaks and control characters escaped by AdvvizError itself), and its exit code."""
+    print(f"advviz: error: {e}", file=sys.stderr)
+    return e.exit_code
 
 
 if __name__ == "__main__":

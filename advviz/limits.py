@@ -34,6 +34,14 @@ def check_fits(nbytes: float, what: str, fix: str) -> None:
         raise AdvvizError(f"{what} would need about {_gb(nbytes)} of memory but {_gb(have)} is available; {fix}")
 
 
+# Largest width (hidden size, embedding size, vocabulary, classes) and layer count a model may have,
+# in training and in a checkpoint's config.json alike (so advviz never writes what it will not
+# load). Far above any real model, they keep a hostile config's shape probe on the meta device
+# clear of the int64 overflow in torch's size arithmetic and from building a million modules.
+MAX_DIM = 1 << 24
+MAX_LAYERS = 1024
+
+
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding (accelerate's set_seed) takes 0..2**32-1
 
 

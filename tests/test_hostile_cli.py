@@ -416,7 +416,7 @@ TRAIN_FLAG_CASES = {
     "--max-vocab 0 (was ignored)": (["--max-vocab", "0"], "--max-vocab must be at least 3"),
     "--min-freq 0": (["--min-freq", "0"], "--min-freq must be at least 1"),
     "--hidden-size 1000000": (["--hidden-size", "1000000"], "would need about"),
-    "--embedding-dim 100000000": (["--embedding-dim", "100000000"], "would need about"),
+    "--embedding-dim 100000000": (["--embedding-dim", "100000000"], "--embedding-dim must be at most 16,777,216"),
     "--min-freq 100000 (no word left)": (["--min-freq", "100000"], "the vocabulary has no words"),
     "spgd --k 100000": (["--method", "spgd", "--k", "100000"], "--k 100000 is larger than the vocabulary"),
     "iadvt, no word left": (["--method", "iadvt", "--min-freq", "100000"], "the vocabulary has no words"),

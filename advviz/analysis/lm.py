@@ -26,17 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..storage import outdir
 from ..config import Config, hp
-from ..storage.checkpoint import atomic_dir
+from ..storage.checkpoint import atomic_dir, check_tensors, state_tensors, stored
 from ..data import load_dataset
-from ..errors import AdvvizError
+from ..errors import AdvvizError, first_line
+from ..limits import MAX_DIM, MAX_LAYERS
 from ..storage.jsonio import dumps, read_json
+from ..storage.schema import check_lm_config
 from ..tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
 
 LM_KIND = "advviz-lstm-lm"
@@ -55,6 +57,8 @@ class LMConfig(Config):
     def __post_init__(self):
         if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:
             raise ValueError("LM sizes must be positive")
+        if max(self.embedding_dim, self.hidden_size) > MAX_DIM or self.num_layers > MAX_LAYERS:
+            raise ValueError(f"LM sizes must be at most {MAX_DIM:,} and --layers at most {MAX_LAYERS:,}")
         if not 0 <= self.dropout < 1:
             raise ValueError("--dropout must be in [0, 1)")
         if self.tie_weights and self.embedding_dim != self.hidden_size:
@@ -169,9 +173,7 @@ def save_lm(lm: LSTMLanguageModel, out: str | os.PathLike, metrics: dict, extra_
         config = {"kind": LM_KIND, "model": asdict(lm.config), "tokenizer": lm.tokenizer.meta(), **(extra_config or {})}
         (tmp / "config.json").write_text(dumps(config, indent=2) + "\n", encoding="utf-8")
         (tmp / "metrics.json").write_text(dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in lm.state_dict().items()
-                 if not (lm.config.tie_weights and k == "decoder.weight")}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state_tensors(lm, {}), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         lm.tokenizer.save(tmp)
     return out
 
@@ -186,24 +188,20 @@ def load_lm(directory: str | os.PathLike) -> LSTMLanguageModel:
     if kind != LM_KIND:
         raise AdvvizError(f"{d} is not a language model directory (config kind {kind!r}); "
                           f"did you pass a classifier checkpoint to --lm?")
+    check_lm_config(config, f"{d}/config.json")
     try:
         tok = WordTokenizer.load(d, config["tokenizer"])
         lm_config = LMConfig(**config["model"])
         with torch.device("meta"):  # shapes first, nothing allocated: a config may not describe a 40 GB LSTM
-            expected = {k: tuple(v.shape) for k, v in LSTMLanguageModel(tok, lm_config).state_dict().items()}
-        with safe_open(str(d / "model.safetensors"), "pt") as f:
-            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        wrong = [k for k in found if expected.get(k) != found[k]]
-        if wrong:
-            raise AdvvizError(f"{d}/model.safetensors does not match config.json ({wrong[0]} {found[wrong[0]]} "
-                              f"vs {expected.get(wrong[0])})")
+            expected = dict(stored(LSTMLanguageModel(tok, lm_config), {}))
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        raise AdvvizError(f"{d}: language model files are inconsistent or truncated ({first_line(e)})") from None
+    check_tensors(d / "model.safetensors", expected)
+    try:
         lm = LSTMLanguageModel(tok, lm_config)
-        missing, unexpected = lm.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
-    except (KeyError, TypeError, ValueError, AttributeError, SafetensorError, OSError) as e:
-        raise AdvvizError(f"{d}: language model files are inconsistent or truncated ({e})") from None
-    missing = [k for k in missing if not (lm.config.tie_weights and k == "decoder.weight")]
-    if missing or unexpected:
-        raise AdvvizError(f"{d}/model.safetensors does not match config.json (missing {missing[:3]})")
+        lm.load_state_dict(load_file(str(d / "model.safetensors")), strict=not lm_config.tie_weights)
+    except (SafetensorError, OSError) as e:
+        raise AdvvizError(f"{d}/model.safetensors is unreadable or truncated ({first_line(e)})") from None
     lm.metrics = read_json(d / "metrics.json", expect=dict) if (d / "metrics.json").is_file() else {}
     return lm.eval()
 

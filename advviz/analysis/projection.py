@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from ..errors import AdvvizError
+from ..storage.jsonio import dumps
 
 REDUCERS = ("umap", "pca", "tsne")
 CACHE_VERSION = 1
@@ -241,7 +242,7 @@ def _cache_write(cache_dir: Path, key: str, df: pd.DataFrame, metrics: dict) -> 
         tag = uuid.uuid4().hex[:8]
         tmp_t, tmp_m = cache_dir / f".{key}.{tag}.parquet", cache_dir / f".{key}.{tag}.json"
         df.to_parquet(tmp_t, index=False)
-        tmp_m.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        tmp_m.write_text(dumps(metrics, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp_t, cache_dir / f"{key}.parquet")
         os.replace(tmp_m, cache_dir / f"{key}.json")
     except OSError:

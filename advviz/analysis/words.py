@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from ..errors import AdvvizError
+from ..storage.jsonio import dumps
 
 CACHE_VERSION = 1
 TOP_K = 3  # "among its sentence's top-3 perturbed tokens"
@@ -625,7 +626,7 @@ def write_cache(cache_dir: Path, key: str, rec: TokenRecords, meta: dict) -> Non
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         replace_atomically(cache_path(cache_dir, key), lambda tmp: save_file(
-            rec.tensors(), str(tmp), metadata={"meta": json.dumps(meta, default=str)}))  # key order kept
+            rec.tensors(), str(tmp), metadata={"meta": dumps(meta)}))  # key order kept
     except OSError:
         pass
 
@@ -638,7 +639,7 @@ def atlas_frame(atlas: dict):
     """The words of an atlas as a pandas DataFrame (``moved_to`` as a JSON list per cell)."""
     import pandas as pd
 
-    rows = [{**r, "moved_to": json.dumps(r["moved_to"], ensure_ascii=False)} for r in atlas["words"]]
+    rows = [{**r, "moved_to": dumps(r["moved_to"], ensure_ascii=False)} for r in atlas["words"]]
     cols = list(WORD_KEYS) + [k for k in ("count_b", "mean_norm_b", "top_share_b", "delta_mean_norm",
                                           "delta_top_share") if rows and k in rows[0]]
     return pd.DataFrame(rows, columns=cols)
@@ -647,7 +648,6 @@ def atlas_frame(atlas: dict):
 def write_atlas(atlas: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """``.csv``: the word table; ``.json``: the whole atlas (temporary sibling + rename, never over
     a file advviz did not write unless ``overwrite``: :mod:`advviz.storage.outputs`)."""
-    from ..storage.jsonio import dumps
     from ..storage.outputs import write_output
 
     path = Path(path)

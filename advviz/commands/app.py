@@ -8,8 +8,10 @@ then offers it on Models).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +80,34 @@ def run_child(cmd: list[str], env: dict | None = None) -> int:
     return rc if rc >= 0 else 128 - rc
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address Streamlit could not listen on (above all a port another
+    program holds): Streamlit would report it after our URL line, in several lines of its own.
+
+    Each address ``host`` resolves to is bound as Streamlit's server (tornado) binds it
+    (SO_REUSEADDR, so a port left in TIME_WAIT passes; IPv6 sockets IPv6-only) and the probe socket
+    is closed at once, before Streamlit starts. Another program can still take the port in the
+    moment between this check and Streamlit's bind; :func:`cmd_app` checks right before starting it."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise AdvvizError(f"--host {host}: not an address this machine can listen on "
+                          f"({getattr(e, 'strerror', None) or e})") from None
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise AdvvizError(f"--port {port} is in use on {host} by another program "
+                                      f"(an app already running?); give another --port") from None
+                if not (family == socket.AF_INET6 and e.errno == errno.EADDRNOTAVAIL):  # no IPv6 here: tornado skips it too
+                    raise AdvvizError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
+
+
 def train_default_suite(root: Path) -> None:
     """Train the default set before the app opens, exactly as the Models page's button does: one
     background job per core (``background.start_parallel``: the runs split by their measured cost),
@@ -126,6 +156,7 @@ def train_default_suite(root: Path) -> None:
 def cmd_app(args) -> int:
     if not (1 <= args.port <= 65535):
         raise AdvvizError(f"--port must be in 1..65535, got {args.port}")
+    check_port(args.host, args.port)  # before minutes of default training, and again before Streamlit
     if not APP_FILE.is_file():
         raise AdvvizError(f"the app is not installed beside the package ({APP_FILE} is missing); "
                           f"run from a source checkout")
@@ -143,6 +174,7 @@ def cmd_app(args) -> int:
            "--server.port", str(args.port), "--server.headless", "true",
            "--server.maxUploadSize", str(args.max_upload_mb), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal"]
+    check_port(args.host, args.port)
     print(f"advviz app: http://{args.host}:{args.port}  (models root {root})", file=sys.stderr)
     rc = run_child(cmd, env)
     return 0 if rc in (0, 128 + signal.SIGINT, 128 + signal.SIGTERM) else rc

@@ -177,7 +177,7 @@ class NeighborIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_sibling(path)
         meta = {"k": str(self.k), "metric": self.metric, "fingerprint": self.fingerprint or "",
-                "exclude": json.dumps(sorted(self.exclude))}
+                "exclude": json.dumps(sorted(self.exclude), sort_keys=True)}
         save_file({"table": self.table.contiguous()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
         self.dirty = False
@@ -192,7 +192,7 @@ class NeighborIndex:
                 meta = f.metadata() or {}
                 ok = (meta.get("fingerprint") == self.fingerprint and meta.get("k") == str(self.k)
                       and meta.get("metric") == self.metric
-                      and meta.get("exclude") == json.dumps(sorted(self.exclude)))
+                      and meta.get("exclude") == json.dumps(sorted(self.exclude), sort_keys=True))
                 if not ok:
                     return False
                 table = f.get_tensor("table")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import ARCH_DEFAULTS, RNN_ARCHS, Config, family_of, hp
+from ..limits import MAX_DIM
 from ..tokenizers import CharTokenizer, WordTokenizer
 from .base import Classifier, ClassifierOutput
 from .rnn import RNNClassifier
@@ -36,6 +37,10 @@ class ModelOptions(Config):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {v}")
+        for name in ("hidden_size", "embedding_dim", "mlp_hidden"):  # what a checkpoint may hold (limits.MAX_DIM)
+            v = getattr(self, name)
+            if v is not None and v > MAX_DIM:
+                raise ValueError(f"--{name.replace('_', '-')} must be at most {MAX_DIM:,}, got {v:,}")
         if self.mlp_hidden is not None and self.mlp_hidden < 0:
             raise ValueError(f"--mlp-hidden must be >= 0 (0: no hidden layer), got {self.mlp_hidden}")
         if self.max_vocab < 3:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import AdvvizError
+from ..errors import AdvvizError, first_line
 from ..tokenizers import HFTokenizer
 from .base import Classifier, ClassifierOutput
 
@@ -45,7 +45,7 @@ class HFEncoderClassifier(Classifier):
             tok = HFTokenizer.from_pretrained(path, max_length=max_length)
         except (OSError, ValueError) as e:  # transformers 4 raises HFValidationError (a ValueError) for a bad id
             raise AdvvizError(f"could not load encoder '{arch}': not a local folder and the Hugging Face "
-                              f"hub is unreachable or has no such model ({str(e).splitlines()[0][:120]})") from None
+                              f"hub is unreachable or has no such model ({first_line(e, 120)})") from None
         return cls(encoder, tok, num_labels, dropout, arch)
 
     def embedding_layer(self) -> nn.Embedding:

@@ -27,8 +27,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import outdir
-from ..errors import AdvvizError
+from ..errors import AdvvizError, first_line
 from .jsonio import dumps, read_json
+from .schema import check_config
 from ..models import Classifier, model_from_config
 from ..tokenizers import load_tokenizer
 
@@ -48,36 +49,30 @@ def versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-def state_tensors(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    """CPU copies of the classifier's weights and ``extra.<name>.*`` of each head; a tensor tied to
-    one already taken (RAR decoder = embedding) is stored once and re-tied by the module on load."""
-    tensors: dict[str, torch.Tensor] = {}
-    seen: dict[int, str] = {}
-    modules = {"": model, **{f"extra.{k}.": v for k, v in extras.items()}}
-    for prefix, mod in modules.items():
-        for k, v in mod.state_dict().items():
-            key = prefix + k
-            ptr = v.data_ptr()
-            if ptr in seen and v.numel() > 0:  # tied weight (e.g. RAR decoder = embedding): store once
-                continue
-            seen[ptr] = key
-            tensors[key] = v.detach().to("cpu").contiguous().clone()
-    return tensors
-
-
-def state_shapes(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, tuple]:
-    """The keys (and shapes) :func:`state_tensors` writes for these modules, nothing copied."""
-    shapes: dict[str, tuple] = {}
+def stored(model: Classifier, extras: dict[str, torch.nn.Module]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(key, tensor) of every tensor a checkpoint stores for these modules: the classifier's state
+    and ``extra.<name>.*`` of each head, a tensor tied to one already taken (RAR decoder =
+    embedding) only once — the module re-ties it on load. Tied tensors are recognised by their
+    storage, or on the meta device (which has none) by being the same Parameter object."""
     seen: set[int] = set()
     modules = {"": model, **{f"extra.{k}.": v for k, v in extras.items()}}
     for prefix, mod in modules.items():
         for k, v in mod.state_dict(keep_vars=True).items():
-            ptr = v.data_ptr()
-            if ptr in seen and v.numel() > 0:
+            ident = id(v) if v.is_meta else v.data_ptr()
+            if ident in seen and v.numel() > 0:
                 continue
-            seen.add(ptr)
-            shapes[prefix + k] = tuple(v.shape)
-    return shapes
+            seen.add(ident)
+            yield prefix + k, v
+
+
+def state_tensors(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """CPU copies of what a checkpoint stores for these modules (:func:`stored`)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in stored(model, extras)}
+
+
+def state_shapes(model: Classifier, extras: dict[str, torch.nn.Module]) -> dict[str, tuple]:
+    """The keys (and shapes) :func:`state_tensors` writes for these modules, nothing copied."""
+    return {k: tuple(v.shape) for k, v in stored(model, extras)}
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -246,68 +241,104 @@ def _check_no_paths(obj, where: str) -> None:
             _check_no_paths(v, where)
 
 
-def _check_shapes(directory: Path, config: dict, tokenizer) -> None:
-    """Compare config.json's architecture with the tensor shapes in the safetensors header, on the
-    meta device (nothing allocated), before building the real model."""
+def check_tensors(weights: Path, expected: dict[str, torch.Tensor]) -> None:
+    """The safetensors file ``weights`` holds exactly the tensors ``expected`` (meta tensors of the
+    modules config.json describes, as :func:`stored` lists them): none missing, none extra, each of
+    its shape, and floating-point where a float is expected. Only the file's header is read,
+    nothing allocated; a difference is one line naming the first tensors that differ."""
+    try:
+        with safe_open(str(weights), "pt") as f:
+            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise AdvvizError(f"{weights} is unreadable or truncated ({first_line(e)})") from None
+
+    def refuse(problem: str, names: list[str]) -> None:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        raise AdvvizError(f"{weights} does not match config.json: {problem} {', '.join(names[:3])}{more}")
+
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        refuse("config.json describes no tensor named", unexpected)
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        refuse("the file lacks", missing)
+    shapes = [f"{k} {found[k][0]} vs {tuple(v.shape)}" for k, v in expected.items() if found[k][0] != tuple(v.shape)]
+    if shapes:
+        refuse("shapes differ (file vs config):", shapes)
+    dtypes = [f"{k} ({found[k][1]})" for k, v in expected.items()
+              if v.dtype.is_floating_point and not found[k][1].startswith(("F", "BF"))]
+    if dtypes:
+        refuse("floating-point weights are stored as other values:", dtypes)
+
+
+def _extra_head(name: str, classifier: Classifier, method: dict) -> torch.nn.Module:
+    """The method head ``name`` (one of ``schema.EXTRA_HEADS``) around ``classifier``, as the
+    method that trained it built it from its recorded settings ``method``."""
+    from ..methods.rar import RARHead
+
+    heads = {"rar": lambda: RARHead.for_classifier(classifier, method.get("rar_head", "ln-first"))}
+    return heads[name]()
+
+
+def _expected_tensors(directory: Path, config: dict, tokenizer) -> dict[str, torch.Tensor]:
+    """What model.safetensors must hold for this (validated) config: built on the meta device, so a
+    config describing a 40 GB model allocates nothing."""
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in model_from_config(config["model"], tokenizer).state_dict().items()}
-        with safe_open(str(directory / "model.safetensors"), "pt") as f:
-            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith("extra.")}
-    except (SafetensorError, OSError) as e:
-        raise AdvvizError(f"{directory}/model.safetensors is unreadable or truncated ({e})") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build ({e})") from None
-    missing = [k for k in expected if k not in found and not k.endswith("decoder.weight")]
-    wrong = [k for k in found if expected.get(k) != found[k]]
-    if missing or wrong:
-        detail = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in (wrong or missing)[:2])
-        raise AdvvizError(f"{directory}/model.safetensors does not match config.json ({detail})")
+            model = model_from_config(config["model"], tokenizer)
+            extras = {n: _extra_head(n, model, config.get("method") or {}) for n in config.get("extras") or []}
+            return dict(stored(model, extras))
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build "
+                          f"({first_line(e)})") from None
 
 
 def _check_positions(directory: Path, config: dict, tokenizer) -> None:
     """A transformer reads at most its position embeddings' worth of tokens: a tokenizer
     max_length beyond that would fail at the first long text, so it is refused here."""
-    if not isinstance(config.get("model"), dict) or config["model"].get("family") != "hf":
+    if config["model"]["family"] != "hf":
         return
-    positions = (config["model"].get("encoder_config") or {}).get("max_position_embeddings")
-    if isinstance(positions, int) and isinstance(tokenizer.max_length, int) and tokenizer.max_length > positions:
+    positions = config["model"]["encoder_config"].get("max_position_embeddings")  # an int if present (schema)
+    if positions is not None and tokenizer.max_length > positions:
         raise AdvvizError(f"{directory}/config.json: tokenizer max_length {tokenizer.max_length} is more than the "
                           f"encoder's {positions} positions")
 
 
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild a model from a checkpoint directory (safetensors + JSON only; see verify_checkpoint_dir)."""
+    """Rebuild a model from a checkpoint directory (safetensors + JSON only; see verify_checkpoint_dir).
+
+    Everything is checked before anything is built: config.json against its schema
+    (:func:`advviz.storage.schema.check_config`), then the weights' header against the modules
+    that config describes (:func:`check_tensors`, on the meta device)."""
     directory = Path(directory)
     if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
         raise AdvvizError(f"{directory} is not an advviz checkpoint (needs config.json and model.safetensors)")
     verify_checkpoint_dir(directory)
     config = _read_json(directory / "config.json")
     metrics = _read_json(directory / "metrics.json", dict) if (directory / "metrics.json").is_file() else {}
-    if not isinstance(config, dict):
-        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build (not an object)")
+    check_config(config, f"{directory}/config.json", FORMAT_VERSION)
     # only these sections drive loading; "train" records e.g. the data directory, informational
     _check_no_paths({"model": config.get("model"), "tokenizer": config.get("tokenizer")}, f"{directory}/config.json")
     try:
         tokenizer = load_tokenizer(directory, config["tokenizer"])
     except (KeyError, TypeError, ValueError, OSError) as e:
-        raise AdvvizError(f"{directory}: the tokenizer files do not load ({type(e).__name__}: {e})") from None
+        raise AdvvizError(f"{directory}: the tokenizer files do not load ({type(e).__name__}: {first_line(e)})") from None
     _check_positions(directory, config, tokenizer)
-    _check_shapes(directory, config, tokenizer)
+    check_tensors(directory / "model.safetensors", _expected_tensors(directory, config, tokenizer))
     try:
         model = model_from_config(config["model"], tokenizer)
         tensors = load_file(str(directory / "model.safetensors"))
     except (KeyError, TypeError, ValueError) as e:
-        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build ({e})") from None
+        raise AdvvizError(f"{directory}/config.json does not describe a model advviz can build ({first_line(e)})") from None
     except (SafetensorError, OSError) as e:
-        raise AdvvizError(f"{directory}/model.safetensors is unreadable or truncated ({e})") from None
+        raise AdvvizError(f"{directory}/model.safetensors is unreadable or truncated ({first_line(e)})") from None
     if len(tokenizer.vocab) > model.embedding_matrix().shape[0]:
         raise AdvvizError(f"{directory}: the tokenizer has {len(tokenizer.vocab)} entries but the embedding "
                           f"matrix only {model.embedding_matrix().shape[0]} rows")
-    own = {k: v for k, v in tensors.items() if not k.startswith("extra.")}
-    model.load_state_dict(own, strict=False)  # keys and shapes were checked above
+    # the key set was checked exactly; a weight tied to another (stored once) is re-tied by the module
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("extra.")}, strict=False)
     extra_state: dict[str, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
+    for k, v in tensors.items():  # each extra.<head>.<tensor> was expected of a head config.json names
         if k.startswith("extra."):
             _, name, rest = k.split(".", 2)
             extra_state.setdefault(name, {})[rest] = v

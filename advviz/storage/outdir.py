@@ -47,6 +47,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import AdvvizError
+from .jsonio import dumps
 
 CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
 ABSENT, EMPTY = "absent", "empty"
@@ -387,7 +388,7 @@ class OutputLock:
             raise AdvvizError(f"cannot create {self.path.parent}: {e.strerror or e}") from None
         for _ in range(5):
             try:
-                self._create(json.dumps(info).encode())
+                self._create(dumps(info).encode())
             except FileExistsError:
                 raw, holder = self._read()
                 if raw is None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from advviz import registry
 from advviz.analysis.robustness import evaluate_under_attack
+from advviz.storage.jsonio import dumps
 from appkit import core, plots, sidebar, training
 
 COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset",
@@ -108,7 +107,7 @@ def details(rows: list[dict]) -> None:
         ev = registry.read_json(core.root(), name, "eval.json")
         if ev:
             c2.json(ev, expanded=False)
-        st.download_button("Download config + metrics (JSON)", json.dumps({"config": cfg, "metrics": metrics,
+        st.download_button("Download config + metrics (JSON)", dumps({"config": cfg, "metrics": metrics,
                                                                           "eval": ev}, indent=2),
                            f"{name.replace('/', '_')}.json", "application/json", key="dl_model_json")
     with tab_eval:

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz.analysis.inspection import inspect
+from advviz.storage.jsonio import dumps
 from appkit import core, discrete, heatmaps, render, sidebar
 
 EXAMPLE = "a charming and often affecting journey ."
@@ -133,7 +134,7 @@ def downloads(rows: list[tuple[str, dict]]) -> None:
     c1, c2 = st.columns(2)
     c1.download_button("Download tokens (CSV)", pd.DataFrame(flat).to_csv(index=False), "which_words_move.csv",
                        "text/csv", key="words_dl_csv")
-    c2.download_button("Download results (JSON)", json.dumps([r for _, r in rows], indent=2),
+    c2.download_button("Download results (JSON)", dumps([r for _, r in rows], indent=2),
                        "which_words_move.json", "application/json", key="words_dl_json")
 
 
