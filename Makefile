@@ -10,7 +10,7 @@ TA_BIN := $(TA_VENV)/bin
 export ADVVIZ_DATA_DIR ?= $(abspath ../shared/data)
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-textattack test test-main test-textattack test-fast app train-default bench clean
+.PHONY: setup setup-textattack test test-main test-textattack test-wheel test-fast app train-default bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,13 +34,16 @@ $(TA_VENV)/.installed: pyproject.toml
 
 setup-textattack: $(TA_VENV)/.installed  ## create .venv-textattack: advviz with the TextAttack extra
 
-test: test-main test-textattack  ## every test, real-data ones included, in both venvs (what CI runs)
+test: test-wheel test-main test-textattack  ## the installed-wheel check, then every test (real-data ones included) in both venvs (what CI runs)
 
 test-main: setup  ## the suite on the default install (transformers 5; TextAttack tests skip here)
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-textattack: setup-textattack  ## the suite with the textattack extra (transformers 4; of the browser tests, TextAttack's)
 	ADVVIZ_REQUIRE_TEXTATTACK=1 $(TA_BIN)/python -m pytest -q -ra -m 'not browser or textattack' --durations=10
+
+test-wheel: setup  ## build sdist + wheel, install the wheel into a fresh venv, train and serve the app from an empty folder
+	bash .ci/wheel-check.sh
 
 test-fast: setup  ## skip the tests that train on real data
 	$(BIN)/python -m pytest -q -m 'not slow and not browser'

@@ -22,7 +22,7 @@ from .errors import AdvvizError
 
 
 def cmd_data_list(args) -> int:
-    from .data import default_data_dir, list_datasets
+    from .data import data_dir_search, default_data_dir, hub_available, list_datasets
     from .storage.jsonio import dumps
 
     rows = list_datasets(args.data_dir)
@@ -30,6 +30,11 @@ def cmd_data_list(args) -> int:
         print(dumps(rows, indent=2))
         return 0
     print(f"data directory: {args.data_dir or default_data_dir()}")
+    print("looked for in this order:")
+    for i, (where, path) in enumerate(data_dir_search(args.data_dir), 1):
+        print(f"  {i}. {where:20s} {path}{'' if path.is_dir() else '  (not there)'}")
+    hub = "available" if hub_available() else "not installed: pip install 'advviz[hub]'"
+    print(f"  then the Hugging Face hub ({hub}); a .csv/.tsv/.jsonl file given by path needs none of these")
     for r in rows:
         sizes = ", ".join(f"{k} {v:,}" for k, v in r["sizes"].items()) or "-"
         derived = f" (derived: {', '.join(r['derived'])})" if r.get("derived") else ""

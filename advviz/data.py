@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import decimal
 import gzip
+import importlib.util
 import io
 import json
 import math
@@ -117,16 +118,34 @@ def subset_indices(total: int, n: int | None, seed: int = 0) -> list[int]:
     return [int(i) for i in np.random.default_rng(seed).permutation(total)[:n]]
 
 
-def default_data_dir() -> Path:
-    """``$ADVVIZ_DATA_DIR``, else ``../shared/data`` beside the checkout, else ``./data``."""
+def data_dir_search(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path | None]]:
+    """Where a named data set is looked for, in order: (where the candidate comes from, its path).
+
+    1. ``--data-dir DIR``                          when given, the only directory looked in
+    2. ``$ADVVIZ_DATA_DIR``                        when set, the only directory looked in
+    3. ``../shared/data`` beside a source checkout (the folder holding pyproject.toml and advviz/)
+    4. ``./data`` in the working directory
+    5. the Hugging Face hub (needs ``pip install 'advviz[hub]'``; a data set missing locally is
+       fetched from there)
+
+    A file path given as the data set (``--dataset my.tsv``) never needs any of these."""
+    if data_dir:
+        return [("--data-dir", Path(data_dir).expanduser())]
     env = os.environ.get(DATA_DIR_ENV)
     if env:
-        return Path(env).expanduser()
-    here = Path(__file__).resolve().parent.parent
-    for cand in (here.parent / "shared" / "data", Path.cwd().parent / "shared" / "data", Path("data")):
-        if cand.is_dir():
-            return cand
-    return here.parent / "shared" / "data"
+        return [(f"${DATA_DIR_ENV}", Path(env).expanduser())]
+    out = []
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        out.append(("beside the checkout", checkout.parent / "shared" / "data"))
+    out.append(("./data", Path.cwd() / "data"))
+    return out
+
+
+def default_data_dir() -> Path:
+    """The first directory of :func:`data_dir_search` that exists (else the first candidate)."""
+    found = data_dir_search()
+    return next((p for _, p in found if p.is_dir()), found[0][1])
 
 
 def _resolve_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -622,12 +641,19 @@ def _load_named_local(spec: DatasetSpec, d: Path, label_map=None) -> dict[str, T
     return derive_splits(out, spec.derive)
 
 
+def hub_available() -> bool:
+    """Whether the Hugging Face fallback can run (the optional ``datasets`` package is installed)."""
+    return importlib.util.find_spec("datasets") is not None
+
+
 def _load_from_hub(spec: DatasetSpec, label_map=None) -> dict[str, TextDataset]:
     try:
         import datasets  # optional: pip install advviz[hub]
     except ImportError:
-        raise AdvvizError(f"data set '{spec.name}' is not in the data directory and the Hugging Face "
-                          f"fallback needs the 'datasets' package (pip install 'advviz[hub]')") from None
+        looked = ", ".join(str(p) for _, p in data_dir_search())
+        raise AdvvizError(f"data set '{spec.name}' is in no data directory (looked in {looked}) and the Hugging "
+                          f"Face fallback needs the datasets package: pip install 'advviz[hub]' (or pass "
+                          f"--data-dir DIR, or give a .csv/.tsv/.jsonl file as --dataset)") from None
     try:
         dd = datasets.load_dataset(spec.hub_id)
     except Exception as e:  # network errors come in many types

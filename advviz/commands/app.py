@@ -9,6 +9,7 @@ then offers it on Models).
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import signal
 import socket
@@ -23,7 +24,22 @@ from ..background import cancel, default_suite, split_runs, start_parallel, stat
 from ..errors import AdvvizError
 from ..registry import JOBS_DIR, MODELS_DIR_ENV, models_root, scan
 
-APP_FILE = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
+CHECKOUT = Path(__file__).resolve().parents[2]  # the source tree, when advviz runs from one
+
+
+def app_file() -> Path:
+    """The Streamlit entry file: ``app/streamlit_app.py`` of the checkout advviz runs from (a source
+    tree: pyproject.toml beside app/), else the one the wheel installed as the package ``advviz_app``.
+    One line when neither is there (an install that left the app out)."""
+    here = CHECKOUT / "app" / "streamlit_app.py"
+    if (CHECKOUT / "pyproject.toml").is_file() and here.is_file():
+        return here
+    spec = importlib.util.find_spec("advviz_app")
+    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(loc) / "streamlit_app.py").is_file():
+            return Path(loc) / "streamlit_app.py"
+    raise AdvvizError("the advviz app is not installed (no advviz_app package beside advviz, no app/ in a "
+                      "checkout); reinstall advviz: pip install --force-reinstall advviz")
 
 
 def add_parsers(sub, eval_parser, argv: list[str]) -> None:
@@ -157,9 +173,7 @@ def cmd_app(args) -> int:
     if not (1 <= args.port <= 65535):
         raise AdvvizError(f"--port must be in 1..65535, got {args.port}")
     check_port(args.host, args.port)  # before minutes of default training, and again before Streamlit
-    if not APP_FILE.is_file():
-        raise AdvvizError(f"the app is not installed beside the package ({APP_FILE} is missing); "
-                          f"run from a source checkout")
+    entry = app_file()
     root = models_root(args.models_dir)
     if os.path.lexists(root) and not root.is_dir():
         raise AdvvizError(f"--models-dir {root} is not a directory; give a folder (it is created if missing)")
@@ -170,7 +184,7 @@ def cmd_app(args) -> int:
     if not any(r["status"] == "ok" for r in scan(root)) and not args.no_train:
         train_default_suite(root)
     env = {**os.environ, MODELS_DIR_ENV: str(root)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.address", args.host,
+    cmd = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.address", args.host,
            "--server.port", str(args.port), "--server.headless", "true",
            "--server.maxUploadSize", str(args.max_upload_mb), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal"]

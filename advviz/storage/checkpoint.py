@@ -32,6 +32,7 @@ from .jsonio import dumps, read_json
 from .schema import check_config
 from ..models import Classifier, model_from_config
 from ..tokenizers import load_tokenizer
+from ..version import __version__
 
 FORMAT_VERSION = 1
 # Files a checkpoint may contain; anything else (a *.bin, *.pt, *.pkl) is never read.
@@ -42,8 +43,6 @@ ALLOWED_FILES = {"config.json", "model.safetensors", "metrics.json", "train_log.
 def versions() -> dict[str, str]:
     import numpy
     import transformers
-
-    from ..version import __version__
 
     return {"advviz": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
@@ -304,6 +303,20 @@ def _check_positions(directory: Path, config: dict, tokenizer) -> None:
                           f"encoder's {positions} positions")
 
 
+def check_format(directory: Path, config: dict) -> None:
+    """One line for a checkpoint this advviz cannot read: written in a newer checkpoint format (by a
+    newer advviz: both versions named), or with a format_version that is not a format number."""
+    fv = config.get("format_version", FORMAT_VERSION)  # checkpoints before the field: format 1
+    if isinstance(fv, bool) or not isinstance(fv, int) or fv < 1:
+        raise AdvvizError(f"{directory}/config.json: format_version {fv!r} is not a checkpoint format advviz knows")
+    if fv > FORMAT_VERSION:
+        versions = config.get("versions")
+        by = versions.get("advviz") if isinstance(versions, dict) and isinstance(versions.get("advviz"), str) else None
+        raise AdvvizError(f"{directory} was written {f'by advviz {by} ' if by else ''}in checkpoint format {fv}; "
+                          f"this advviz {__version__} reads format {FORMAT_VERSION} and older: upgrade advviz "
+                          f"(pip install --upgrade advviz)")
+
+
 def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild a model from a checkpoint directory (safetensors + JSON only; see verify_checkpoint_dir).
 
@@ -316,6 +329,8 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
     verify_checkpoint_dir(directory)
     config = _read_json(directory / "config.json")
     metrics = _read_json(directory / "metrics.json", dict) if (directory / "metrics.json").is_file() else {}
+    if isinstance(config, dict):  # first, so a newer advviz's checkpoint is named as such, not as invalid
+        check_format(directory, config)
     check_config(config, f"{directory}/config.json", FORMAT_VERSION)
     # only these sections drive loading; "train" records e.g. the data directory, informational
     _check_no_paths({"model": config.get("model"), "tokenizer": config.get("tokenizer")}, f"{directory}/config.json")
