@@ -80,7 +80,7 @@ def test_one_version_everywhere(tmp_path, capsys):
     assert cfg["versions"]["advviz"] == advviz.__version__ and cfg["format_version"] == FORMAT_VERSION
 
 
-@pytest.mark.parametrize("value, expect", [(FORMAT_VERSION + 1, "written by advviz 9.9.9 in checkpoint format"),
+@pytest.mark.parametrize("value, expect", [(FORMAT_VERSION + 1, "written by a newer advviz (9.9.9) in checkpoint format"),
                                            ("2", "is not a checkpoint format"), (0, "is not a checkpoint format"),
                                            (True, "is not a checkpoint format")])
 def test_a_newer_checkpoint_format_is_refused_naming_both_versions(tmp_path, capsys, value, expect):

@@ -312,7 +312,7 @@ def check_format(directory: Path, config: dict) -> None:
     if fv > FORMAT_VERSION:
         versions = config.get("versions")
         by = versions.get("advviz") if isinstance(versions, dict) and isinstance(versions.get("advviz"), str) else None
-        raise AdvvizError(f"{directory} was written {f'by advviz {by} ' if by else ''}in checkpoint format {fv}; "
+        raise AdvvizError(f"{directory} was written by a newer advviz{f' ({by})' if by else ''} in checkpoint format {fv}; "
                           f"this advviz {__version__} reads format {FORMAT_VERSION} and older: upgrade advviz "
                           f"(pip install --upgrade advviz)")
 

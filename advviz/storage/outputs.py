@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import stat
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import AdvvizError
 from . import outdir
+from .jsonio import dumps
 
 RECORD_NAME = ".advviz-outputs.json"
 RECORD_KEY = "advviz_outputs"  # the key that makes a JSON object advviz's record
@@ -152,7 +152,7 @@ def _record(path: Path, size: int, sha256: str) -> None:
             rec = {RECORD_KEY: 1, "about": "files advviz wrote in this folder (name: size, SHA-256); advviz "
                                           "replaces a file here without --overwrite only while it matches",
                    "files": dict(sorted(kept.items()))}
-            replace_atomically(d / RECORD_NAME, lambda tmp: tmp.write_text(json.dumps(rec, indent=1) + "\n",
+            replace_atomically(d / RECORD_NAME, lambda tmp: tmp.write_text(dumps(rec, indent=1) + "\n",
                                                                            encoding="utf-8"))
     except OSError:
         pass

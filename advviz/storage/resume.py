@@ -16,7 +16,6 @@ Data order needs no state: each epoch's permutation comes from a generator seede
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
