@@ -75,6 +75,7 @@ class TrainConfig(Config):
                                 "never replaced)")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")

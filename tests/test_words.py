@@ -319,7 +319,7 @@ def test_cli_json_csv_and_comparison(tmp_path, capsys, data_dir):
     (["--sort", "delta_mean_norm"], "compares two checkpoints"),
     (["--attack", "carl"], "training method, not an attack"),
     (["--attack", "nope"], "not an attack"),
-    (["--k", "10000"], "larger than the vocabulary"),
+    (["--k", "1000"], "larger than the vocabulary"),
     (["--tau", "0.5"], "is not a setting of --attack spgd"),
     (["--out", "x.txt"], "--out must end in .csv"),
     (["--split", "nope"], "has no split 'nope'"),

@@ -53,6 +53,7 @@ class LMConfig(Config):
     tie_weights: bool = hp(False, "tie the output layer to the embeddings (needs equal sizes)")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:
             raise ValueError("LM sizes must be positive")
         if not 0 <= self.dropout < 1:
@@ -226,6 +227,7 @@ class LMTrainConfig(Config):
     seed: int = hp(0, "seed of the held-out split, initialisation and order")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if self.epochs < 1 or self.batch_size < 1 or self.max_length < 1:
             raise ValueError("--epochs, --batch-size and --max-length must be positive")
         if not 0 < self.held_out < 0.5:
