@@ -133,7 +133,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # (and may extend ``eval``'s parser, passed as ``eval_parser``).
     for mod in COMMAND_MODULES:
         mod.add_parsers(sub, eval_parser=p, argv=argv)
+    _add_data_limit(parser)
     return parser
+
+
+def _add_data_limit(parser: argparse.ArgumentParser) -> None:
+    """``--max-data-mb`` on every command: each reads files (data sets, --unlabeled, --augment,
+    --input, ...) through one bounded reader (``data._read_bytes``, ``limits.max_data_bytes``)."""
+    from .limits import DEFAULT_MAX_DATA_MB, MAX_DATA_MB_ENV
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.add_argument("--max-data-mb", type=float, default=None, metavar="MB",
+                            help=f"largest file (or standard input) read, once decompressed, in MB (default "
+                                 f"{DEFAULT_MAX_DATA_MB}, or ${MAX_DATA_MB_ENV})")
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            _add_data_limit(child)
+
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        if getattr(args, "max_data_mb", None) is not None:
+            from .limits import set_max_data_mb
+
+            set_max_data_mb(args.max_data_mb)
         rc = args.func(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return rc

@@ -341,6 +341,7 @@ class Trainer:
                               + (f" in the --max-train {cfg.max_train} subset" if cfg.max_train else "")
                               + "; a classifier needs at least two")
         self._check_size(vocab_texts, train.num_labels)
+        cut = self._texts_cut(train, dev, unlabeled)
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
@@ -365,7 +366,8 @@ class Trainer:
             "data": {"name": cfg.dataset, "label_names": train.label_names, "label_mapping": train.label_mapping,
                      "train_examples": len(train), "dev_examples": len(dev), "split_info": train.split_info,
                      "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty,
-                     "unlabeled_examples": len(unlabeled), **({"semi_supervised": semi} if semi else {})},
+                     "unlabeled_examples": len(unlabeled), **({"semi_supervised": semi} if semi else {}),
+                     **({"texts_cut": cut} if cut else {})},
             "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
             "grad_clip": cfg.resolved_grad_clip,
         }
@@ -429,6 +431,23 @@ class Trainer:
         if semi:
             semi["unlabeled_used"] = len(unlabeled)
         return train, unlabeled, vocab_texts, semi
+
+    def _texts_cut(self, train: TextDataset, dev: TextDataset, unlabeled: list[str]) -> dict:
+        """How many texts are longer than a tokenizer reads (``limits.MAX_TEXT_CHARS``; each is
+        cut to its first characters), per set: recorded in the checkpoint (``data.texts_cut``) and
+        said once on the terminal. Empty when none is."""
+        from .limits import MAX_TEXT_CHARS
+        from .tokenizers import count_clipped
+
+        counts = {k: count_clipped(v) for k, v in (("train", train.texts), ("dev", dev.texts),
+                                                   ("unlabeled", unlabeled))}
+        counts = {k: n for k, n in counts.items() if n}
+        if not counts:
+            return {}
+        if self.progress and int(os.environ.get("RANK", "0") or 0) == 0:
+            tqdm.write(f"note: {', '.join(f'{n:,} {k}' for k, n in counts.items())} text(s) longer than "
+                       f"{MAX_TEXT_CHARS:,} characters: each is read up to its {MAX_TEXT_CHARS:,}th character")
+        return {"max_chars": MAX_TEXT_CHARS, **counts}
 
     def _check_size(self, texts: list[str], num_labels: int) -> None:
         """Refuse an RNN that cannot fit in memory before building it: weights, gradients and the

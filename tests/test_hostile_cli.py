@@ -479,11 +479,10 @@ def test_json_output_never_has_nan():
 def test_gzip_bomb_is_bounded(tmp_path, monkeypatch):
     import gzip
 
-    import advviz.data
     from advviz.data import load_splits
     from advviz.errors import AdvvizError
 
-    monkeypatch.setattr(advviz.data, "MAX_DATA_BYTES", 1 << 20)
+    monkeypatch.setenv("ADVVIZ_MAX_DATA_MB", "1")
     p = tmp_path / "bomb.tsv.gz"
     p.write_bytes(gzip.compress(b"text\tlabel\n" + b"a" * (8 << 20) + b"\t0\n"))
     assert p.stat().st_size < 100_000
@@ -492,10 +491,14 @@ def test_gzip_bomb_is_bounded(tmp_path, monkeypatch):
 
 
 def test_unreadable_data_file_is_one_line(toy, tmp_path, capsys, monkeypatch):
-    def denied(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    def denied(path, *args, **kw):  # root reads any file: deny this one where it is opened
+        if str(path) == str(toy):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", denied)
     assert "Permission denied" in one_line(capsys, train(toy, tmp_path / "out"))
 
 
