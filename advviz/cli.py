@@ -152,9 +152,42 @@ def _add_data_limit(parser: argparse.ArgumentParser) -> None:
             _add_data_limit(child)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is (reading, tokenizing, attacking, writing): it stops the
+    way Ctrl-C does, so cleanup runs (temporary outputs removed, locks released) and ``main``
+    prints one line. ``train`` replaces the handler while it runs (``train._StopFlag``)."""
+
+
+def _on_sigterm(signum, frame):
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM stops at once
+    raise Terminated()
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars a stopped command left open, so that its one line starts a line of
+    its own (and no bar is redrawn after it)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -180,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return rc
     except AdvvizError as e:
+        _close_progress_bars()
         print(f"advviz: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("advviz: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        _close_progress_bars()
+        print(f"advviz: error: stopped by {'SIGTERM' if isinstance(e, Terminated) else 'SIGINT'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `advviz eval --json | head`: the reader left; no traceback
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -216,13 +216,20 @@ _RESUMABLE_CHANGES = {"resume", "save_every", "log_every", "overwrite"}
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM while the run is being set up stop it at once (nothing to save yet; the
-    output lock is released on the way out). Once training runs (``immediate`` False), the first
-    signal asks the loop to save and stop; a second one stops at once (the default handlers are
-    back by then; every write is atomic, so nothing is left half-written)."""
+    """SIGINT/SIGTERM while the run is being set up (reading, tokenizing, building) stop it at once
+    (nothing to save yet; the output lock is released on the way out). Once training runs
+    (``immediate`` False), the first signal asks the loop to save and stop after the step under
+    way; should that step (or the evaluation after it) take more than ``GRACE_S`` seconds more, the
+    run stops anyway, as a kill would, keeping the state saved last (every write is atomic, so
+    nothing is half-written, and a resumed run is bit-identical either way). A second signal
+    stops at once (the handlers from before the run are back by then)."""
+
+    GRACE_S = 5.0
 
     def __init__(self):
         self.requested, self._old, self.immediate = None, {}, True
+        self.saved_step: int | None = None  # the step of the resume state on disk (None: none yet)
+        self._armed = False
 
     def __enter__(self):
         import signal
@@ -241,10 +248,30 @@ class _StopFlag:
             signal.signal(sig, old)
         if self.immediate:
             raise Interrupted(f"stopped by {self.requested} before training started; nothing was written")
+        if hasattr(signal, "setitimer"):  # the step under way has GRACE_S seconds to end
+            self._old[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._overdue)
+            signal.setitimer(signal.ITIMER_REAL, self.GRACE_S)
+            self._armed = True
+
+    def _overdue(self, signum, frame):
+        self.disarm()
+        kept = (f"the state saved at step {self.saved_step} is kept — continue with the same command plus --resume"
+                if self.saved_step is not None else "no resume state had been saved yet")
+        raise Interrupted(f"stopped by {self.requested}: the step under way did not end within "
+                          f"{self.GRACE_S:g} s; {kept}")
+
+    def disarm(self) -> None:
+        """Cancel the grace timer (the loop is about to save and stop by itself)."""
+        import signal
+
+        if self._armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._armed = False
 
     def __exit__(self, *exc):
         import signal
 
+        self.disarm()
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
@@ -388,6 +415,7 @@ class Trainer:
                                directory=resume_dir(self.out_dir))
             self.log = list(saved[0]["counters"].get("log", []))
             counters.pop("log", None)
+            stop.saved_step = counters["step"]
             if self.progress and acc.is_main_process:
                 tqdm.write(f"resuming {self.out_dir} at step {counters['step']} (epoch {counters['epoch']})")
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
@@ -526,8 +554,11 @@ class Trainer:
                 end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
                 if end_of_epoch:
                     c["epoch"], c["batch_in_epoch"] = c["epoch"] + 1, 0
+                if stop.requested:
+                    stop.disarm()  # the step ended in time: save, then stop
                 if (cfg.save_every and c["step"] % cfg.save_every == 0) or end_of_epoch or stop.requested:
                     self._save_state(c)
+                    stop.saved_step = c["step"]
                 if stop.requested:
                     bar.close()
                     raise Interrupted(f"stopped by {stop.requested} at step {c['step']}; state saved — continue "
