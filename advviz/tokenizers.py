@@ -137,7 +137,13 @@ class WordTokenizer(TextTokenizer):
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "WordTokenizer":
-        vocab = (Path(directory) / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        """The vocabulary of a checkpoint (or LM) directory: a regular file of at most
+        ``--max-data-mb`` (a checkpoint from elsewhere may hold a vocab.txt of any size)."""
+        from .limits import max_data_bytes
+        from .storage.jsonio import read_regular
+
+        raw = read_regular(Path(directory) / "vocab.txt", max_data_bytes(), "vocabulary file (--max-data-mb)")
+        vocab = raw.decode("utf-8").split("\n")[:-1]
         return cls(vocab, meta.get("max_length", 400), meta.get("lowercase", True))
 
 
