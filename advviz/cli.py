@@ -175,16 +175,25 @@ def _close_progress_bars() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line. What it sets for itself (the SIGTERM handler, ``--max-data-mb``) is
+    undone on return, so a caller that runs several (tests, the app) sees no trace of it."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
-    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    from .limits import MAX_DATA_MB_ENV
+
+    limit = os.environ.get(MAX_DATA_MB_ENV)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return _main(argv)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
+        if limit is None:
+            os.environ.pop(MAX_DATA_MB_ENV, None)
+        else:
+            os.environ[MAX_DATA_MB_ENV] = limit
 
 
 def _main(argv: list[str] | None = None) -> int:
