@@ -21,10 +21,9 @@ def widget(f: dataclasses.Field, default, key: str, container):
                                    key=key, help=helptext)
     if kind is bool:
         return container.checkbox(label, value=bool(default), key=key, help=helptext)
-    if kind is int:  # a count cannot go past its documented maximum (limits.MAXIMA)
+    if kind is int:  # a count past its documented maximum (limits.MAXIMA) is the config's one error
         top = maximum(f.name)
-        value = int(default or 0) if top is None else min(int(default or 0), top)
-        return int(container.number_input(label, value=value, step=1, max_value=top, key=key,
+        return int(container.number_input(label, value=int(default or 0), step=1, key=key,
                                           help=helptext if top is None else f"{helptext}; at most {top:,}"))
     if kind is float:
         return float(container.number_input(label, value=float(default or 0.0), step=0.01, format="%g",
