@@ -15,6 +15,7 @@ import warnings
 
 from .commands import flags
 from .errors import AdvvizError
+from .limits import set_max_data_mb
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,10 +141,70 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # (and may extend ``eval``'s parser, passed as ``eval_parser``).
     for mod in COMMAND_MODULES:
         mod.add_parsers(sub, eval_parser=p, argv=argv)
+    _add_data_limit(parser)
     return parser
 
 
+def _add_data_limit(parser: argparse.ArgumentParser) -> None:
+    """``--max-data-mb`` on every command: each reads files (data sets, --unlabeled, --augment,
+    --input, ...) through one bounded reader (``data._read_bytes``, ``limits.max_data_bytes``)."""
+    from .limits import DEFAULT_MAX_DATA_MB, MAX_DATA_MB_ENV
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.add_argument("--max-data-mb", type=float, default=None, metavar="MB",
+                            help=f"largest file (or standard input) read, once decompressed, in MB (default "
+                                 f"{DEFAULT_MAX_DATA_MB}, or ${MAX_DATA_MB_ENV})")
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            _add_data_limit(child)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is (reading, tokenizing, attacking, writing): it stops the
+    way Ctrl-C does, so cleanup runs (temporary outputs removed, locks released) and ``main``
+    prints one line. ``train`` replaces the handler while it runs (``train._StopFlag``)."""
+
+
+def _on_sigterm(signum, frame):
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM stops at once
+    raise Terminated()
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars a stopped command left open, so that its one line starts a line of
+    its own (and no bar is redrawn after it)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line. What it sets for itself (the SIGTERM handler, ``--max-data-mb``) is
+    undone on return, so a caller that runs several (tests, the app) sees no trace of it."""
+    import signal
+    import threading
+
+    from .limits import MAX_DATA_MB_ENV
+
+    limit = os.environ.get(MAX_DATA_MB_ENV)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
+        if limit is None:
+            os.environ.pop(MAX_DATA_MB_ENV, None)
+        else:
+            os.environ[MAX_DATA_MB_ENV] = limit
+
+
+def _main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -167,15 +228,19 @@ def main(argv: list[str] | None = None) -> int:
 
                 hf_logging.set_verbosity_error()
                 hf_logging.disable_progress_bar()
+                if getattr(args, "max_data_mb", None) is not None:
+                    set_max_data_mb(args.max_data_mb)
                 rc = args.func(args) or 0
                 sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
                 return rc
             except AdvvizError as e:
                 failed = True
+                _close_progress_bars()
                 return _error(e)
-            except KeyboardInterrupt:
-                print("advviz: interrupted", file=sys.stderr)
-                return 130
+            except KeyboardInterrupt as e:
+                failed = True
+                _close_progress_bars()
+                return _error(AdvvizError(f"stopped by {'SIGTERM' if isinstance(e, Terminated) else 'SIGINT'}"), 130)
             except BrokenPipeError:  # `advviz eval --json | head`: the reader left; no traceback
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
@@ -185,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
-def _error(e: AdvvizError) -> int:
+def _error(e: AdvvizError, code: int | None = None) -> int:
     """The one way an error leaves the command line: one line on stderr (the message has its line
     breaks and control characters escaped by AdvvizError itself), and its exit code."""
     print(f"advviz: error: {e}", file=sys.stderr)
-    return e.exit_code
+    return e.exit_code if code is None else code
 
 
 if __name__ == "__main__":

@@ -65,7 +65,18 @@ def field_type(f: dataclasses.Field) -> type:
 
 @dataclass(frozen=True)
 class Config:
-    """Base of every configuration: validated in ``__post_init__`` (raise ``ValueError``)."""
+    """Base of every configuration: validated in ``__post_init__`` (raise ``ValueError``). A
+    subclass's ``__post_init__`` calls this one first: it holds every count to its documented
+    maximum (``limits.MAXIMA``, by field name), so each config that has a ``steps``, ``k``,
+    ``epochs``... field enforces the same bound wherever it is built (flags, app, Python)."""
+
+    def __post_init__(self):
+        from .limits import count_problem
+
+        for f in dataclasses.fields(self):
+            problem = count_problem(f.name, getattr(self, f.name), flag_of(f))
+            if problem:
+                raise ValueError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -171,7 +182,10 @@ def method_preset(method: str, arch: str | None, preset: str = "family") -> dict
 
 
 def _help(f: dataclasses.Field, default, note: str = "") -> str:
-    text = f.metadata["help"]
+    from .limits import maximum
+
+    top = maximum(f.name)
+    text = f.metadata["help"] + ("" if top is None else f", at most {top:,}")
     shown = "" if default is None or default is False else f" (default: {default})"
     return (text + shown + note).replace("%", "%%")
 

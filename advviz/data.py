@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import sys
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AdvvizError
+from .limits import max_data_bytes, too_much_data
 
 csv.field_size_limit(1 << 30)  # IMDB reviews and hostile 50 MB lines must not trip the csv module
 
@@ -160,55 +162,80 @@ def _resolve_dir(data_dir: str | os.PathLike | None) -> Path:
 # reading tables
 
 
-MAX_DATA_BYTES = int(float(os.environ.get("ADVVIZ_MAX_DATA_MB", "2048")) * (1 << 20))  # decompressed
+READ_CHUNK = 1 << 24  # bytes per read: a signal (Ctrl-C, SIGTERM) is handled between two chunks
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The (decompressed) bytes of a data file: a regular file, at most MAX_DATA_BYTES once
-    decompressed (a gzip bomb stops at the limit instead of filling memory)."""
+def _read_limited(f, limit: int, where: str, decompressed: bool) -> bytes:
+    """At most ``limit`` bytes of the open binary file ``f``, read in chunks; one byte more is an
+    error naming the limit (``limits.too_much_data``)."""
+    out, total = [], 0
+    while True:
+        chunk = f.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(out)
+        total += len(chunk)
+        if total > limit:
+            raise too_much_data(where, decompressed)
+        out.append(chunk)
+
+
+def _read_bytes(path: Path, allow_stdin: bool = False) -> bytes:
+    """The (decompressed) bytes of a data file: a regular file (``-``: standard input, where the
+    caller allows it), at most ``limits.max_data_bytes()`` once decompressed (``--max-data-mb``).
+    A gzip bomb, ``/dev/zero`` on standard input or a file that grows stop at the limit with one
+    line; a FIFO or a device is refused, never waited on. Read in chunks, so that a signal stops
+    a long read within a chunk's time."""
     import stat
 
-    limit = MAX_DATA_BYTES
+    limit = max_data_bytes()
+    if allow_stdin and str(path) == "-":
+        try:
+            return _read_limited(sys.stdin.buffer, limit, "standard input", False)
+        except OSError as e:
+            raise AdvvizError(f"cannot read standard input ({e.strerror or e})") from None
     try:
         st = os.stat(path)
     except OSError as e:
         raise AdvvizError(f"{path}: cannot read the data file ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise AdvvizError(f"{path}: not a regular file")
-    too_big = (f"{path}: more than {limit / (1 << 20):,.0f} MB of data"
-               f"{' once decompressed' if path.suffix == '.gz' else ''}; set ADVVIZ_MAX_DATA_MB to allow more")
+        raise AdvvizError(f"{path}: not a regular file" + (" (give a file, or - for standard input)"
+                                                           if allow_stdin else ""))
+    gz = path.suffix == ".gz"
+    if not gz and st.st_size > limit:
+        raise too_much_data(str(path))
     try:
-        if path.suffix != ".gz":
-            if st.st_size > limit:
-                raise AdvvizError(too_big)
-            return path.read_bytes()
-        out, total = [], 0
-        with gzip.open(path, "rb") as f:
-            while True:
-                chunk = f.read(min(1 << 24, limit + 1 - total))
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > limit:
-                    raise AdvvizError(too_big)
-                out.append(chunk)
-        return b"".join(out)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in: no wait
+        with os.fdopen(fd, "rb") as raw:
+            if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+                raise AdvvizError(f"{path}: not a regular file")
+            if not gz:
+                return _read_limited(raw, limit, str(path), False)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                return _read_limited(f, limit, str(path), True)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise AdvvizError(f"{path}: not a readable gzip file ({e})") from None
     except OSError as e:
         raise AdvvizError(f"{path}: cannot read the data file ({e.strerror or e})") from None
 
 
-def _read_text(path: Path) -> str:
-    raw = _read_bytes(path)
+def _read_text(path: Path, allow_stdin: bool = False) -> str:
+    raw = _read_bytes(path, allow_stdin)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise AdvvizError(f"{path}: line {line}: bytes that are not UTF-8 "
+        where = "standard input" if allow_stdin and str(path) == "-" else path
+        raise AdvvizError(f"{where}: line {line}: bytes that are not UTF-8 "
                           f"({raw[e.start:e.start + 4]!r}); re-encode the file as UTF-8") from None
+
+
+def read_lines(path: str | os.PathLike, allow_stdin: bool = False) -> list[str]:
+    """The lines of a text file of one text a line (``inspect --input``, ``--unlabeled F.txt``),
+    read as every data file is (regular files only, bounded, UTF-8); ``-`` is standard input
+    where ``allow_stdin``."""
+    return _read_text(Path(path), allow_stdin).splitlines()
 
 
 def _no_duplicate_keys(where: str):
@@ -810,7 +837,7 @@ def load_unlabeled(name: str, data_dir=None) -> tuple[list[str], dict]:
         raise AdvvizError(f"--unlabeled {name}: no such file, and not a known data set ({', '.join(REGISTRY)})")
     stem = path.name[:-3] if path.name.endswith(".gz") else path.name
     if stem.lower().endswith(".txt"):
-        texts = [ln.strip() for ln in _read_text(path).splitlines()]
+        texts = [ln.strip() for ln in read_lines(path)]
     else:
         cols, rows, _ = read_rows(path)
         col = cols[0] if len(cols) == 1 else _pick(cols, None, TEXT_COLUMNS, "text", path)

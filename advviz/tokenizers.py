@@ -3,18 +3,36 @@
 ``WordTokenizer`` (lower-cased words and punctuation, vocabulary built from the training set) and
 ``CharTokenizer`` serve the RNN families; ``HFTokenizer`` wraps a Hugging Face fast tokenizer
 (WordPiece for MiniLM). Each saves to and loads from a checkpoint directory as plain text / JSON.
+
+Every tokenizer reads at most the first ``limits.MAX_TEXT_CHARS`` characters of a text
+(:func:`clip`): the work per text is bounded whatever a data file holds (one 30 MB line was
+tokenized whole at each training step that drew it), and a model, which reads at most
+``max_length`` tokens, sees the same tokens unless those span more than 100,000 characters.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
 
 import torch
 
+from .limits import MAX_TEXT_CHARS
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 _WORD_RE = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
+
+
+def clip(text: str) -> str:
+    """The part of ``text`` any tokenizer reads: its first ``MAX_TEXT_CHARS`` characters."""
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS]
+
+
+def count_clipped(texts) -> int:
+    """How many of ``texts`` are longer than the tokenizers read (recorded by training)."""
+    return sum(len(t) > MAX_TEXT_CHARS for t in texts)
 
 
 class TextTokenizer:
@@ -32,13 +50,14 @@ class TextTokenizer:
     def tokenize(self, text: str) -> list[str]:
         raise NotImplementedError
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """The ids of ``text`` (its first ``limit`` when given: only those are computed)."""
         raise NotImplementedError
 
     def batch(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Pad a list of texts to one batch: {'input_ids' (B,T) long, 'attention_mask' (B,T) long}."""
         max_length = max_length or self.max_length
-        ids = [self.encode(t)[:max_length] for t in texts]
+        ids = [self.encode(t, max_length) for t in texts]
         width = max(1, max(len(x) for x in ids))
         input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -98,11 +117,16 @@ class WordTokenizer(TextTokenizer):
             words = words[: max_size - 2]
         return cls([PAD, UNK] + words, max_length, lowercase)
 
-    def tokenize(self, text: str) -> list[str]:
-        return _WORD_RE.findall(text.lower() if self.lowercase else text)
+    def tokenize(self, text: str, limit: int | None = None) -> list[str]:
+        """The tokens of ``text`` (its first ``limit``: the rest of the text is not scanned)."""
+        text = clip(text)
+        text = text.lower() if self.lowercase else text
+        if limit is None:
+            return _WORD_RE.findall(text)
+        return [m.group() for m in itertools.islice(_WORD_RE.finditer(text), limit)]
 
-    def encode(self, text: str) -> list[int]:
-        return [self.index.get(w, self.unk_id) for w in self.tokenize(text)]
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        return [self.index.get(w, self.unk_id) for w in self.tokenize(text, limit)]
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
@@ -113,7 +137,13 @@ class WordTokenizer(TextTokenizer):
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "WordTokenizer":
-        vocab = (Path(directory) / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        """The vocabulary of a checkpoint (or LM) directory: a regular file of at most
+        ``--max-data-mb`` (a checkpoint from elsewhere may hold a vocab.txt of any size)."""
+        from .limits import max_data_bytes
+        from .storage.jsonio import read_regular
+
+        raw = read_regular(Path(directory) / "vocab.txt", max_data_bytes(), "vocabulary file (--max-data-mb)")
+        vocab = raw.decode("utf-8").split("\n")[:-1]
         return cls(vocab, meta.get("max_length", 400), meta.get("lowercase", True))
 
 
@@ -122,9 +152,10 @@ class CharTokenizer(WordTokenizer):
 
     kind = "char"
 
-    def tokenize(self, text: str) -> list[str]:
+    def tokenize(self, text: str, limit: int | None = None) -> list[str]:
+        text = clip(text)
         text = text.lower() if self.lowercase else text
-        return ["▁" if ch.isspace() else ch for ch in " ".join(text.split())]
+        return ["▁" if ch.isspace() else ch for ch in " ".join(text.split())][:limit]
 
     def join(self, tokens: list[str]) -> str:
         return "".join(" " if t == "▁" else t for t in tokens)
@@ -151,13 +182,13 @@ class HFTokenizer(TextTokenizer):
         return cls(AutoTokenizer.from_pretrained(path, **kw), max_length)
 
     def tokenize(self, text: str) -> list[str]:
-        return self.hf.tokenize(text)
+        return self.hf.tokenize(clip(text))
 
-    def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=True)
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        return self.hf.encode(clip(text), add_special_tokens=True)[:limit]
 
     def batch(self, texts, max_length=None):
-        enc = self.hf(list(texts), padding=True, truncation=True, max_length=max_length or self.max_length,
+        enc = self.hf([clip(t) for t in texts], padding=True, truncation=True, max_length=max_length or self.max_length,
                       return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 

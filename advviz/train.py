@@ -78,6 +78,7 @@ class TrainConfig(Config):
                                 "never replaced)")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
@@ -218,13 +219,20 @@ _RESUMABLE_CHANGES = {"resume", "save_every", "log_every", "overwrite"}
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM while the run is being set up stop it at once (nothing to save yet; the
-    output lock is released on the way out). Once training runs (``immediate`` False), the first
-    signal asks the loop to save and stop; a second one stops at once (the default handlers are
-    back by then; every write is atomic, so nothing is left half-written)."""
+    """SIGINT/SIGTERM while the run is being set up (reading, tokenizing, building) stop it at once
+    (nothing to save yet; the output lock is released on the way out). Once training runs
+    (``immediate`` False), the first signal asks the loop to save and stop after the step under
+    way; should that step (or the evaluation after it) take more than ``GRACE_S`` seconds more, the
+    run stops anyway, as a kill would, keeping the state saved last (every write is atomic, so
+    nothing is half-written, and a resumed run is bit-identical either way). A second signal
+    stops at once (the handlers from before the run are back by then)."""
+
+    GRACE_S = 5.0
 
     def __init__(self):
         self.requested, self._old, self.immediate = None, {}, True
+        self.saved_step: int | None = None  # the step of the resume state on disk (None: none yet)
+        self._armed = False
 
     def __enter__(self):
         import signal
@@ -243,10 +251,30 @@ class _StopFlag:
             signal.signal(sig, old)
         if self.immediate:
             raise Interrupted(f"stopped by {self.requested} before training started; nothing was written")
+        if hasattr(signal, "setitimer"):  # the step under way has GRACE_S seconds to end
+            self._old[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._overdue)
+            signal.setitimer(signal.ITIMER_REAL, self.GRACE_S)
+            self._armed = True
+
+    def _overdue(self, signum, frame):
+        self.disarm()
+        kept = (f"the state saved at step {self.saved_step} is kept — continue with the same command plus --resume"
+                if self.saved_step is not None else "no resume state had been saved yet")
+        raise Interrupted(f"stopped by {self.requested}: the step under way did not end within "
+                          f"{self.GRACE_S:g} s; {kept}")
+
+    def disarm(self) -> None:
+        """Cancel the grace timer (the loop is about to save and stop by itself)."""
+        import signal
+
+        if self._armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._armed = False
 
     def __exit__(self, *exc):
         import signal
 
+        self.disarm()
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
@@ -351,6 +379,7 @@ class Trainer:
                               + (f" in the --max-train {cfg.max_train} subset" if cfg.max_train else "")
                               + "; a classifier needs at least two")
         self._check_size(vocab_texts, train.num_labels)
+        cut = self._texts_cut(train, dev, unlabeled)
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
@@ -376,7 +405,8 @@ class Trainer:
                      **({"label_map": label_map_record(parse_label_map(cfg.label_map))} if cfg.label_map else {}),
                      "train_examples": len(train), "dev_examples": len(dev), "split_info": train.split_info,
                      "dev_split_info": dev.split_info, "skipped_empty": train.skipped_empty,
-                     "unlabeled_examples": len(unlabeled), **({"semi_supervised": semi} if semi else {})},
+                     "unlabeled_examples": len(unlabeled), **({"semi_supervised": semi} if semi else {}),
+                     **({"texts_cut": cut} if cut else {})},
             "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
             "grad_clip": cfg.resolved_grad_clip,
         }
@@ -397,6 +427,7 @@ class Trainer:
                                directory=resume_dir(self.out_dir))
             self.log = list(saved[0]["counters"].get("log", []))
             counters.pop("log", None)
+            stop.saved_step = counters["step"]
             if self.progress and acc.is_main_process:
                 tqdm.write(f"resuming {self.out_dir} at step {counters['step']} (epoch {counters['epoch']})")
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
@@ -440,6 +471,23 @@ class Trainer:
         if semi:
             semi["unlabeled_used"] = len(unlabeled)
         return train, unlabeled, vocab_texts, semi
+
+    def _texts_cut(self, train: TextDataset, dev: TextDataset, unlabeled: list[str]) -> dict:
+        """How many texts are longer than a tokenizer reads (``limits.MAX_TEXT_CHARS``; each is
+        cut to its first characters), per set: recorded in the checkpoint (``data.texts_cut``) and
+        said once on the terminal. Empty when none is."""
+        from .limits import MAX_TEXT_CHARS
+        from .tokenizers import count_clipped
+
+        counts = {k: count_clipped(v) for k, v in (("train", train.texts), ("dev", dev.texts),
+                                                   ("unlabeled", unlabeled))}
+        counts = {k: n for k, n in counts.items() if n}
+        if not counts:
+            return {}
+        if self.progress and int(os.environ.get("RANK", "0") or 0) == 0:
+            tqdm.write(f"note: {', '.join(f'{n:,} {k}' for k, n in counts.items())} text(s) longer than "
+                       f"{MAX_TEXT_CHARS:,} characters: each is read up to its {MAX_TEXT_CHARS:,}th character")
+        return {"max_chars": MAX_TEXT_CHARS, **counts}
 
     def _check_size(self, texts: list[str], num_labels: int) -> None:
         """Refuse an RNN that cannot fit in memory before building it: weights, gradients and the
@@ -521,8 +569,11 @@ class Trainer:
                 end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
                 if end_of_epoch:
                     c["epoch"], c["batch_in_epoch"] = c["epoch"] + 1, 0
+                if stop.requested:
+                    stop.disarm()  # the step ended in time: save, then stop
                 if (cfg.save_every and c["step"] % cfg.save_every == 0) or end_of_epoch or stop.requested:
                     self._save_state(c)
+                    stop.saved_step = c["step"]
                 if stop.requested:
                     bar.close()
                     raise Interrupted(f"stopped by {stop.requested} at step {c['step']}; state saved — continue "

@@ -418,7 +418,7 @@ TRAIN_FLAG_CASES = {
     "--hidden-size 1000000": (["--hidden-size", "1000000"], "would need about"),
     "--embedding-dim 100000000": (["--embedding-dim", "100000000"], "--embedding-dim must be at most 16,777,216"),
     "--min-freq 100000 (no word left)": (["--min-freq", "100000"], "the vocabulary has no words"),
-    "spgd --k 100000": (["--method", "spgd", "--k", "100000"], "--k 100000 is larger than the vocabulary"),
+    "spgd --k 500": (["--method", "spgd", "--k", "500"], "--k 500 is larger than the vocabulary"),
     "iadvt, no word left": (["--method", "iadvt", "--min-freq", "100000"], "the vocabulary has no words"),
 }
 
@@ -448,7 +448,7 @@ def test_minilm_max_length_beyond_its_positions_refused(toy, tmp_path, capsys):
     (["eval", "{ck}", "--attack", "fgsm", "--max-examples", "0"], "--max-examples must be positive"),
     (["eval", "{ck}", "--attack", "fgsm", "--attack-seed", "-1"], "--attack-seed must be in"),
     (["inspect", "{ck}", "--text", "good film", "--seed", "-5"], "--seed must be in"),
-    (["inspect", "{ck}", "--text", "good film", "--attack", "spgd", "--k", "100000"], "--k 100000 is larger than"),
+    (["inspect", "{ck}", "--text", "good film", "--attack", "spgd", "--k", "500"], "--k 500 is larger than"),
     (["compare", "{ck}", "{ck}", "--seed", "99999999999"], "--seed must be in"),
     (["reconstruct", "{ck}", "--batch-size", "0"], "--batch-size must be positive"),
     (["lm", "train", "--dataset", "{toy}", "--seed", "-1", "--out", "{tmp}/lm"], "--seed must be in"),
@@ -479,11 +479,10 @@ def test_json_output_never_has_nan():
 def test_gzip_bomb_is_bounded(tmp_path, monkeypatch):
     import gzip
 
-    import advviz.data
     from advviz.data import load_splits
     from advviz.errors import AdvvizError
 
-    monkeypatch.setattr(advviz.data, "MAX_DATA_BYTES", 1 << 20)
+    monkeypatch.setenv("ADVVIZ_MAX_DATA_MB", "1")
     p = tmp_path / "bomb.tsv.gz"
     p.write_bytes(gzip.compress(b"text\tlabel\n" + b"a" * (8 << 20) + b"\t0\n"))
     assert p.stat().st_size < 100_000
@@ -492,10 +491,14 @@ def test_gzip_bomb_is_bounded(tmp_path, monkeypatch):
 
 
 def test_unreadable_data_file_is_one_line(toy, tmp_path, capsys, monkeypatch):
-    def denied(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    def denied(path, *args, **kw):  # root reads any file: deny this one where it is opened
+        if str(path) == str(toy):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", denied)
     assert "Permission denied" in one_line(capsys, train(toy, tmp_path / "out"))
 
 

@@ -499,6 +499,9 @@ def word_spans(text: str, words: list[str]) -> list[tuple[int, int] | None]:
 def token_spans(tokenizer, text: str) -> list[tuple[int, int] | None]:
     """Character span of each position of ``tokenizer``'s encoding of ``text`` (None: a special
     token), aligned with the positions of ``attack_tokens`` records."""
+    from ..tokenizers import clip
+
+    text = clip(text)  # what the tokenizer reads (a prefix: the spans hold for the whole text)
     kind = getattr(tokenizer, "kind", None)
     if kind == "hf":
         enc = tokenizer.hf(text, return_offsets_mapping=True, truncation=True, max_length=tokenizer.max_length)

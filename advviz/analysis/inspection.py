@@ -9,7 +9,8 @@
 Each result has the keys of issue #3 (``model, text, attack, pred, probs, adv_pred, adv_probs,
 tokens, discretized_text, reconstructed_text``; per token ``index, token, norm, moved_to,
 nearest, reconstructed``) plus ``label`` (the label attacked), ``label_names``, ``truncated``,
-``n_tokens`` and per token ``cosine`` (of δᵢ with the ``moved_to`` direction) and
+``n_tokens`` (of the text's first ``limits.MAX_TEXT_CHARS`` characters, what a tokenizer reads),
+``n_chars`` and per token ``cosine`` (of δᵢ with the ``moved_to`` direction) and
 ``neighbor_rank`` (1 = ``moved_to`` is the token's nearest neighbour).
 
 Conventions, the same for every method: ``norm`` = ‖δᵢ‖₂ (0.0 where untouched); ``moved_to`` =
@@ -31,6 +32,7 @@ from typing import Any
 import torch
 
 from ..errors import AdvvizError
+from ..limits import MAX_TEXT_CHARS
 from ..methods import neighbors
 from .attacks import attach_index, build_attack
 
@@ -105,4 +107,5 @@ def _inspect_one(model, core, method, text, label, seed, cos_index, l2_index) ->
             "pred": pred, "probs": probs.tolist(), "adv_pred": int(adv_probs.argmax()), "adv_probs": adv_probs.tolist(),
             "tokens": tokens, "discretized_text": tok.join(disc_words),
             "reconstructed_text": tok.join(recon_words) if recon is not None else None,
-            "truncated": n_tokens > tok.max_length, "n_tokens": n_tokens}
+            "truncated": n_tokens > tok.max_length or len(text) > MAX_TEXT_CHARS, "n_tokens": n_tokens,
+            "n_chars": len(text)}

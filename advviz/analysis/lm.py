@@ -55,6 +55,7 @@ class LMConfig(Config):
     tie_weights: bool = hp(False, "tie the output layer to the embeddings (needs equal sizes)")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if min(self.embedding_dim, self.hidden_size, self.num_layers) < 1:
             raise ValueError("LM sizes must be positive")
         if max(self.embedding_dim, self.hidden_size) > MAX_DIM or self.num_layers > MAX_LAYERS:
@@ -224,6 +225,7 @@ class LMTrainConfig(Config):
     seed: int = hp(0, "seed of the held-out split, initialisation and order")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if self.epochs < 1 or self.batch_size < 1 or self.max_length < 1:
             raise ValueError("--epochs, --batch-size and --max-length must be positive")
         if not 0 < self.held_out < 0.5:

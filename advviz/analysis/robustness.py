@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import AdvvizError
+from ..limits import check_count
 from ..evaluate import batches_by_length
 from .attacks import attach_index, build_attack
 
@@ -34,6 +35,7 @@ def parse_epsilons(text: str) -> list[float]:
         if not math.isfinite(v) or v < 0:
             raise AdvvizError(f"--eps values must be finite and >= 0, got {part.strip()!r}")
         out.append(v)
+    check_count("list_values", len(out), "--eps (number of values)")
     return out
 
 

@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from scipy import stats
 
 from ..errors import AdvvizError
+from ..limits import check_count
 
 EXACT_BELOW = 25  # b + c below this: exact binomial McNemar
+BOOTSTRAP_VALUES = 10_000_000  # resampled values held at once by bootstrap_ci
 
 
 def paired_ttest(a, b) -> tuple[float, float]:
@@ -56,17 +58,25 @@ def mcnemar(correct_a, correct_b, exact: bool | None = None) -> dict:
     return {"statistic": float(stat), "p": float(stats.chi2.sf(stat, 1)), "b": b, "c": c, "method": "chi2-cc"}
 
 
-def bootstrap_ci(correct_a, correct_b, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> list[float]:
-    """Percentile bootstrap CI of mean(correct_a) − mean(correct_b), resampling examples (paired)."""
+def check_n_boot(n_boot: int) -> None:
+    """--n-boot: at least 10 resamples, at most its documented maximum (limits.MAXIMA)."""
     if n_boot < 10:
         raise AdvvizError(f"--n-boot must be at least 10, got {n_boot}")
+    check_count("n_boot", n_boot, "--n-boot")
+
+
+def bootstrap_ci(correct_a, correct_b, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> list[float]:
+    """Percentile bootstrap CI of mean(correct_a) − mean(correct_b), resampling examples (paired)."""
+    check_n_boot(n_boot)
     d = np.asarray(correct_a, dtype=np.float64) - np.asarray(correct_b, dtype=np.float64)
     if len(d) == 0:
         raise AdvvizError("no examples to bootstrap")
     if np.all(d == d[0]):  # every resample has the same mean: a zero-width interval
         return [float(d[0]), float(d[0])]
+    # resamples drawn in batches of at most ~10⁷ values (80 MB): the same draws and interval as
+    # one batch, without n_boot × n floats in memory at once
     res = stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=confidence, method="percentile",
-                          rng=np.random.default_rng(seed))
+                          rng=np.random.default_rng(seed), batch=max(1, BOOTSTRAP_VALUES // len(d)))
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 

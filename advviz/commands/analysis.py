@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AdvvizError
+from ..limits import check_count, maximum
 from . import flags
 from ..storage.jsonio import dumps
 
@@ -45,7 +46,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("checkpoint_a")
     p.add_argument("checkpoint_b")
     _split_flags(p)
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    p.add_argument("--n-boot", type=int, default=1000, help=f"bootstrap resamples for the 95%% CI (default 1000, at most {maximum('n_boot'):,})")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("project", help="2-D map of original (and adversarial) representations",
@@ -67,7 +68,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("checkpoints", nargs="+")
     _split_flags(p)
     p.add_argument("--attack", default="pgd", help="robustness attack (default pgd: k-PGD as in CARL)")
-    p.add_argument("--eps", default="0.02,0.075,0.1", help="comma-separated ε values")
+    p.add_argument("--eps", default="0.02,0.075,0.1",
+                   help=f"comma-separated ε values (at most {maximum('list_values')})")
     p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
     p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
     p.add_argument("--textattack", action="append", default=[], metavar="RECIPE",
@@ -125,6 +127,7 @@ def _attack_list(values) -> list[str]:
             raise AdvvizError(f"unknown attack '{a}'; attacks: {', '.join(known)}")
     if not names:
         raise AdvvizError("give at least one attack")
+    check_count("list_values", len(names), "the list of attacks (number of names)")
     return names
 
 
@@ -183,9 +186,10 @@ def cmd_perplexity(args) -> int:
 
 def cmd_compare(args) -> int:
     from ..api import load
-    from ..analysis.stats import check_same_labels, compare_models
+    from ..analysis.stats import check_n_boot, check_same_labels, compare_models
 
     _check_common(args)
+    check_n_boot(args.n_boot)  # before any model runs
     a, b = load(args.checkpoint_a), load(args.checkpoint_b)
     check_same_labels(a, b)
     dataset, ds = _examples(args, a)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import AdvvizError
+from ..limits import MAX_TEXT_CHARS, maximum
 from ..storage.jsonio import dumps
 from . import flags
 
@@ -15,7 +16,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                        epilog=flags.method_defaults_table(), formatter_class=_raw())
     p.add_argument("checkpoint")
     p.add_argument("--text", action="append", default=[], help="a text to attack (repeatable)")
-    p.add_argument("--input", default=None, help="a file with one text per line")
+    p.add_argument("--input", default=None, metavar="FILE",
+                   help="a file with one text per line (- reads standard input); at most --max-data-mb")
     p.add_argument("--attack", default="spgd", help="advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default spgd)")
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
@@ -29,7 +31,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                    help="also evaluate under this attack: an embedding-space attack (e.g. pgd) or a discrete one run "
                         "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, pwws, textfooler; needs the "
                         "extra: pip install -e '.[textattack]')")
-    g.add_argument("--eps", default=None, help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default: the attack's)")
+    g.add_argument("--eps", default=None, help=f"comma-separated ε values, e.g. 0.02,0.075,0.1 (default: the attack's; at most "
+                        f"{maximum('list_values')} values)")
     g.add_argument("--per-example", default=None, metavar="FILE", help="write per-example rows (JSON lines)")
     g.add_argument("--attack-seed", type=int, default=0)
     g.add_argument("--adversarial-csv", default=None, metavar="FILE",
@@ -56,11 +59,9 @@ def _raw():
 def read_texts(args) -> list[str]:
     texts = list(args.text or [])
     if args.input:
-        try:
-            lines = Path(args.input).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise AdvvizError(f"cannot read --input {args.input}: {getattr(e, 'strerror', None) or e}") from None
-        texts += [ln for ln in lines if ln.strip()]
+        from ..data import read_lines
+
+        texts += [ln for ln in read_lines(args.input, allow_stdin=True) if ln.strip()]
     if not texts:
         raise AdvvizError("give at least one --text or an --input file")
     return texts
@@ -80,7 +81,11 @@ def cmd_inspect(args) -> int:
     values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
     results = inspect(model, texts, args.attack, values, args.label, args.seed)
     for r in results:
-        if r["truncated"]:
+        if r["n_chars"] > MAX_TEXT_CHARS:
+            print(f"advviz: note: text of {r['n_chars']:,} characters: its first {MAX_TEXT_CHARS:,} characters were "
+                  f"read ({r['n_tokens']:,} tokens), truncated to {model.classifier.tokenizer.max_length}",
+                  file=sys.stderr)
+        elif r["truncated"]:
             print(f"advviz: note: text of {r['n_tokens']} tokens truncated to {model.classifier.tokenizer.max_length}",
                   file=sys.stderr)
     if args.json:

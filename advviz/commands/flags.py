@@ -85,10 +85,16 @@ def _default(method: str, name: str, arch: str | None):
 
 
 def method_values(args: argparse.Namespace, names: list[str]) -> dict:
-    """The method flags the user gave (field name -> value), over the methods ``names``."""
+    """The method flags the user gave (field name -> value), over the methods ``names``. A count
+    beyond its documented maximum (``limits.MAXIMA``) is one line here, before any model is
+    loaded or evaluated (the config dataclasses refuse it again wherever they are built)."""
+    from ..limits import check_count
+
     out = {}
     for n in names:
         out.update(given(args, get_method(n).Config))
+    for f in {f.name: f for n in names for f in flag_fields(get_method(n).Config)}.values():
+        check_count(f.name, out.get(f.name), flag_of(f))
     return out
 
 

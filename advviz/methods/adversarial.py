@@ -50,6 +50,7 @@ class AdversarialConfig(MethodConfig):
     adv_weight: float = hp(1.0, ADV_WEIGHT_HELP)
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if not self.epsilon > 0:
             raise ValueError(f"--epsilon must be > 0, got {self.epsilon}")
         if self.adv_weight < 0:

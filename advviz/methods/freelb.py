@@ -73,6 +73,7 @@ class FreeLBConfig(MethodConfig):
                             choices=["shared", "fresh"])
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if self.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {self.steps}")
         if self.step_size <= 0:

@@ -123,6 +123,7 @@ class UAEConfig(MethodConfig):
                                 "clean prediction on unlabeled ones)")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         if not self.epsilon > 0:
             raise ValueError(f"--epsilon must be > 0, got {self.epsilon}")
         for name, lo in (("steps", 1), ("mine_steps", 0)):

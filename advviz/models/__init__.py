@@ -33,6 +33,7 @@ class ModelOptions(Config):
     char: bool = hp(False, "bigru: character-level tokens")
 
     def __post_init__(self):
+        super().__post_init__()  # the documented maxima (limits.MAXIMA)
         for name in ("hidden_size", "embedding_dim", "max_length"):
             v = getattr(self, name)
             if v is not None and v <= 0:

@@ -8,6 +8,7 @@ import dataclasses
 import streamlit as st
 
 from advviz.config import field_type, flag_fields, flag_of
+from advviz.limits import maximum
 
 
 def widget(f: dataclasses.Field, default, key: str, container):
@@ -20,8 +21,10 @@ def widget(f: dataclasses.Field, default, key: str, container):
                                    key=key, help=helptext)
     if kind is bool:
         return container.checkbox(label, value=bool(default), key=key, help=helptext)
-    if kind is int:
-        return int(container.number_input(label, value=int(default or 0), step=1, key=key, help=helptext))
+    if kind is int:  # a count past its documented maximum (limits.MAXIMA) is the config's one error
+        top = maximum(f.name)
+        return int(container.number_input(label, value=int(default or 0), step=1, key=key,
+                                          help=helptext if top is None else f"{helptext}; at most {top:,}"))
     if kind is float:
         return float(container.number_input(label, value=float(default or 0.0), step=0.01, format="%g",
                                             key=key, help=helptext))
