@@ -7,7 +7,8 @@ data augmentation), the SPGD paper and the CARL/RAR paper suggest.
     rows = augment_rows(load("models/base"), texts, labels, attack="spgd")
 
 Each example is attacked in embedding space (``attacks.build_attack``: the model's family preset,
-then ``overrides``; ``attacks.attack_batches``: eval mode, one generator seeded by ``seed``) and turned back into a string:
+then ``overrides``; ``attacks.attack_batches``: eval mode, one generator seeded by ``seed``) and
+turned back into a string:
 
 - ``moved_to`` (default): every token the attack perturbed (‖δᵢ‖ > 0) — or, with ``token_share``
   S < 1, the ⌈S·N⌉ of them with the largest ‖δᵢ‖ (for dense attacks: PGD, AdvT, VAT, UAE move

@@ -13,7 +13,8 @@ the reconstructed *text*, re-tokenised), ``changed`` (some real token's id diffe
 ``judge_pred_on_reconstructed``.
 
 Choices: the attack is ``attacks.build_attack`` (this model's family preset, then
-``overrides``), run by ``attacks.attack_batches`` with one generator seeded by ``seed`` (the paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
+``overrides``), run by ``attacks.attack_batches`` with one generator seeded by ``seed`` (the
+paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
 padding keep their original ids (the head is trained on real tokens only); the reconstructed ids
 are decoded with the model's tokenizer (WordPiece "##" pieces are joined) and both models judge the
 decoded text, so a "flip" is a flip caused by a real string. Where a reconstructed id equals the
@@ -90,8 +91,8 @@ def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str 
                                 also=(model.rar_head,))) as batches:
         for ab in batches:
             ids, att, real = ab.ids, ab.att, ab.real
-            with torch.no_grad():
-                rec = torch.where(real, model.reconstruct(ab.adv.tokens, att).to(ids.device), ids)  # specials / padding keep their ids
+            with torch.no_grad():  # specials / padding keep their ids
+                rec = torch.where(real, model.reconstruct(ab.adv.tokens, att).to(ids.device), ids)
             diff = (rec != ids) & real
             for j, i in enumerate(ab.index):
                 n = int(att[j].sum())
