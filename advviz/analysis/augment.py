@@ -7,7 +7,8 @@ data augmentation), the SPGD paper and the CARL/RAR paper suggest.
     rows = augment_rows(load("models/base"), texts, labels, attack="spgd")
 
 Each example is attacked in embedding space (``attacks.build_attack``: the model's family preset,
-then ``overrides``; eval mode; seeded) and turned back into a string:
+then ``overrides``; ``attacks.attack_batches``: eval mode, one generator seeded by ``seed``) and
+turned back into a string:
 
 - ``moved_to`` (default): every token the attack perturbed (‖δᵢ‖ > 0) — or, with ``token_share``
   S < 1, the ⌈S·N⌉ of them with the largest ‖δᵢ‖ (for dense attacks: PGD, AdvT, VAT, UAE move
@@ -31,6 +32,7 @@ did not change are left out unless ``keep_unchanged``.
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Callable
 
 import torch
@@ -55,38 +57,37 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd
     ⌈share·N⌉ perturbed tokens of each text with the largest ‖δᵢ‖; ``progress(n)`` is called
     after each batch of n."""
     from ..methods import neighbors
-    from .attacks import attach_index, build_attack
+    from .attacks import attack_batches, check_examples, prepare_attack
     from .reconstruct import _decode
 
     if text_form not in TEXT_FORMS:
         raise AdvvizError(f"--text-form must be one of {', '.join(TEXT_FORMS)}, got {text_form!r}")
     if not 0 < token_share <= 1:
         raise AdvvizError(f"--token-share must be in (0, 1], got {token_share}")
-    if len(texts) != len(labels):
-        raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
     if text_form == "reconstructed" and model.rar_head is None:
         raise AdvvizError(f"{model.name} has no RAR head: --text-form reconstructed needs a checkpoint trained "
                           f"with --method rar or carl+rar")
+    texts, labels = check_examples(model, texts, labels, allow_empty=True)
     indices = list(range(len(texts))) if indices is None else list(indices)
     core = model.classifier
     tok = core.tokenizer
-    method = build_attack(attack, overrides, core)
-    cache_dir = model.directory / "cache" if getattr(model, "directory", None) else None
+    method, index = prepare_attack(model, attack, overrides)
     names = list(model.label_names)
-    was_training = core.training
-    core.eval()
-    gen = torch.Generator().manual_seed(seed)
-    rows, unchanged, changed_total = [], 0, 0
-    try:
-        index = attach_index(method, core, cache_dir)
-        for s in range(0, len(texts), batch_size):
-            chunk, ys = list(texts[s: s + batch_size]), [int(y) for y in labels[s: s + batch_size]]
-            batch = {k: v.to(core.device) for k, v in tok.batch(chunk).items()}
-            batch["labels"] = torch.tensor(ys, dtype=torch.long, device=core.device)
-            batch["index"] = torch.arange(s, s + len(chunk))
-            delta = method.perturb(core, batch, gen)  # (B, T, D)
-            ids, att = batch["input_ids"], batch["attention_mask"]
-            real = core.perturbable_mask(ids, att)  # (B, T)
+    out_rows: dict[int, dict] = {}
+    unchanged, changed_total = 0, 0
+
+    reported = 0
+
+    def report(done, total):  # the caller's progress(n): n examples more
+        nonlocal reported
+        if progress is not None:
+            progress(done - reported)
+        reported = done
+
+    with closing(attack_batches(core, method, texts, labels, batch_size=batch_size, seed=seed, progress=report,
+                                also=(model.rar_head,) if text_form == "reconstructed" else ())) as batches:
+        for ab in batches:
+            ids, att, real, delta = ab.ids, ab.att, ab.real, ab.delta  # (B, T), (B, T), (B, T), (B, T, D)
             if text_form == "moved_to":
                 norms = delta.norm(dim=-1)  # (B, T)
                 moved = (norms > 0) & real
@@ -101,27 +102,22 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd
                     new[moved] = to.to(ids.device)
             else:
                 with torch.no_grad():
-                    adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att)
-                    new = torch.where(real, model.reconstruct(adv.tokens, att).to(ids.device), ids)
+                    new = torch.where(real, model.reconstruct(ab.adv.tokens, att).to(ids.device), ids)
             diff = (new != ids) & real  # (B, T)
-            for i, text in enumerate(chunk):
-                n = int(att[i].sum())
-                k = int(diff[i].sum())
+            for j, i in enumerate(ab.index):
+                text, n, k = texts[i], int(att[j].sum()), int(diff[j].sum())
                 if k == 0 and not keep_unchanged:
                     unchanged += 1
                     continue
-                out = _decode(tok, text, ids[i, :n], new[i, :n])
+                out = _decode(tok, text, ids[j, :n], new[j, :n])
                 if tok.kind in ("word", "char"):
                     words = tok.tokenize(text)
                     if len(words) > n:  # truncated at max_length: the rest is kept as it was
                         out = tok.join([out, *words[n:]]) if tok.kind == "word" else out + tok.join(words[n:])
                 changed_total += k
-                rows.append({"text": _clean(out), "label": names[ys[i]],
-                             "source_index": indices[s + i], "attack": attack, "changed_tokens": k})
-            if progress is not None:
-                progress(len(chunk))
-    finally:
-        core.train(was_training)
+                out_rows[i] = {"text": _clean(out), "label": names[labels[i]], "source_index": indices[i],
+                               "attack": attack, "changed_tokens": k}
+    rows = [out_rows[i] for i in sorted(out_rows)]  # input order
     neighbors.persist(index)
     summary = {"n": len(texts), "written": len(rows), "unchanged_skipped": unchanged,
                "mean_changed_tokens": changed_total / max(1, len(rows)), "attack": method.describe(),

@@ -17,8 +17,9 @@ Conventions, the same for every method: ``norm`` = ‖δᵢ‖₂ (0.0 where unt
 the neighbour (of the token's K cosine neighbours, K = the attack's ``k`` or 15) whose unit
 direction from the token has the highest cosine with δᵢ (SPGD Fig. 2, first word), null where
 the norm is 0; ``nearest`` = the vocabulary entry nearest in L2 to vᵢ + δᵢ (second word);
-special tokens and padding are neither shown nor perturbed. The attack runs in eval mode on the
-model's own prediction (or ``label``), seeded by ``seed``; weights are never changed.
+special tokens and padding are neither shown nor perturbed. The attack runs through
+``attacks.attack_batches`` (eval mode, restored after) on the model's own prediction (or
+``label``), each text on its own with a generator seeded by ``seed``; weights are never changed.
 
 Cost per call on a warm model: the neighbour indexes are memoised per embedding matrix (and the
 cosine table is cached under ``DIR/cache/``), so a call is the attack's forward/backward passes
@@ -27,6 +28,7 @@ plus a K-NN query of the sentence's tokens.
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 import torch
@@ -34,7 +36,7 @@ import torch
 from ..errors import AdvvizError
 from ..limits import MAX_TEXT_CHARS
 from ..methods import neighbors
-from .attacks import attach_index, build_attack
+from .attacks import attack_batches, prepare_attack
 
 
 def _check_text(text: Any, i: int) -> str:
@@ -54,37 +56,30 @@ def inspect(model, texts: list[str] | str, attack: str = "spgd", overrides: dict
     core = model.classifier
     if label is not None and not 0 <= int(label) < core.num_labels:
         raise AdvvizError(f"--label must be in 0..{core.num_labels - 1}, got {label}")
-    method = build_attack(attack, overrides, core)
-    cache_dir = model.directory / "cache" if getattr(model, "directory", None) else None
-    was_training = core.training
-    core.eval()
-    try:
-        cos_index = attach_index(method, core, cache_dir)
-        l2_index = neighbors.index_for(core, 1, "l2")
-        results = [_inspect_one(model, core, method, text, label, seed, cos_index, l2_index) for text in texts]
-    finally:
-        core.train(was_training)
+    method, cos_index = prepare_attack(model, attack, overrides)
+    l2_index = neighbors.index_for(core, 1, "l2")
+    results = [_inspect_one(model, core, method, text, label, seed, cos_index, l2_index) for text in texts]
     neighbors.persist(cos_index)
     return results
 
 
 def _inspect_one(model, core, method, text, label, seed, cos_index, l2_index) -> dict:
+    """One text, attacked on its own (its own generator seeded by ``seed``): a text's result does
+    not depend on the texts inspected with it, which the app's per-text cache relies on."""
     tok = core.tokenizer
     n_tokens = len(tok.encode(text))
-    batch = {k: v.to(core.device) for k, v in tok.batch([text]).items()}
-    ids, att = batch["input_ids"], batch["attention_mask"]  # (1, T)
-    mask = core.perturbable_mask(ids, att)[0]  # (T,)
-    if not bool(mask.any()):
+    b = tok.batch([text])
+    if not bool(core.perturbable_mask(b["input_ids"], b["attention_mask"]).any()):
         raise AdvvizError(f"text {text[:40]!r} has no tokens the adversary could perturb")
-    with torch.no_grad():
-        probs = torch.softmax(core(input_ids=ids, attention_mask=att).logits.float(), -1)[0]  # (C,)
-    pred = int(probs.argmax())
-    batch["labels"] = torch.tensor([pred if label is None else int(label)], device=ids.device)
-    delta = method.perturb(core, batch, torch.Generator().manual_seed(seed))  # (1, T, D)
-    with torch.no_grad():
-        adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att)
+    with closing(attack_batches(core, method, [text], None if label is None else [int(label)], batch_size=1,
+                                seed=seed, also=(getattr(model, "rar_head", None),))) as batches:
+        ab = next(batches)
+        probs = torch.softmax(ab.clean.logits.float(), -1)[0]  # (C,)
+        adv = ab.adv
         adv_probs = torch.softmax(adv.logits.float(), -1)[0]  # (C,)
-    recon = model.reconstruct(adv.tokens, att) if hasattr(model, "reconstruct") else None  # (1, T) | None
+        ids, att, mask, delta = ab.ids, ab.att, ab.real[0], ab.delta  # (1, T), (1, T), (T,), (1, T, D)
+        recon = model.reconstruct(adv.tokens, att) if hasattr(model, "reconstruct") else None  # (1, T) | None
+    pred = int(probs.argmax())
     pos = mask.nonzero().flatten()  # (N,)
     d = neighbors.discretize(core.embedding_matrix(), cos_index, l2_index, ids[0, pos], delta[0, pos])
     norms = delta[0, pos].float().norm(dim=-1)  # (N,)
@@ -102,7 +97,7 @@ def _inspect_one(model, core, method, text, label, seed, cos_index, l2_index) ->
         disc_words.append(tokens[-1]["moved_to"] if moved else word)
         recon_words.append(rec)
     return {"model": model.name if hasattr(model, "name") else core.arch, "text": text,
-            "attack": method.describe(), "label": int(batch["labels"][0]),
+            "attack": method.describe(), "label": int(ab.labels[0]),
             "label_names": list(getattr(model, "label_names", [])),
             "pred": pred, "probs": probs.tolist(), "adv_pred": int(adv_probs.argmax()), "adv_probs": adv_probs.tolist(),
             "tokens": tokens, "discretized_text": tok.join(disc_words),

@@ -32,6 +32,7 @@ import torch
 
 from ..errors import AdvvizError
 from ..storage.jsonio import dumps
+from .attacks import check_examples
 
 REDUCERS = ("umap", "pca", "tsne")
 CACHE_VERSION = 1
@@ -105,40 +106,34 @@ class Projector:
 # representations
 
 
-@torch.no_grad()
 def representations(model, texts: list[str], labels: list[int], attack: str | None = None,
                     overrides: dict | None = None, seed: int = 0, batch_size: int = 32,
                     progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Pooled sentence representations and logits, clean and (with ``attack``) adversarial."""
-    from ..evaluate import batches_by_length
-    from .attacks import attach_index, build_attack
+    from contextlib import closing
+
+    from .attacks import Clean, attack_batches, prepare_attack
 
     core = model.classifier
-    method = build_attack(attack, overrides, core) if attack else None
-    if method is not None:
-        attach_index(method, core)  # neighbour-based attacks (SPGD, iAdvT) need the cosine index
-    gen = torch.Generator().manual_seed(seed)
+    method = prepare_attack(core, attack, overrides, cache_dir=None)[0] if attack else Clean()
     n = len(texts)
     out = {"pooled": np.zeros((n, core.hidden_size), np.float32), "logits": np.zeros((n, core.num_labels), np.float32)}
-    if method is not None:
+    if attack:
         out.update(adv_pooled=np.zeros_like(out["pooled"]), adv_logits=np.zeros_like(out["logits"]))
-    core.eval()
-    done = 0
-    for idx, batch in batches_by_length(core, list(texts), batch_size):
-        batch["labels"] = torch.tensor([labels[i] for i in idx], dtype=torch.long)
-        batch["index"] = torch.tensor(idx, dtype=torch.long)
-        ids, att = batch["input_ids"].to(core.device), batch["attention_mask"].to(core.device)
-        clean = core(input_ids=ids, attention_mask=att)
-        out["pooled"][idx], out["logits"][idx] = clean.pooled.float().cpu().numpy(), clean.logits.float().cpu().numpy()
-        if method is not None:
-            batch = {k: v.to(core.device) for k, v in batch.items()}
-            delta = method.perturb(core, batch, gen)
-            adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att)
-            out["adv_pooled"][idx] = adv.pooled.float().cpu().numpy()
-            out["adv_logits"][idx] = adv.logits.float().cpu().numpy()
-        done += len(idx)
+
+    def report(done, total):
         if progress:
-            progress(0.5 * done / max(n, 1), f"representations {done}/{n}")
+            progress(0.5 * done / max(total, 1), f"representations {done}/{total}")
+
+    with closing(attack_batches(core, method, texts, labels, batch_size=batch_size, seed=seed,
+                                progress=report)) as batches:
+        for ab in batches:
+            idx = ab.index
+            out["pooled"][idx] = ab.clean.pooled.float().cpu().numpy()
+            out["logits"][idx] = ab.clean.logits.float().cpu().numpy()
+            if attack:
+                out["adv_pooled"][idx] = ab.adv.pooled.float().cpu().numpy()
+                out["adv_logits"][idx] = ab.adv.logits.float().cpu().numpy()
     return out
 
 
@@ -267,8 +262,7 @@ def project_representations(model, texts, labels, attack: str | None = None, ove
         raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
     if reducer not in REDUCERS:
         raise AdvvizError(f"unknown reducer '{reducer}'; use one of {', '.join(REDUCERS)}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(model.label_names)):
-        raise AdvvizError(f"labels outside the model's classes {model.label_names}")
+    check_examples(model, texts, labels, allow_empty=True)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     params = {"attack": attack, "overrides": overrides if attack else {}, "reducer": reducer, "seed": seed}
     key = cache_key(model, texts, labels, params) if cache_dir else None

@@ -13,7 +13,8 @@ the reconstructed *text*, re-tokenised), ``changed`` (some real token's id diffe
 ``judge_pred_on_reconstructed``.
 
 Choices: the attack is ``attacks.build_attack`` (this model's family preset, then
-``overrides``), run with a generator seeded by ``seed`` (the paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
+``overrides``), run by ``attacks.attack_batches`` with one generator seeded by ``seed`` (the
+paper used k-PGD on SST-2 dev); special positions ([CLS]/[SEP]) and
 padding keep their original ids (the head is trained on real tokens only); the reconstructed ids
 are decoded with the model's tokenizer (WordPiece "##" pieces are joined) and both models judge the
 decoded text, so a "flip" is a flip caused by a real string. Where a reconstructed id equals the
@@ -23,9 +24,10 @@ is not rewritten as "<unk>"; a position the head *changed* to <unk> does show "<
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import AdvvizError
 
@@ -68,50 +70,37 @@ def summarize(df) -> dict:
 
 def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str = "pgd",
                         overrides: dict | None = None, judge=None, batch_size: int = 32, seed: int = 0,
-                        progress: bool = False):
+                        progress=False):
     """A ``pandas.DataFrame`` of RAR reconstructions under ``attack`` (see the module docstring).
 
-    ``model`` and ``judge`` are :class:`advviz.api.Model` s; ``model`` must have a RAR head."""
+    ``model`` and ``judge`` are :class:`advviz.api.Model` s; ``model`` must have a RAR head.
+    ``progress``: True for a console bar, or a callback ``progress(done, total)`` (the app's bar)."""
     import pandas as pd
 
-    from .attacks import build_attack
+    from .attacks import attack_batches, check_examples, console_progress, prepare_attack
 
     if model.rar_head is None:
         raise AdvvizError(f"{model.name} has no RAR head: train it with --method rar or carl+rar")
-    if len(texts) != len(labels):
-        raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
+    texts, labels = check_examples(model, texts, labels, allow_empty=True)
     core = model.classifier
-    method = build_attack(attack, overrides, core)
+    method, _ = prepare_attack(model, attack, overrides)
     tok = core.tokenizer
-    was_training = core.training
-    core.eval()
-    gen = torch.Generator().manual_seed(seed)
-    rows = []
-    starts = range(0, len(texts), batch_size)
-    try:
-        for s in tqdm(starts, desc="reconstruct", disable=not progress, leave=False):
-            chunk_t, chunk_y = list(texts[s: s + batch_size]), list(labels[s: s + batch_size])
-            batch = {k: v.to(core.device) for k, v in tok.batch(chunk_t).items()}
-            batch["labels"] = torch.tensor(chunk_y, dtype=torch.long, device=core.device)
-            batch["index"] = torch.arange(s, s + len(chunk_t))
-            delta = method.perturb(core, batch, gen)
-            with torch.no_grad():
-                ids, att = batch["input_ids"], batch["attention_mask"]
-                embeds = core.embed(ids)
-                clean = core(inputs_embeds=embeds, attention_mask=att)
-                adv = core(inputs_embeds=embeds + delta, attention_mask=att)
-                rec = model.reconstruct(adv.tokens, att)
-                real = core.perturbable_mask(ids, att)
-                rec = torch.where(real, rec, ids)  # specials / padding keep their ids
+    report = progress if callable(progress) else console_progress("reconstruct", bool(progress))
+    rows = {}
+    with closing(attack_batches(core, method, texts, labels, batch_size=batch_size, seed=seed, progress=report,
+                                also=(model.rar_head,))) as batches:
+        for ab in batches:
+            ids, att, real = ab.ids, ab.att, ab.real
+            with torch.no_grad():  # specials / padding keep their ids
+                rec = torch.where(real, model.reconstruct(ab.adv.tokens, att).to(ids.device), ids)
             diff = (rec != ids) & real
-            for i in range(len(chunk_t)):
-                n = int(att[i].sum())
-                rows.append({"text": chunk_t[i], "reconstructed_text": _decode(tok, chunk_t[i], ids[i, :n], rec[i, :n]),
-                             "label": int(chunk_y[i]), "pred": int(clean.logits[i].argmax()),
-                             "pred_adv": int(adv.logits[i].argmax()), "changed": bool(diff[i].any()),
-                             "n_changed_tokens": int(diff[i].sum()), "n_tokens": int(real[i].sum())})
-    finally:
-        core.train(was_training)
+            for j, i in enumerate(ab.index):
+                n = int(att[j].sum())
+                rows[i] = {"text": texts[i], "reconstructed_text": _decode(tok, texts[i], ids[j, :n], rec[j, :n]),
+                           "label": labels[i], "pred": int(ab.clean.logits[j].argmax()),
+                           "pred_adv": int(ab.adv.logits[j].argmax()), "changed": bool(diff[j].any()),
+                           "n_changed_tokens": int(diff[j].sum()), "n_tokens": int(real[j].sum())}
+    rows = [rows[i] for i in range(len(texts))]
     df = pd.DataFrame(rows)
     if df.empty:
         cols = ["text", "reconstructed_text", "label", "pred", "pred_adv", "pred_on_reconstructed", "changed",

@@ -11,16 +11,14 @@ adv_pred, cosine and euclidean per example, in input order.
 from __future__ import annotations
 
 import math
+from contextlib import closing
 
 import numpy as np
-import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..errors import AdvvizError
 from ..limits import check_count
-from ..evaluate import batches_by_length
-from .attacks import attach_index, build_attack
+from .attacks import attack_batches, build_attack, check_examples, console_progress, prepare_attack
 
 
 def parse_epsilons(text: str) -> list[float]:
@@ -39,27 +37,22 @@ def parse_epsilons(text: str) -> list[float]:
     return out
 
 
-def _attack_batches(core, method, texts, labels, batch_size, gen, bar):
-    for idx, batch in batches_by_length(core, texts, batch_size):
-        batch = {k: v.to(core.device) for k, v in batch.items()}
-        ids, att = batch["input_ids"], batch["attention_mask"]  # (B, T)
-        y = torch.tensor([labels[i] for i in idx], dtype=torch.long, device=ids.device)  # (B,)
-        batch["labels"] = y
-        with torch.no_grad():
-            clean = core(input_ids=ids, attention_mask=att)
-        delta = method.perturb(core, batch, gen)  # (B, T, D)
-        with torch.no_grad():
-            adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att)
-        cos = F.cosine_similarity(clean.pooled.float(), adv.pooled.float(), dim=-1)  # (B,)
-        euc = (clean.pooled.float() - adv.pooled.float()).norm(dim=-1)  # (B,)
-        loss = F.cross_entropy(clean.logits.float(), y, reduction="none")  # (B,)
-        adv_loss = F.cross_entropy(adv.logits.float(), y, reduction="none")  # (B,)
-        for j, i in enumerate(idx):
-            yield {"index": i, "loss": float(loss[j]), "adv_loss": float(adv_loss[j]),
-                   "pred": int(clean.logits[j].argmax()), "adv_pred": int(adv.logits[j].argmax()),
-                   "cosine": float(cos[j]), "euclidean": float(euc[j])}
-        if bar is not None:
-            bar.update(len(idx))
+def _rows(core, method, texts, labels, batch_size, seed, progress):
+    """One dict per example, in input order."""
+    rows = []
+    with closing(attack_batches(core, method, texts, labels, batch_size=batch_size, seed=seed,
+                                progress=progress)) as batches:
+        for ab in batches:
+            clean, adv, y = ab.clean, ab.adv, ab.labels
+            cos = F.cosine_similarity(clean.pooled.float(), adv.pooled.float(), dim=-1)  # (B,)
+            euc = (clean.pooled.float() - adv.pooled.float()).norm(dim=-1)  # (B,)
+            loss = F.cross_entropy(clean.logits.float(), y, reduction="none")  # (B,)
+            adv_loss = F.cross_entropy(adv.logits.float(), y, reduction="none")  # (B,)
+            for j, i in enumerate(ab.index):
+                rows.append({"index": i, "loss": float(loss[j]), "adv_loss": float(adv_loss[j]),
+                             "pred": int(clean.logits[j].argmax()), "adv_pred": int(adv.logits[j].argmax()),
+                             "cosine": float(cos[j]), "euclidean": float(euc[j])})
+    return sorted(rows, key=lambda r: r["index"])
 
 
 def evaluate_under_attack(model, texts, labels, attack: str, overrides: dict | None = None,
@@ -67,39 +60,23 @@ def evaluate_under_attack(model, texts, labels, attack: str, overrides: dict | N
                           progress: bool = False) -> list[dict]:
     """One dict per ε: name, epsilon, accuracy, cosine, euclidean, flip_rate, per_example."""
     core = getattr(model, "classifier", model)
-    texts, labels = list(texts), [int(y) for y in labels]
-    if len(texts) != len(labels):
-        raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
-    if not texts:
-        raise AdvvizError("no examples to attack")
-    if any(not 0 <= y < core.num_labels for y in labels):
-        raise AdvvizError(f"labels must be in 0..{core.num_labels - 1}")
+    texts, labels = check_examples(core, texts, labels)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if epsilons is None:
         epsilons = [build_attack(attack, overrides, core).config.epsilon]
-    was_training = core.training
-    core.eval()
     results = []
-    try:
-        for eps in epsilons:
-            method = build_attack(attack, {**overrides, "epsilon": eps}, core)
-            attach_index(method, core)
-            bar = tqdm(total=len(texts), desc=f"{attack} ε={eps}", leave=False) if progress else None
-            gen = torch.Generator().manual_seed(seed)
-            rows = sorted(_attack_batches(core, method, texts, labels, batch_size, gen, bar), key=lambda r: r["index"])
-            if bar is not None:
-                bar.close()
-            y = np.array(labels)
-            pred = np.array([r["pred"] for r in rows])
-            adv_pred = np.array([r["adv_pred"] for r in rows])
-            results.append({**method.describe(), "epsilon": float(eps),
-                            "clean_accuracy": float(np.mean(pred == y)),
-                            "accuracy": float(np.mean(adv_pred == y)),
-                            "cosine": float(np.mean([r["cosine"] for r in rows])),
-                            "euclidean": float(np.mean([r["euclidean"] for r in rows])),
-                            "flip_rate": float(np.mean(adv_pred != pred)), "n": len(rows), "per_example": rows})
-    finally:
-        core.train(was_training)
+    for eps in epsilons:
+        method, _ = prepare_attack(core, attack, {**overrides, "epsilon": eps}, cache_dir=None)
+        rows = _rows(core, method, texts, labels, batch_size, seed, console_progress(f"{attack} ε={eps}", progress))
+        y = np.array(labels)
+        pred = np.array([r["pred"] for r in rows])
+        adv_pred = np.array([r["adv_pred"] for r in rows])
+        results.append({**method.describe(), "epsilon": float(eps),
+                        "clean_accuracy": float(np.mean(pred == y)),
+                        "accuracy": float(np.mean(adv_pred == y)),
+                        "cosine": float(np.mean([r["cosine"] for r in rows])),
+                        "euclidean": float(np.mean([r["euclidean"] for r in rows])),
+                        "flip_rate": float(np.mean(adv_pred != pred)), "n": len(rows), "per_example": rows})
     return results
 
 

@@ -45,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+from contextlib import closing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -180,20 +181,6 @@ def atlas_key(model, texts, labels, attack: str, overrides: dict | None = None, 
     return cache_key(directory, list(texts), [int(y) for y in labels], _params(method, seed, batch_size))
 
 
-def check_attack(model, attack: str, overrides: dict | None = None) -> dict:
-    """Build the attack for this model (its family's preset, then ``overrides``) and the neighbour
-    index it reads: a setting the model cannot take (``--k`` beyond its vocabulary, an unknown
-    name, a value out of range) is one line here, before any example is attacked. Returns the
-    resolved settings (``method.describe()``)."""
-    from .attacks import attach_index, build_attack
-
-    core = getattr(model, "classifier", model)
-    method = build_attack(attack, overrides, core)
-    directory = getattr(model, "directory", None)
-    attach_index(method, core, Path(directory) / "cache" if directory else None)  # memoised: the attack reuses it
-    return method.describe()
-
-
 def cached_records(model, texts, labels, attack: str, overrides: dict | None = None, seed: int = 0,
                    batch_size: int = 32, cache_dir="auto") -> tuple[TokenRecords, dict] | None:
     """The valid cache entry for these settings, or None (nothing is computed): lets a caller
@@ -231,23 +218,17 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
     """(records, meta): the attack over ``texts`` (gold ``labels``), from the disk cache when a
     valid entry exists. ``meta`` holds the resolved attack, the cache key, ``cached`` and where
     the frequencies came from."""
-    from ..evaluate import batches_by_length
     from ..methods import neighbors
-    from .attacks import attach_index, build_attack
+    from .attacks import attack_batches, check_examples, prepare_attack
 
     core = getattr(model, "classifier", model)
-    texts, labels = list(texts), [int(y) for y in labels]
-    if len(texts) != len(labels):
-        raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
-    if not texts:
-        raise AdvvizError("no examples to attack (the split is empty)")
-    if any(not 0 <= y < core.num_labels for y in labels):
-        raise AdvvizError(f"labels must be in 0..{core.num_labels - 1}")
+    texts, labels = check_examples(core, texts, labels)
     if batch_size < 1:
         raise AdvvizError(f"batch size must be positive, got {batch_size}")
-    method = build_attack(attack, overrides, core)
-    described = method.describe()
     directory = getattr(model, "directory", None)
+    method, cos_index = prepare_attack(model, attack, overrides,
+                                       Path(directory) / "cache" if directory and cache_dir else None)
+    described = method.describe()
     key = cache_key(directory, texts, labels, _params(method, seed, batch_size)) \
         if (cache_dir is not None and directory) else None
     if key:
@@ -257,36 +238,31 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
                 progress(1.0, "loaded from cache")
             return hit[0], {**hit[1], "cached": True}
 
-    was_training = core.training
-    core.eval()
     parts: dict[str, list] = {k: [] for k in TokenRecords.PER_TOKEN}
     S = len(texts)
     label_arr = np.asarray(labels, dtype=np.int64)
     pred, adv_pred = np.zeros(S, np.int64), np.zeros(S, np.int64)
-    gen = torch.Generator().manual_seed(seed)
-    done = 0
-    try:
-        cos_index = attach_index(method, core, Path(directory) / "cache" if directory and cache_dir else None)
-        l2_index = neighbors.index_for(core, 1, "l2")
-        matrix = core.embedding_matrix()
-        tap = _tap_grad0(method)
-        for idx, batch in batches_by_length(core, texts, batch_size):
-            batch = {k: v.to(core.device) for k, v in batch.items()}
-            ids, att = batch["input_ids"], batch["attention_mask"]  # (B, T)
-            y = torch.tensor([labels[i] for i in idx], dtype=torch.long, device=ids.device)  # (B,)
-            batch["labels"] = y
-            delta = method.perturb(core, batch, gen)  # (B, T, D)
+    l2_index = neighbors.index_for(core, 1, "l2")
+    matrix = core.embedding_matrix()
+    tap = _tap_grad0(method)
+
+    def report(done, total):
+        if progress:
+            progress(0.95 * done / total, f"{described['name']}: {done}/{total} sentences")
+
+    with closing(attack_batches(core, method, texts, labels, batch_size=batch_size, seed=seed,
+                                progress=report)) as batches:
+        for ab in batches:
+            idx, ids, att, y, delta = ab.index, ab.ids, ab.att, ab.labels, ab.delta  # (B, T) (B, T) (B,) (B, T, D)
             g0 = tap.pop("g0", None)
             if g0 is not None and g0.shape == delta.shape:
                 # the attack's own ∂L/∂E at δ = 0 (mean loss over the batch): no second backward
                 sal = g0.float().norm(dim=-1) * ids.shape[0]  # (B, T)
-                with torch.no_grad():
-                    logits = core(input_ids=ids, attention_mask=att).logits.float()  # (B, C)
+                logits = ab.clean.logits.float()  # (B, C)
             else:
                 logits, sal = _clean_pass(core, ids, att, y)  # (B, C), (B, T)
-            with torch.no_grad():
-                adv = core(inputs_embeds=core.embed(ids) + delta, attention_mask=att).logits.float()  # (B, C)
-            mask = core.perturbable_mask(ids, att).bool()  # (B, T)
+            adv = ab.adv.logits.float()  # (B, C)
+            mask = ab.real  # (B, T)
             norms = delta.float().norm(dim=-1) * mask  # (B, T)
             top = _top_flags(norms, mask)  # (B, T)
             bi, ti = mask.nonzero(as_tuple=True)  # (N_b,) each, row-major: sentence then position
@@ -309,11 +285,6 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
                 parts[name].append(v.detach().cpu().numpy())
             pred[idx] = logits.argmax(-1).cpu().numpy()
             adv_pred[idx] = adv.argmax(-1).cpu().numpy()
-            done += len(idx)
-            if progress:
-                progress(0.95 * done / S, f"{described['name']}: {done}/{S} sentences")
-    finally:
-        core.train(was_training)
     neighbors.persist(cos_index)
     kinds = {"norm": np.float32, "cosine": np.float32, "saliency": np.float32, "top3": bool}
     arrays = {k: np.concatenate(v).astype(kinds.get(k, np.int64)) for k, v in parts.items()}

@@ -217,7 +217,7 @@ def cmd_eval_textattack(args) -> int:
                               f"{', '.join(attacks())}")
     model = load(args.checkpoint)
     if args.overlap:  # a setting this model cannot take is one line before TextAttack runs, not after
-        from ..analysis.words import check_attack
+        from ..analysis.attacks import check_attack
 
         overlap_values = flags.paper_or_family(args, args.overlap, flags.method_values(args, [args.overlap]))
         check_attack(model, args.overlap, overlap_values)

@@ -116,7 +116,8 @@ def _atlas(args, path: str, model, dataset: str, values: dict, show: bool) -> di
 
 
 def cmd_words(args) -> int:
-    from ..analysis.words import check_attack, compare_atlases, write_atlas
+    from ..analysis.attacks import check_attack
+    from ..analysis.words import compare_atlases, write_atlas
     from ..api import load
 
     guard = _check_args(args)

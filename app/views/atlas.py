@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz.analysis import words
+from advviz.analysis.attacks import check_attack
 from advviz.storage.jsonio import dumps
 from appkit import core, heatmaps, plots, render, sidebar
 
@@ -66,7 +67,7 @@ def ensure(name: str, key: tuple) -> None:
     overrides = json.loads(overrides_json)
     source = "cache"
     if words.cached_records(model, ds.texts, ds.labels, attack, overrides, seed) is None:
-        words.check_attack(model, attack, overrides)  # a bad setting is one line before any work
+        check_attack(model, attack, overrides)  # a bad setting is one line before any work
         bar = st.progress(0.0, text=f"{name}: attacking {len(ds)} sentences with {attack}…")
         words.attack_tokens(model, ds.texts, ds.labels, attack, overrides, seed=seed,
                             cache_dir=words.cache_dir_for(model),

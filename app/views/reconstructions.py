@@ -11,29 +11,37 @@ from advviz import registry
 from advviz.analysis.reconstruct import flip_mask, reconstruct_dataset, summarize
 from appkit import core, render, sidebar
 
-CHUNK = 32  # examples per library call, so the progress bar moves
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def reconstruct_chunk(model_key: tuple, judge_key: tuple | None, texts: tuple, labels: tuple, attack: str,
-                      overrides_json: str, seed: int) -> pd.DataFrame:
-    model = core._load(*model_key)
-    judge = core._load(*judge_key) if judge_key else None
-    return reconstruct_dataset(model, list(texts), list(labels), attack, json.loads(overrides_json),
-                                            judge=judge, seed=seed)
+KEEP = 64  # reconstructed slices kept in the server's memory
+
+
+@st.cache_resource(show_spinner=False)
+def _results() -> dict:
+    """The server's store of reconstructed slices (request -> DataFrame). Not ``st.cache_data``
+    around the library call: a progress bar moved from inside a cached function cannot be
+    replayed on a cache hit (Streamlit's CacheReplayClosureError)."""
+    return {}
 
 
 def run_reconstruct(model_key, judge_key, texts: tuple, labels: tuple, attack: str, overrides_json: str,
                     seed: int, bar=None) -> pd.DataFrame:
-    """Chunks of :data:`CHUNK` examples (each cached), so a progress bar can follow."""
-    parts = []
-    for s in range(0, len(texts), CHUNK):
-        parts.append(reconstruct_chunk(model_key, judge_key, texts[s:s + CHUNK], labels[s:s + CHUNK], attack,
-                                       overrides_json, seed + s))
-        if bar is not None:
-            done = min(s + CHUNK, len(texts))
-            bar.progress(done / len(texts), text=f"{done}/{len(texts)} reconstructed")
-    return pd.concat(parts, ignore_index=True)
+    """``advviz reconstruct``'s function on the whole slice with the same seed (so the page shows
+    the command's rows, a random start included), the bar following its progress callback."""
+    store, key = _results(), (model_key, judge_key, texts, labels, attack, overrides_json, seed)
+    if key not in store:
+        def progress(done, total):
+            if bar is not None:
+                bar.progress(done / max(total, 1), text=f"{done}/{total} reconstructed")
+
+        model = core._load(*model_key)
+        judge = core._load(*judge_key) if judge_key else None
+        df = reconstruct_dataset(model, list(texts), list(labels), attack, json.loads(overrides_json),
+                                 judge=judge, seed=seed, progress=progress)
+        while len(store) >= KEEP:
+            store.pop(next(iter(store)))  # the oldest
+        store[key] = df
+    return store[key].copy()
 
 
 def _names(df: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
