@@ -77,16 +77,31 @@ def majority_share(labels) -> float:
     return float(np.bincount(labels).max() / len(labels)) if len(labels) else float("nan")
 
 
+def _dev_points(log: list[dict]) -> list[tuple[int, float]]:
+    """(step, dev accuracy) of every dev evaluation and chance probe in a run's log, by step."""
+    return sorted((line["step"], line.get("dev_accuracy", line.get("probe_accuracy"))) for line in log
+                  if isinstance(line.get("step"), int)
+                  and isinstance(line.get("dev_accuracy", line.get("probe_accuracy")), (int, float)))
+
+
+def at_chance(log: list[dict], majority: float, margin: float = CHANCE_MARGIN) -> bool:
+    """Whether the run's latest dev accuracy (evaluation or probe) is within ``margin`` of the
+    majority share, or the run has none yet: the Trainer probes while this holds."""
+    points = _dev_points(log)
+    return not points or points[-1][1] <= majority + margin
+
+
 def chance_record(log: list[dict], majority: float, total_steps: int, margin: float = CHANCE_MARGIN) -> dict:
-    """When the run's dev accuracy first rose more than ``margin`` above the majority share, from
-    the dev evaluations and chance probes in its ``log`` (``dev_accuracy`` / ``probe_accuracy``
-    lines). ``stalled``: it had not by half of its steps (or never did) — such a run did not
-    train as its method does, and is marked wherever it is shown. ``left_chance_at_step`` is the
-    first evaluation above the bar, so its resolution is the probe interval (a twentieth of the run)."""
-    points = sorted((line["step"], line.get("dev_accuracy", line.get("probe_accuracy"))) for line in log
-                    if isinstance(line.get("step"), int)
-                    and isinstance(line.get("dev_accuracy", line.get("probe_accuracy")), (int, float)))
-    left = next((s for s, a in points if a > majority + margin), None)
+    """When the run left chance for good, from the dev evaluations and chance probes in its ``log``
+    (``dev_accuracy`` / ``probe_accuracy`` lines): ``left_chance_at_step`` is the first evaluation
+    after the last one within ``margin`` of the majority share (a run that drifts above the bar by
+    noise and falls back has not left), None when the run ended at chance. ``stalled``: it had not
+    left by half of its steps — it stayed at chance for more than half of them, did not train as its
+    method does, and is marked wherever it is shown. The resolution is the probe interval (a
+    twentieth of the run) while the run is at chance."""
+    points = _dev_points(log)
+    last_at = max((s for s, a in points if a <= majority + margin), default=None)
+    left = next((s for s, a in points if last_at is None or s > last_at), None)
     return {"majority_share": majority, "margin": margin, "left_chance_at_step": left,
             "stalled": left is None or left > total_steps / 2, "total_steps": total_steps}
 

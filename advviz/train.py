@@ -24,7 +24,7 @@ from .data import TextDataset, label_map_record, load_splits, parse_label_map
 from .errors import AdvvizError
 from .storage.jsonio import dumps
 from .limits import check_fits, seed_problem
-from .evaluate import CHANCE_PROBES, chance_record, evaluate, majority_share, stall_note
+from .evaluate import CHANCE_PROBES, at_chance, chance_record, evaluate, majority_share, stall_note
 from .methods import METHODS, Method, build_method
 from .models import ModelOptions, build_model
 
@@ -564,7 +564,7 @@ class Trainer:
                 self._account(running, out, batch, bs, c, bar)
                 if c["step"] % eval_every == 0 or c["step"] == total:
                     self._evaluate(c, final=c["step"] == total)
-                elif c["step"] % probe_every == 0 and not self._left_chance():
+                elif c["step"] % probe_every == 0 and at_chance(self.log, self._majority()):
                     self._probe_chance(c)
                 end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
                 if end_of_epoch:
@@ -648,16 +648,13 @@ class Trainer:
             self._ctx["majority"] = majority_share(self._ctx["dev"].labels)
         return self._ctx["majority"]
 
-    def _left_chance(self) -> bool:
-        """Whether a dev evaluation or probe of this run (its log survives a resume) already rose
-        above chance: then no more probes are needed."""
-        return chance_record(self.log, self._majority(), 1)["left_chance_at_step"] is not None
-
     def _probe_chance(self, c: dict) -> None:
-        """Between the regular evaluations, the dev accuracy of a run that has not left chance yet
-        (``probe_accuracy`` lines: never kept as a checkpoint, so they change nothing a run saves
-        but its log). A run that learns stops being probed at its first probe above chance; one that
-        stalls is probed a twentieth of the run apart, which dates its stall to that resolution."""
+        """Between the regular evaluations, the dev accuracy of a run whose latest evaluation was at
+        chance (``probe_accuracy`` lines: never kept as a checkpoint, and evaluation draws no random
+        numbers, so they change nothing a run trains or saves but its log). A run that learns stops
+        being probed at its first probe above chance (and is probed again only if a later evaluation
+        falls back); one that stalls is probed a twentieth of the run apart, which dates its stall
+        to that resolution."""
         x = self._ctx
         m = evaluate(x["core"], x["dev"].texts, x["dev"].labels)
         line = {"step": c["step"], "epoch": c["epoch"], "probe_accuracy": m["accuracy"]}

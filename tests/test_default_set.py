@@ -13,7 +13,7 @@ import pytest
 from advviz import background, registry
 from advviz.cli import build_parser, main
 from advviz.config import given
-from advviz.evaluate import chance_record, majority_share, stall_note
+from advviz.evaluate import at_chance, chance_record, majority_share, stall_note
 from advviz.train import TrainConfig
 
 TINY = {"arch": "bigru", "hidden_size": 4, "embedding_dim": 4, "mlp_hidden": 4}
@@ -58,10 +58,17 @@ def test_chance_record():
     assert rec["left_chance_at_step"] is None and rec["stalled"] is True
     assert stall_note({"chance": rec}) == "never left chance (20 steps)"
     assert stall_note({}) == stall_note(None) == stall_note({"chance": "x"}) == ""  # older checkpoints
+    # above the bar by noise, then back at chance: it had not left (the default set's lr-2e-3 runs)
+    bounce = [{"step": 10, "probe_accuracy": 0.53}, {"step": 20, "probe_accuracy": 0.51},
+              {"step": 30, "dev_accuracy": 0.512}, {"step": 40, "probe_accuracy": 0.70}, {"step": 60, "dev_accuracy": 0.75}]
+    rec = chance_record(bounce, 0.5, 60)
+    assert rec["left_chance_at_step"] == 40 and rec["stalled"] is True
+    assert at_chance(bounce[:3], 0.5) and not at_chance(bounce, 0.5) and at_chance([], 0.5)
+    assert chance_record([{"step": 5, "dev_accuracy": 0.9}], 0.5, 10)["left_chance_at_step"] == 5
 
 
-def _train(toy: Path, out: Path, *extra: str) -> dict:
-    argv = ["train", "--dataset", str(toy), "--out", str(out), "--quiet", "--epochs", "4", "--seed", "0",
+def _train(toy: Path, out: Path, *extra: str, epochs: int = 4) -> dict:
+    argv = ["train", "--dataset", str(toy), "--out", str(out), "--quiet", "--epochs", str(epochs), "--seed", "0",
             *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()], *extra]
     assert main(argv) == 0
     return json.loads((out / "metrics.json").read_text())
@@ -77,11 +84,12 @@ def test_a_stalled_run_is_marked_in_metrics_models_and_report(tmp_path, capsys):
     assert rec["majority_share"] == pytest.approx(0.5)
     log = [json.loads(x) for x in (tmp_path / "stalled" / "train_log.jsonl").read_text().splitlines()]
     assert sum("probe_accuracy" in x for x in log) >= 10  # probed a twentieth of the run apart while at chance
-    learned = _train(toy, tmp_path / "learned", "--lr", "0.05")
+    learned = _train(toy, tmp_path / "learned", "--lr", "0.05", epochs=10)
     assert learned["chance"]["stalled"] is False and learned["chance"]["left_chance_at_step"] is not None
     log = [json.loads(x) for x in (tmp_path / "learned" / "train_log.jsonl").read_text().splitlines()]
     left = learned["chance"]["left_chance_at_step"]
     assert not [x for x in log if "probe_accuracy" in x and x["step"] > left]  # no probes once above chance
+    assert learned["chance"]["majority_share"] == stalled["chance"]["majority_share"]
 
     rows = {r["name"]: r for r in registry.scan(tmp_path)}
     assert rows["stalled"]["note"].startswith("never left chance")
