@@ -178,6 +178,18 @@ def method_preset(method: str, arch: str | None, preset: str = "family") -> dict
 
 
 # --------------------------------------------------------------------------------------------
+# the one validation of a run's family flags (the resolvers: methods.resolve_method, train.resolve_training)
+
+
+def refuse_unused_by_family(arch: str, values: dict) -> None:
+    """One line for a model/training setting (given, not None) the architecture's family does not use."""
+    bad = unused_by(arch, [k for k, v in values.items() if v is not None])
+    if bad:
+        name = bad[0]
+        raise AdvvizError(f"{_flag(name)} does not apply to --arch {arch} (only to {', '.join(FAMILY_ONLY[name])})")
+
+
+# --------------------------------------------------------------------------------------------
 # flags
 
 

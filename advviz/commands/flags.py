@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import (FAMILY_ONLY, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, flag_fields,
-                      flag_of, given, method_preset, unused_by)
+from ..config import (FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, flag_fields, flag_of, given,
+                      refuse_unused_by_family)
 from ..errors import AdvvizError
-from ..methods import METHODS, get_method
+from ..methods import METHODS, get_method, resolve_method
 
 #: flag that names the methods on each command's line, and its default
 METHOD_FLAG = {"train": ("--method", "baseline"), "inspect": ("--attack", "spgd"), "eval": ("--attack", None),
@@ -81,7 +81,7 @@ def add_method_flags(parser: argparse.ArgumentParser, names: list[str], arch: st
 
 
 def _default(method: str, name: str, arch: str | None):
-    return method_preset(method, arch).get(name, getattr(get_method(method).Config(), name))
+    return resolve_method(method, arch)[name]
 
 
 def method_values(args: argparse.Namespace, names: list[str]) -> dict:
@@ -139,15 +139,6 @@ def refuse_unknown(unknown: list[str], command: str | None, names: list[str]) ->
             raise AdvvizError(f"{flag} is not a setting of {what} {chosen} (it belongs to {', '.join(owners[flag])}); "
                               f"`advviz {command} {what} {names[0]} --help` lists its flags")
     return unknown
-
-
-def refuse_unused_by_family(arch: str, values: dict) -> None:
-    """One line for a model/training flag the architecture's family does not use."""
-    bad = unused_by(arch, values)
-    if bad:
-        name = bad[0]
-        raise AdvvizError(f"{'--' + name.replace('_', '-')} does not apply to --arch {arch} (only to "
-                          f"{', '.join(FAMILY_ONLY[name])})")
 
 
 def family_notes(cls, names=("hidden_size", "embedding_dim", "mlp_hidden", "dropout", "max_length")) -> dict:
