@@ -61,3 +61,29 @@ def test_eval_attack_and_the_robustness_page_give_the_same_eps_grid(toy, tmp_pat
     assert cli == default_epsilons("pgd", {"epsilon": 0.3}, ["spgd-model"], rows) == [0.15, 0.3, 0.6]
     # --eps still gives exactly its values
     assert _eval_eps(capsys, ["eval", *common, "--attack", "pgd", "--eps", "0.1"]) == [0.1]
+
+
+def test_command_defaults_are_one_table():
+    """The default attack of each command, the perplexity attacks and TextAttack's batch size are
+    read from ``config.COMMAND_DEFAULTS`` by the parsers, ``flags.METHOD_FLAG`` and the library."""
+    import inspect as pyinspect
+
+    from advviz.analysis import discrete, inspection, reconstruct, report
+    from advviz.cli import build_parser
+    from advviz.commands import flags
+    from advviz.config import COMMAND_DEFAULTS
+
+    attack = COMMAND_DEFAULTS["attack"]
+    for command in ("inspect", "augment", "report", "reconstruct"):
+        argv = [command, "x"] + (["--out", "o"] if command in ("report", "augment") else [])
+        assert build_parser(argv).parse_args(argv).attack == attack[command] == flags.METHOD_FLAG[command][1]
+    args = build_parser(["report", "x", "--out", "o"]).parse_args(["report", "x", "--out", "o"])
+    assert tuple(args.ppl_attacks.split(",")) == COMMAND_DEFAULTS["ppl_attacks"]
+    assert flags.named_methods(["report", "x"], "report") == ["pgd", *COMMAND_DEFAULTS["ppl_attacks"]]
+    args = build_parser(["eval", "x"]).parse_args(["eval", "x"])
+    assert args.attack_batch_size == COMMAND_DEFAULTS["textattack_batch_size"]
+    default = lambda f, name: pyinspect.signature(f).parameters[name].default  # noqa: E731
+    assert default(inspection.inspect, "attack") == attack["inspect"]
+    assert default(reconstruct.reconstruct_dataset, "attack") == attack["reconstruct"]
+    assert default(report.build_report, "ppl_attacks") == COMMAND_DEFAULTS["ppl_attacks"]
+    assert default(discrete.run_textattack, "batch_size") == COMMAND_DEFAULTS["textattack_batch_size"]

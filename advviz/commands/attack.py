@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
 from ..limits import MAX_TEXT_CHARS, maximum
 from ..storage.jsonio import dumps
@@ -18,7 +19,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--text", action="append", default=[], help="a text to attack (repeatable)")
     p.add_argument("--input", default=None, metavar="FILE",
                    help="a file with one text per line (- reads standard input); at most --max-data-mb")
-    p.add_argument("--attack", default="spgd", help="advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default spgd)")
+    p.add_argument("--attack", default=default_attack("inspect"),
+                   help=f"advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default {default_attack('inspect')})")
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")
@@ -42,8 +44,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     g.add_argument("--overlap", default=None, metavar="ATTACK",
                    help="textattack:RECIPE only: also run this embedding-space attack (e.g. spgd) on the successful "
                         "examples and report the share of changed words among each sentence's top-3 ‖δᵢ‖ tokens")
-    g.add_argument("--attack-batch-size", type=int, default=64, metavar="N",
-                   help="textattack:RECIPE only: texts per batched model query (default 64)")
+    g.add_argument("--attack-batch-size", type=int, default=COMMAND_DEFAULTS["textattack_batch_size"], metavar="N",
+                   help="textattack:RECIPE only: texts per batched model query (default %(default)s)")
     flags.add_overwrite_flag(g)
     flags.add_preset_flag(g)
     flags.add_method_flags(eval_parser, flags.named_methods(argv, "eval"))

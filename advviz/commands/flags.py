@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import (FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, flag_fields, flag_of, given,
-                      refuse_unused_by_family)
+from ..config import (COMMAND_DEFAULTS, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, default_attack,
+                      flag_fields, flag_of, given, method_preset, refuse_unused_by_family)
 from ..errors import AdvvizError
 from ..methods import METHODS, get_method, resolve_method
 
 #: flag that names the methods on each command's line, and its default
-METHOD_FLAG = {"train": ("--method", "baseline"), "inspect": ("--attack", "spgd"), "eval": ("--attack", None),
-               "perplexity": ("--attack", None), "project": ("--attack", None), "report": ("--attack", "pgd"),
-               "reconstruct": ("--attack", "pgd"), "words": ("--attack", None), "augment": ("--attack", "spgd")}
+METHOD_FLAG = {"train": ("--method", "baseline"), "eval": ("--attack", None), "perplexity": ("--attack", None),
+               "project": ("--attack", None), "words": ("--attack", None),
+               **{c: ("--attack", default_attack(c)) for c in ("inspect", "report", "reconstruct", "augment")}}
 
 
 def peek(argv: list[str], flag: str) -> list[str]:
@@ -47,7 +47,7 @@ def named_methods(argv: list[str], command: str) -> list[str]:
     flag, default = METHOD_FLAG[command]
     names = [n.partition("@")[0] for n in peek(argv, flag)] or ([default] if default else [])
     if command == "report":
-        names += [n.partition("@")[0] for n in (peek(argv, "--ppl-attacks") or ["advt", "iadvt", "spgd"])]
+        names += [n.partition("@")[0] for n in (peek(argv, "--ppl-attacks") or COMMAND_DEFAULTS["ppl_attacks"])]
     return list(dict.fromkeys(n for n in names if n in METHODS))
 
 
@@ -163,10 +163,12 @@ def method_defaults_table() -> str:
         f"{fam}: " + ", ".join(f"{m} " + " ".join(f"{'ε' if k == 'epsilon' else '--' + k.replace('_', '-')} {v}"
                                                   for k, v in values.items()) for m, values in methods.items())
         for fam, methods in FAMILY_PRESETS.items()))
-    lines.append("The papers' ε (advt 5, iadvt 15, spgd 25) were set for 256-d embeddings over ~230-token IMDB\n"
+    paper = ", ".join(f"{m} {get_method(m).Config().epsilon:g}" for m in ("advt", "iadvt", "spgd"))
+    carl, rnn = get_method("carl").Config().carl_start, method_preset("carl", "lstm").get("carl_start")
+    lines.append(f"The papers' ε ({paper}) were set for 256-d embeddings over ~230-token IMDB\n"
                  "reviews and collapse a GloVe-50d LSTM on SST-2 sentences (docs/results.md §3.1). CARL's\n"
-                 "--carl-start is relative to the run (default 33% of its optimiser steps, ≈ the paper's share; 67% on the\n"
-                 "recurrent families, docs/results.md §9; 1ep, 217 or 'paper').")
+                 f"--carl-start is relative to the run (default {carl} of its optimiser steps, ≈ the paper's share; "
+                 f"{rnn} on the\nrecurrent families, docs/results.md §9; 1ep, 217 or 'paper').")
     return "\n".join(lines)
 
 
