@@ -535,7 +535,8 @@ def align(tokenizer, text: str, words: list[str]) -> list[list[int]]:
     return out
 
 
-def overlap(model, per_example: list[dict], attack: str = default_attack("overlap"), overrides: dict | None = None, seed: int = 0,
+def overlap(model, per_example: list[dict], attack: str = default_attack("overlap"),
+            overrides: dict | None = None, seed: int = 0,
             batch_size: int = 32, cache_dir="auto", progress=None) -> dict:
     """Over the successful examples of ``per_example`` (rows of :func:`run_textattack`): ``share`` =
     changed words among their sentence's top-3 ‖δᵢ‖ tokens under ``attack`` / changed words (a word

@@ -126,7 +126,8 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     return row
 
 
-def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_attack("report"), epsilons: list[float] | None = None,
+def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_attack("report"),
+                 epsilons: list[float] | None = None,
                  overrides: dict | None = None, lm_dir: str | os.PathLike | None = None,
                  ppl_attacks: list[str] | tuple = COMMAND_DEFAULTS["ppl_attacks"], max_examples: int | None = None,
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,

@@ -73,7 +73,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--eps", default="0.02,0.075,0.1",
                    help=f"comma-separated ε values (at most {maximum('list_values')})")
     p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
-    p.add_argument("--ppl-attacks", default=",".join(COMMAND_DEFAULTS["ppl_attacks"]), help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
+    p.add_argument("--ppl-attacks", default=",".join(COMMAND_DEFAULTS["ppl_attacks"]),
+                   help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
     p.add_argument("--textattack", action="append", default=[], metavar="RECIPE",
                    help="add a discrete-attack table run by TextAttack (repeatable; deepwordbug, textfooler-glove, "
                         "pwws, textfooler; needs the extra: pip install -e '.[textattack]')")

@@ -33,9 +33,10 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                    help="also evaluate under this attack: an embedding-space attack (e.g. pgd) or a discrete one run "
                         "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, pwws, textfooler; needs the "
                         "extra: pip install -e '.[textattack]')")
-    g.add_argument("--eps", default=None, help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default, as on the app's Robustness "
-                        "page: half, once and twice --epsilon, else the ε the model was trained with under this "
-                        f"attack, else the attack's for the model's family; at most {maximum('list_values')} values)")
+    g.add_argument("--eps", default=None,
+                   help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default, as on the app's Robustness page: "
+                        "half, once and twice --epsilon, else the ε the model was trained with under this attack, "
+                        f"else the attack's for the model's family; at most {maximum('list_values')} values)")
     g.add_argument("--per-example", default=None, metavar="FILE", help="write per-example rows (JSON lines)")
     g.add_argument("--attack-seed", type=int, default=0)
     g.add_argument("--adversarial-csv", default=None, metavar="FILE",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import (COMMAND_DEFAULTS, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, default_attack,
-                      flag_fields, flag_of, given, method_preset, refuse_unused_by_family)
+                      flag_fields, flag_of, given, method_preset)
 from ..errors import AdvvizError
 from ..methods import METHODS, get_method, resolve_method
 

@@ -83,7 +83,8 @@ def one_sentence(model: str, judge: str | None, sel) -> None:
         m = core.get_model(model)
         label = int(m.predict([text]).argmax())  # attack the model's own prediction
         df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, (text,), (label,),
-                             sel.attack or default_attack("reconstruct"), json.dumps(sel.overrides, sort_keys=True), sel.seed)
+                             sel.attack or default_attack("reconstruct"),
+                             json.dumps(sel.overrides, sort_keys=True), sel.seed)
         r = _names(df, m.label_names).iloc[0]
         st.markdown(f"**Original** — {render.highlight_changes(r['text'], r['text'])}", unsafe_allow_html=True)
         st.markdown(f"**Reconstructed** — {render.highlight_changes(r['text'], r['reconstructed_text'])}",
