@@ -56,19 +56,16 @@ class TrainRun:
 
     def configs(self, root, resume: bool = False):
         """(TrainConfig, ModelOptions, Method) for this run, writing to ROOT/NAME."""
-        from .config import method_preset
-        from .methods import build_method
+        from .methods import build_method, resolve_method
         from .models import ModelOptions
-        from .train import TrainConfig
+        from .train import resolve_training
 
         model_fields = {f.name for f in dataclasses.fields(ModelOptions)}
-        train = {k: v for k, v in self.train.items() if k not in model_fields and v is not None}
-        try:
-            cfg = TrainConfig(**{**train, "out": str(resolve(root, self.name)), "resume": resume or train.get("resume", False)})
-            opts = ModelOptions(**{k: v for k, v in self.train.items() if k in model_fields and v is not None})
-        except (TypeError, ValueError) as e:
-            raise AdvvizError(str(e)) from None
-        method = build_method(cfg.method, {**method_preset(cfg.method, cfg.arch, cfg.preset), **self.method})
+        train = {k: v for k, v in self.train.items() if k not in model_fields}
+        cfg, opts = resolve_training(
+            {**train, "out": str(resolve(root, self.name)), "resume": resume or train.get("resume") or False},
+            {k: v for k, v in self.train.items() if k in model_fields})
+        method = build_method(cfg.method, resolve_method(cfg.method, cfg.arch, self.method, cfg.preset))
         return cfg, opts, method
 
     def argv(self, root) -> list[str]:

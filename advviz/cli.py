@@ -45,19 +45,13 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .config import given, method_preset
-    from .methods import build_method
+    from .config import given
+    from .methods import build_method, resolve_method
     from .models import ModelOptions
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, Trainer, resolve_training
 
-    train_values, model_values = given(args, TrainConfig), given(args, ModelOptions)
-    try:
-        cfg = TrainConfig(**train_values)
-        flags.refuse_unused_by_family(cfg.arch, {**train_values, **model_values})
-        opts = ModelOptions(**model_values)
-    except ValueError as e:
-        raise AdvvizError(str(e)) from None
-    values = {**method_preset(cfg.method, cfg.arch, cfg.preset), **flags.method_values(args, [cfg.method])}
+    cfg, opts = resolve_training(given(args, TrainConfig), given(args, ModelOptions))
+    values = resolve_method(cfg.method, cfg.arch, flags.method_values(args, [cfg.method]), cfg.preset)
     method = build_method(cfg.method, values)
     result = Trainer(cfg, method, opts, progress=not args.quiet).fit()
     m = result.metrics

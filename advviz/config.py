@@ -143,6 +143,25 @@ FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: Every command default that is not a setting's field, written once: the argparse defaults and
+#: help texts of ``advviz/commands``, ``commands.flags.METHOD_FLAG``, the app's pages and the
+#: library functions' defaults read it. ``attack``: the attack a command uses when none is named
+#: (k-PGD for the CARL/RAR paper's tables and reconstructions, SPGD to look at and augment with);
+#: ``ppl_attacks``: the perplexity table's attacks (the SPGD paper's three); TextAttack's
+#: queries are batched by ``textattack_batch_size``.
+COMMAND_DEFAULTS: dict[str, Any] = {
+    "attack": {"inspect": "spgd", "augment": "spgd", "overlap": "spgd", "app": "spgd",
+               "report": "pgd", "reconstruct": "pgd"},
+    "ppl_attacks": ("advt", "iadvt", "spgd"),
+    "textattack_batch_size": 64,
+}
+
+
+def default_attack(command: str) -> str:
+    """The attack ``command`` uses when none is named (``COMMAND_DEFAULTS``)."""
+    return COMMAND_DEFAULTS["attack"][command]
+
+
 def family_of(arch: str) -> str:
     """``lstm`` / ``bigru`` / ``hf`` (any other name is a Hugging Face encoder)."""
     return arch if arch in RNN_ARCHS else "hf"
@@ -175,6 +194,18 @@ def method_preset(method: str, arch: str | None, preset: str = "family") -> dict
     if preset == "paper" or arch is None:
         return {}
     return dict(FAMILY_PRESETS[family_of(arch)].get(method, {}))
+
+
+# --------------------------------------------------------------------------------------------
+# the one validation of a run's family flags (the resolvers: methods.resolve_method, train.resolve_training)
+
+
+def refuse_unused_by_family(arch: str, values: dict) -> None:
+    """One line for a model/training setting (given, not None) the architecture's family does not use."""
+    bad = unused_by(arch, [k for k, v in values.items() if v is not None])
+    if bad:
+        name = bad[0]
+        raise AdvvizError(f"{_flag(name)} does not apply to --arch {arch} (only to {', '.join(FAMILY_ONLY[name])})")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,14 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .storage import outdir
-from .config import PRESETS, Config, hp, is_rnn, method_preset, train_default
+from .config import PRESETS, Config, hp, is_rnn, refuse_unused_by_family, train_default
 from .storage.checkpoint import save_checkpoint, write_json_atomic
 from .data import TextDataset, label_map_record, load_splits, parse_label_map
 from .errors import AdvvizError
 from .storage.jsonio import dumps
 from .limits import check_fits, seed_problem
 from .evaluate import CHANCE_PROBES, at_chance, chance_record, evaluate, majority_share, stall_note
-from .methods import METHODS, Method, build_method
+from .methods import METHODS, Method, build_method, resolve_method
 from .models import ModelOptions, build_model
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -279,6 +279,21 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def resolve_training(train: dict, model: dict) -> tuple[TrainConfig, ModelOptions]:
+    """(TrainConfig, ModelOptions) from the training and model settings given (``None`` = not
+    given), with the one validation of every path that starts a run (``advviz train``, the app's
+    form, background jobs): the dataclasses' checks and :func:`refuse_unused_by_family`, each as
+    one line (``AdvvizError``)."""
+    train = {k: v for k, v in train.items() if v is not None}
+    model = {k: v for k, v in model.items() if v is not None}
+    try:
+        cfg = TrainConfig(**train)
+        refuse_unused_by_family(cfg.arch, {**train, **model})
+        return cfg, ModelOptions(**model)
+    except (TypeError, ValueError) as e:
+        raise AdvvizError(str(e)) from None
+
+
 class Trainer:
     """``Trainer(cfg, method).fit()``: builds data and model, trains, keeps the best checkpoint,
     saves resumable state every ``save_every`` steps and at each epoch end."""
@@ -286,7 +301,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, method: Method | None = None, model_options: ModelOptions = ModelOptions(),
                  progress: bool = True, callback=None, on_step=None):
         self.cfg, self.opts = cfg, model_options
-        self.method = method or build_method(cfg.method, method_preset(cfg.method, cfg.arch, cfg.preset))
+        self.method = method or build_method(cfg.method, resolve_method(cfg.method, cfg.arch, preset=cfg.preset))
         self.progress = progress
         self.callback = callback  # called with each log and evaluation line (dict)
         self.on_step = on_step  # called with (step, total) after each optimiser step (background jobs)

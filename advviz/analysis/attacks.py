@@ -46,7 +46,7 @@ import torch
 
 from ..config import method_preset
 from ..errors import AdvvizError
-from ..methods import attacks, build_method, get_method
+from ..methods import attacks, build_method, get_method, resolve_method
 from ..methods.adversarial import NeighborMixin
 from ..methods.neighbors import NeighborIndex, excluded_ids, index_for
 
@@ -58,9 +58,7 @@ def build_attack(attack: str, overrides: dict | None = None, core=None):
     cls = get_method(attack)
     if not cls.is_attack:
         raise AdvvizError(f"'{attack}' is a training method, not an attack; attacks: {', '.join(attacks())}")
-    arch = getattr(core, "arch", None)
-    values = {**method_preset(attack, arch), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    return build_method(attack, values)
+    return build_method(attack, resolve_method(attack, getattr(core, "arch", None), overrides))
 
 
 def paper_overrides(attack: str, overrides: dict | None = None) -> dict:

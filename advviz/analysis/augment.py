@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 
+from ..config import default_attack
 from ..errors import AdvvizError
 
 TEXT_FORMS = ("moved_to", "reconstructed")
@@ -48,7 +49,8 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
 
 
-def augment_rows(model, texts: list[str], labels: list[int], attack: str = "spgd", overrides: dict | None = None,
+def augment_rows(model, texts: list[str], labels: list[int], attack: str = default_attack("augment"),
+                 overrides: dict | None = None,
                  text_form: str = "moved_to", indices: list[int] | None = None, batch_size: int = 32,
                  seed: int = 0, keep_unchanged: bool = False, token_share: float = 1.0,
                  progress: Callable[[int], None] | None = None) -> tuple[list[dict], dict]:

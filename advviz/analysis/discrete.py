@@ -13,10 +13,10 @@ and where their edits land relative to the words the embedding-space adversary m
 TextAttack (Morris et al. 2020, the optional extra ``advviz[textattack]``) drives the attack through
 :func:`wrapper_for`, a ``ModelWrapper`` over the ``Classifier`` contract: a list of strings in, the
 model's class probabilities out (``advviz.Model.predict``, batched; TextAttack's goal function sends
-its queries in batches of ``batch_size``, 64 by default, and caches them). Each example is attacked
-against its *gold* label, as TextAttack's ``Attacker`` does (``UntargetedClassification``): an
-example the model already gets wrong is *skipped*, one whose prediction the attack flips is
-*succeeded*, the rest *failed*. The row's figures are TextAttack's own metrics
+its queries in batches of ``batch_size``, by default ``config.COMMAND_DEFAULTS["textattack_batch_size"]``,
+and caches them). Each example is attacked against its *gold* label, as TextAttack's ``Attacker``
+does (``UntargetedClassification``): an example the model already gets wrong is *skipped*, one
+whose prediction the attack flips is *succeeded*, the rest *failed*. The row's figures are TextAttack's own metrics
 (``textattack.metrics``), turned from percentages into shares:
 
 - ``clean_accuracy`` — (succeeded + failed) / n (``AttackSuccessRate.original_accuracy``);
@@ -76,7 +76,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
+
+TEXTATTACK_BATCH_SIZE = COMMAND_DEFAULTS["textattack_batch_size"]
 
 PREFIX = "textattack:"
 INSTALL = "pip install -e '.[textattack]' in an advviz checkout (or pip install 'advviz[textattack]')"
@@ -176,7 +179,7 @@ def textattack_version() -> str | None:
 # the model as TextAttack sees it
 
 
-def wrapper_for(model, batch_size: int = 64):
+def wrapper_for(model, batch_size: int = TEXTATTACK_BATCH_SIZE):
     """A ``textattack.models.wrappers.ModelWrapper`` over ``model`` (an ``advviz.Model``): strings in,
     <float64>[N, C] class probabilities out (renormalised in float64 so TextAttack, which re-applies
     a softmax to rows that do not sum to 1 within 1e-6, takes them as probabilities)."""
@@ -332,7 +335,7 @@ def check_recipe(name: str) -> str:
     return recipe
 
 
-def build(model, recipe: str, batch_size: int = 64):
+def build(model, recipe: str, batch_size: int = TEXTATTACK_BATCH_SIZE):
     """The TextAttack ``Attack`` of ``recipe`` against ``model``, its queries batched by ``batch_size``."""
     recipe = check_recipe(recipe)
     ta = import_textattack()
@@ -404,7 +407,7 @@ def summarize(ta, results: list, recipe: str) -> dict:
 
 
 def run_textattack(model, texts: list[str], labels: list[int], recipe: str, *, seed: int = 0,
-                   batch_size: int = 64, progress: Progress | None = None) -> dict:
+                   batch_size: int = TEXTATTACK_BATCH_SIZE, progress: Progress | None = None) -> dict:
     """Attack every (text, gold label) with ``recipe``: ``{"row": ..., "per_example": [...]}`` (the
     row also carries ``seconds``, ``examples_per_second``, ``queries_per_second``, ``seed``,
     ``batch_size``, ``stopwords``, ``variant`` and ``textattack_version``). Seeded (TextAttack's
@@ -532,7 +535,8 @@ def align(tokenizer, text: str, words: list[str]) -> list[list[int]]:
     return out
 
 
-def overlap(model, per_example: list[dict], attack: str = "spgd", overrides: dict | None = None, seed: int = 0,
+def overlap(model, per_example: list[dict], attack: str = default_attack("overlap"),
+            overrides: dict | None = None, seed: int = 0,
             batch_size: int = 32, cache_dir="auto", progress=None) -> dict:
     """Over the successful examples of ``per_example`` (rows of :func:`run_textattack`): ``share`` =
     changed words among their sentence's top-3 ‖δᵢ‖ tokens under ``attack`` / changed words (a word

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ..config import default_attack
 from ..errors import AdvvizError
 from ..limits import MAX_TEXT_CHARS
 from ..methods import neighbors
@@ -45,7 +46,7 @@ def _check_text(text: Any, i: int) -> str:
     return text
 
 
-def inspect(model, texts: list[str] | str, attack: str = "spgd", overrides: dict | None = None,
+def inspect(model, texts: list[str] | str, attack: str = default_attack("inspect"), overrides: dict | None = None,
             label: int | None = None, seed: int = 0) -> list[dict]:
     """One result dict per text (see the module docstring)."""
     if isinstance(texts, str):

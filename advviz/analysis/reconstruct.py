@@ -29,6 +29,7 @@ from contextlib import closing
 import numpy as np
 import torch
 
+from ..config import default_attack
 from ..errors import AdvvizError
 
 
@@ -68,7 +69,7 @@ def summarize(df) -> dict:
     return out
 
 
-def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str = "pgd",
+def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str = default_attack("reconstruct"),
                         overrides: dict | None = None, judge=None, batch_size: int = 32, seed: int = 0,
                         progress=False):
     """A ``pandas.DataFrame`` of RAR reconstructions under ``attack`` (see the module docstring).

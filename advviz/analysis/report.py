@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
 from ..storage.jsonio import dumps
 from ..evaluate import stall_note
@@ -125,9 +126,10 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     return row
 
 
-def build_report(dirs, dataset: str, split: str = "dev", attack: str = "pgd", epsilons: list[float] | None = None,
+def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_attack("report"),
+                 epsilons: list[float] | None = None,
                  overrides: dict | None = None, lm_dir: str | os.PathLike | None = None,
-                 ppl_attacks: list[str] | tuple = ("advt", "iadvt", "spgd"), max_examples: int | None = None,
+                 ppl_attacks: list[str] | tuple = COMMAND_DEFAULTS["ppl_attacks"], max_examples: int | None = None,
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
                  title: str | None = None, progress: bool = False, textattack: list[str] | tuple = (),
                  textattack_examples: int | None = None, overwrite: bool = False) -> dict:

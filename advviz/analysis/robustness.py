@@ -80,13 +80,18 @@ def evaluate_under_attack(model, texts, labels, attack: str, overrides: dict | N
     return results
 
 
+#: the ε grid of ``advviz eval --attack`` without ``--eps`` and of the Robustness page, as multiples
+#: of the ε that suits the model (:func:`default_epsilons`)
+EPSILON_FACTORS = (0.5, 1.0, 2.0)
+
+
 def default_epsilons(attack: str, overrides: dict | None, chosen: list[str], rows: list[dict]) -> list[float]:
     """Half, once and twice an ε that suits the models ``chosen`` (registry rows ``rows``): the one
     the user set, else the ε a chosen model was trained with under this same method (the scale its
     embeddings were hardened at), else the attack's default after the first chosen model's family
-    preset (so a GloVe LSTM is not first attacked at the paper's SPGD ε 25)."""
-    from ..config import method_preset
-    from ..methods import get_method
+    preset (so a GloVe LSTM is not first attacked at the paper's SPGD ε 25). The one grid of both
+    ``advviz eval --attack`` without ``--eps`` and the Robustness page, so both show the same ε."""
+    from ..methods import resolve_method
 
     by_name = {r.get("name"): r for r in rows}
     e = (overrides or {}).get("epsilon")
@@ -95,6 +100,6 @@ def default_epsilons(attack: str, overrides: dict | None, chosen: list[str], row
         e = next((float(t) for t in trained if isinstance(t, (int, float)) and t > 0), None)
     if e is None:
         arch = next((by_name[n].get("arch") for n in chosen if n in by_name), None)
-        e = method_preset(attack, arch).get("epsilon", getattr(get_method(attack).Config(), "epsilon", 0.0))
+        e = resolve_method(attack, arch).get("epsilon", 0.0)
     e = float(e) if e else 1.0
-    return [e * f for f in (0.5, 1.0, 2.0)]
+    return [e * f for f in EPSILON_FACTORS]

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
 from ..limits import check_count, maximum
 from . import flags
@@ -67,11 +68,13 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                        epilog=method_defaults_table(), formatter_class=raw)
     p.add_argument("checkpoints", nargs="+")
     _split_flags(p)
-    p.add_argument("--attack", default="pgd", help="robustness attack (default pgd: k-PGD as in CARL)")
+    p.add_argument("--attack", default=default_attack("report"),
+                   help=f"robustness attack (default {default_attack('report')}: k-PGD as in CARL)")
     p.add_argument("--eps", default="0.02,0.075,0.1",
                    help=f"comma-separated ε values (at most {maximum('list_values')})")
     p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
-    p.add_argument("--ppl-attacks", default="advt,iadvt,spgd", help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
+    p.add_argument("--ppl-attacks", default=",".join(COMMAND_DEFAULTS["ppl_attacks"]),
+                   help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
     p.add_argument("--textattack", action="append", default=[], metavar="RECIPE",
                    help="add a discrete-attack table run by TextAttack (repeatable; deepwordbug, textfooler-glove, "
                         "pwws, textfooler; needs the extra: pip install -e '.[textattack]')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
 from ..limits import MAX_TEXT_CHARS, maximum
 from ..storage.jsonio import dumps
@@ -18,7 +19,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--text", action="append", default=[], help="a text to attack (repeatable)")
     p.add_argument("--input", default=None, metavar="FILE",
                    help="a file with one text per line (- reads standard input); at most --max-data-mb")
-    p.add_argument("--attack", default="spgd", help="advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default spgd)")
+    p.add_argument("--attack", default=default_attack("inspect"),
+                   help=f"advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default {default_attack('inspect')})")
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")
@@ -31,8 +33,10 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                    help="also evaluate under this attack: an embedding-space attack (e.g. pgd) or a discrete one run "
                         "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, pwws, textfooler; needs the "
                         "extra: pip install -e '.[textattack]')")
-    g.add_argument("--eps", default=None, help=f"comma-separated ε values, e.g. 0.02,0.075,0.1 (default: the attack's; at most "
-                        f"{maximum('list_values')} values)")
+    g.add_argument("--eps", default=None,
+                   help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default, as on the app's Robustness page: "
+                        "half, once and twice --epsilon, else the ε the model was trained with under this attack, "
+                        f"else the attack's for the model's family; at most {maximum('list_values')} values)")
     g.add_argument("--per-example", default=None, metavar="FILE", help="write per-example rows (JSON lines)")
     g.add_argument("--attack-seed", type=int, default=0)
     g.add_argument("--adversarial-csv", default=None, metavar="FILE",
@@ -41,8 +45,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     g.add_argument("--overlap", default=None, metavar="ATTACK",
                    help="textattack:RECIPE only: also run this embedding-space attack (e.g. spgd) on the successful "
                         "examples and report the share of changed words among each sentence's top-3 ‖δᵢ‖ tokens")
-    g.add_argument("--attack-batch-size", type=int, default=64, metavar="N",
-                   help="textattack:RECIPE only: texts per batched model query (default 64)")
+    g.add_argument("--attack-batch-size", type=int, default=COMMAND_DEFAULTS["textattack_batch_size"], metavar="N",
+                   help="textattack:RECIPE only: texts per batched model query (default %(default)s)")
     flags.add_overwrite_flag(g)
     flags.add_preset_flag(g)
     flags.add_method_flags(eval_parser, flags.named_methods(argv, "eval"))
@@ -133,7 +137,7 @@ def cmd_eval_attack(args, previous) -> int:
         return previous(args)
     if is_textattack(args.attack):
         return cmd_eval_textattack(args)
-    from ..analysis.robustness import evaluate_under_attack, parse_epsilons
+    from ..analysis.robustness import default_epsilons, evaluate_under_attack, parse_epsilons
     from ..api import load
     from ..evaluate import evaluate
     from ..limits import check_max_examples, check_seed
@@ -151,6 +155,8 @@ def cmd_eval_attack(args, previous) -> int:
     res = {"model": str(args.checkpoint), "dataset": name, "split": args.split,
            **evaluate(model.classifier, ds.texts, ds.labels)}
     values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
+    if eps is None:  # the Robustness page's grid around the ε that suits this model
+        eps = default_epsilons(args.attack, values, ["model"], [_registry_row(model)])
     attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, values, eps,
                                     seed=args.attack_seed, progress=not (args.json or args.quiet))
     if args.per_example:
@@ -165,6 +171,15 @@ def cmd_eval_attack(args, previous) -> int:
         print(f"  {a['name']} ε={a['epsilon']:g}: accuracy {a['accuracy']:.4f}  flip rate {a['flip_rate']:.4f}  "
               f"cosine {a['cosine']:.4f}  euclidean {a['euclidean']:.4f}")
     return 0
+
+
+def _registry_row(model) -> dict:
+    """The model's registry row (what the Robustness page reads: its arch, method and trained ε)."""
+    from ..registry import describe
+
+    directory = getattr(model, "directory", None)
+    row = describe(Path(directory)) if directory else {}
+    return {**row, "name": "model", "arch": row.get("arch") or getattr(model.classifier, "arch", None)}
 
 
 def _outputs(args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import default_attack
 from ..errors import AdvvizError
 from . import flags
 
@@ -17,7 +18,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--dataset", default=None, help="default: the data set it was trained on")
     p.add_argument("--split", default="train", help="(default: train)")
-    p.add_argument("--attack", default="spgd", help="any attack: spgd, iadvt, pgd, uae, vat, ... (default spgd)")
+    p.add_argument("--attack", default=default_attack("augment"),
+                   help=f"any attack: spgd, iadvt, pgd, uae, vat, ... (default {default_attack('augment')})")
     p.add_argument("--text-form", default="moved_to", choices=list(TEXT_FORMS),
                    help="each perturbed token replaced by its moved_to word, or the RAR head's reconstruction "
                         "(a rar / carl+rar checkpoint) (default: moved_to)")

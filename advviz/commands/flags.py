@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import (FAMILY_ONLY, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, flag_fields,
-                      flag_of, given, method_preset, unused_by)
+from ..config import (COMMAND_DEFAULTS, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, default_attack,
+                      flag_fields, flag_of, given, method_preset)
 from ..errors import AdvvizError
-from ..methods import METHODS, get_method
+from ..methods import METHODS, get_method, resolve_method
 
 #: flag that names the methods on each command's line, and its default
-METHOD_FLAG = {"train": ("--method", "baseline"), "inspect": ("--attack", "spgd"), "eval": ("--attack", None),
-               "perplexity": ("--attack", None), "project": ("--attack", None), "report": ("--attack", "pgd"),
-               "reconstruct": ("--attack", "pgd"), "words": ("--attack", None), "augment": ("--attack", "spgd")}
+METHOD_FLAG = {"train": ("--method", "baseline"), "eval": ("--attack", None), "perplexity": ("--attack", None),
+               "project": ("--attack", None), "words": ("--attack", None),
+               **{c: ("--attack", default_attack(c)) for c in ("inspect", "report", "reconstruct", "augment")}}
 
 
 def peek(argv: list[str], flag: str) -> list[str]:
@@ -47,7 +47,7 @@ def named_methods(argv: list[str], command: str) -> list[str]:
     flag, default = METHOD_FLAG[command]
     names = [n.partition("@")[0] for n in peek(argv, flag)] or ([default] if default else [])
     if command == "report":
-        names += [n.partition("@")[0] for n in (peek(argv, "--ppl-attacks") or ["advt", "iadvt", "spgd"])]
+        names += [n.partition("@")[0] for n in (peek(argv, "--ppl-attacks") or COMMAND_DEFAULTS["ppl_attacks"])]
     return list(dict.fromkeys(n for n in names if n in METHODS))
 
 
@@ -81,7 +81,7 @@ def add_method_flags(parser: argparse.ArgumentParser, names: list[str], arch: st
 
 
 def _default(method: str, name: str, arch: str | None):
-    return method_preset(method, arch).get(name, getattr(get_method(method).Config(), name))
+    return resolve_method(method, arch)[name]
 
 
 def method_values(args: argparse.Namespace, names: list[str]) -> dict:
@@ -141,15 +141,6 @@ def refuse_unknown(unknown: list[str], command: str | None, names: list[str]) ->
     return unknown
 
 
-def refuse_unused_by_family(arch: str, values: dict) -> None:
-    """One line for a model/training flag the architecture's family does not use."""
-    bad = unused_by(arch, values)
-    if bad:
-        name = bad[0]
-        raise AdvvizError(f"{'--' + name.replace('_', '-')} does not apply to --arch {arch} (only to "
-                          f"{', '.join(FAMILY_ONLY[name])})")
-
-
 def family_notes(cls, names=("hidden_size", "embedding_dim", "mlp_hidden", "dropout", "max_length")) -> dict:
     """Help notes giving what None means per family, e.g. '(default: lstm 256, bigru 200)'."""
     out = {}
@@ -172,10 +163,12 @@ def method_defaults_table() -> str:
         f"{fam}: " + ", ".join(f"{m} " + " ".join(f"{'ε' if k == 'epsilon' else '--' + k.replace('_', '-')} {v}"
                                                   for k, v in values.items()) for m, values in methods.items())
         for fam, methods in FAMILY_PRESETS.items()))
-    lines.append("The papers' ε (advt 5, iadvt 15, spgd 25) were set for 256-d embeddings over ~230-token IMDB\n"
+    paper = ", ".join(f"{m} {get_method(m).Config().epsilon:g}" for m in ("advt", "iadvt", "spgd"))
+    carl, rnn = get_method("carl").Config().carl_start, method_preset("carl", "lstm").get("carl_start")
+    lines.append(f"The papers' ε ({paper}) were set for 256-d embeddings over ~230-token IMDB\n"
                  "reviews and collapse a GloVe-50d LSTM on SST-2 sentences (docs/results.md §3.1). CARL's\n"
-                 "--carl-start is relative to the run (default 33% of its optimiser steps, ≈ the paper's share; 67% on the\n"
-                 "recurrent families, docs/results.md §9; 1ep, 217 or 'paper').")
+                 f"--carl-start is relative to the run (default {carl} of its optimiser steps, ≈ the paper's share; "
+                 f"{rnn} on the\nrecurrent families, docs/results.md §9; 1ep, 217 or 'paper').")
     return "\n".join(lines)
 
 

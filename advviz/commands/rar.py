@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..config import default_attack
 from ..errors import AdvvizError
 from . import flags
 
@@ -65,7 +66,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--dataset", default=None, help="default: the data set it was trained on")
     p.add_argument("--split", default="dev", help="(default: dev)")
     p.add_argument("--max-examples", type=int, default=None, help="a seeded subset of N examples")
-    p.add_argument("--attack", default="pgd", help="an embedding-space attack (default: pgd, k-PGD as in the paper)")
+    p.add_argument("--attack", default=default_attack("reconstruct"),
+                   help=f"an embedding-space attack (default: {default_attack('reconstruct')}, k-PGD as in the paper)")
     p.add_argument("--judge", default=None, help="another checkpoint (e.g. the baseline) that judges the texts")
     p.add_argument("--out", default=None, help="write every row to this CSV file")
     flags.add_overwrite_flag(p)

@@ -66,17 +66,17 @@ def _attack(rows: list[dict], chosen: list[str]) -> tuple[str | None, dict]:
     """The attack and the values the user changed. The widgets start at the attack's defaults after
     the family preset of the first selected model (``config.FAMILY_PRESETS``); each model is then
     attacked with its own family's preset plus the changed values (``analysis.attacks``)."""
-    from advviz.config import family_of, method_preset
-    from advviz.methods import attacks
+    from advviz.config import default_attack, family_of
+    from advviz.methods import attacks, resolve_method
 
     table = attacks()
     names = list(table)
     _keep_valid("sb_attack", names, multi=False)
-    default = names.index("spgd") if "spgd" in names else 0
+    default = names.index(default_attack("app")) if default_attack("app") in names else 0
     name = st.sidebar.selectbox("Attack", names, index=default, key="sb_attack",
                                 help="The adversary used by Which words move, Representation space and Robustness.")
     arch = next((r.get("arch") for r in rows if r["name"] in chosen[:1]), None) or "lstm"
-    defaults = {**table[name].Config().to_dict(), **method_preset(name, arch)}
+    defaults = resolve_method(name, arch)
     with st.sidebar.expander(f"{name} parameters ({family_of(arch)} preset)"):
         values = forms.config_widgets(table[name].Config, f"sb_{name}_{family_of(arch)}", defaults=defaults)
         err = forms.validate(table[name].Config, values)

@@ -8,7 +8,8 @@ import time
 import streamlit as st
 
 from advviz import background, registry
-from advviz.config import PRESETS, RNN_ARCHS, flag_fields, flag_of, method_preset
+from advviz.config import PRESETS, RNN_ARCHS, flag_fields, flag_of
+from advviz.methods import resolve_method
 from advviz.models import ModelOptions
 from advviz.train import TrainConfig
 
@@ -82,7 +83,7 @@ def train_form() -> None:
         if flag_fields(cls.Config):
             st.markdown(f"**{method} hyperparameters** (defaults: the method's own after the {preset} preset "
                         f"for {arch})")
-            defaults = {**cls.Config().to_dict(), **method_preset(method, arch, preset)}
+            defaults = resolve_method(method, arch, preset=preset)
             cols = st.columns(3)
             for i, f in enumerate(flag_fields(cls.Config)):
                 method_values[f.name] = forms.widget(f, defaults[f.name], f"trm_{cls.Config.__name__}_{f.name}",

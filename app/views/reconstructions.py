@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
+from advviz.config import default_attack
 from advviz.analysis.reconstruct import flip_mask, reconstruct_dataset, summarize
 from appkit import core, render, sidebar
 
@@ -82,7 +83,8 @@ def one_sentence(model: str, judge: str | None, sel) -> None:
         m = core.get_model(model)
         label = int(m.predict([text]).argmax())  # attack the model's own prediction
         df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, (text,), (label,),
-                             sel.attack or "pgd", json.dumps(sel.overrides, sort_keys=True), sel.seed)
+                             sel.attack or default_attack("reconstruct"),
+                             json.dumps(sel.overrides, sort_keys=True), sel.seed)
         r = _names(df, m.label_names).iloc[0]
         st.markdown(f"**Original** — {render.highlight_changes(r['text'], r['text'])}", unsafe_allow_html=True)
         st.markdown(f"**Reconstructed** — {render.highlight_changes(r['text'], r['reconstructed_text'])}",
@@ -114,7 +116,7 @@ def data_slice(model: str, judge: str | None, sel) -> None:
         texts, labels = tuple(ds.texts[start:start + n]), tuple(ds.labels[start:start + n])
         bar = st.progress(0.0, text="reconstructing…")
         df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, texts, labels,
-                             attack or "pgd", overrides_json, seed, bar=bar)
+                             attack or default_attack("reconstruct"), overrides_json, seed, bar=bar)
         bar.empty()
         show_table(df, core.get_model(model).label_names, judge)
 
