@@ -31,6 +31,7 @@ from pathlib import Path
 from .errors import AdvvizError
 from .registry import JOBS_DIR, check_name, models_root, resolve
 from .storage.jsonio import dumps
+from .storage.outdir import replace_atomically
 
 DEFAULT_SUITE = ("baseline", "spgd", "freelb", "carl", "rar")  # the README's default comparison
 # The default set: a GloVe-LSTM on sst2-sent; each method with its family preset (SPGD ε 2.0 for the
@@ -303,11 +304,7 @@ class _Progress:
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last > 0.5:
-            from .storage.outdir import temp_sibling
-
-            tmp = temp_sibling(self.path)
-            tmp.write_text(dumps(self.state), encoding="utf-8")
-            os.replace(tmp, self.path)
+            replace_atomically(self.path, lambda tmp: tmp.write_text(dumps(self.state), encoding="utf-8"))
             self.last = now
 
     def step(self, step: int, total: int) -> None:

@@ -367,3 +367,58 @@ def test_outputs_written_at_once_by_two_writers_are_all_recorded(tmp_path):
     for t in threads:
         t.join()
     assert all(is_advviz_output(tmp_path / f"{k}-{i}.csv") for k in "ab" for i in range(8))
+
+
+# ------------------------------------------ a temporary name that is taken is never advviz's to remove
+
+
+def _taken_first(monkeypatch, taken: Path):
+    """temp_sibling answers ``taken`` (a user's file or folder) once, then fresh names."""
+    from advviz.storage import outdir
+
+    real, calls = outdir.temp_sibling, []
+
+    def fake(path):
+        calls.append(path)
+        return taken if len(calls) == 1 else real(path)
+
+    monkeypatch.setattr(outdir, "temp_sibling", fake)
+
+
+def test_replace_atomically_never_writes_over_or_removes_a_taken_temporary_name(tmp_path, monkeypatch):
+    from advviz.storage.outdir import replace_atomically
+
+    mine = tmp_path / ".x.tmp-user"
+    mine.write_text("my notes")
+    _taken_first(monkeypatch, mine)
+    replace_atomically(tmp_path / "x", lambda tmp: tmp.write_text("advviz's"))
+    assert (tmp_path / "x").read_text() == "advviz's" and mine.read_text() == "my notes"
+    _taken_first(monkeypatch, mine)
+    with pytest.raises(RuntimeError):  # a writer that fails: its temporary goes, the taken name stays
+        replace_atomically(tmp_path / "y", lambda tmp: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert mine.read_text() == "my notes" and sorted(p.name for p in tmp_path.iterdir()) == [".x.tmp-user", "x"]
+
+
+def test_the_lock_never_removes_a_taken_temporary_name(tmp_path, monkeypatch):
+    from advviz.storage.outdir import OutputLock
+
+    mine = tmp_path / ".run.lock.tmp-user"
+    mine.write_text("my notes")
+    _taken_first(monkeypatch, mine)
+    with OutputLock(tmp_path / "run"):
+        assert (tmp_path / ".run.lock").is_file()
+    assert mine.read_text() == "my notes"
+
+
+def test_atomic_dir_never_removes_a_taken_temporary_folder(tmp_path, monkeypatch):
+    from advviz.errors import AdvvizError
+    from advviz.storage.checkpoint import atomic_dir
+
+    mine = tmp_path / ".ck.tmp-user"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("my thesis")
+    _taken_first(monkeypatch, mine)
+    with pytest.raises(AdvvizError, match="the previous checkpoint"):
+        with atomic_dir(tmp_path / "ck", "cannot write", "checkpoint"):
+            pass
+    assert (mine / "thesis.txt").read_text() == "my thesis"

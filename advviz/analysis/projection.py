@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +31,7 @@ import torch
 
 from ..errors import AdvvizError
 from ..storage.jsonio import dumps
+from ..storage.outdir import replace_atomically
 from .attacks import check_examples
 
 REDUCERS = ("umap", "pca", "tsne")
@@ -234,12 +234,11 @@ def _cache_read(cache_dir: Path, key: str) -> tuple[pd.DataFrame, dict] | None:
 def _cache_write(cache_dir: Path, key: str, df: pd.DataFrame, metrics: dict) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tag = uuid.uuid4().hex[:8]
-        tmp_t, tmp_m = cache_dir / f".{key}.{tag}.parquet", cache_dir / f".{key}.{tag}.json"
-        df.to_parquet(tmp_t, index=False)
-        tmp_m.write_text(dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp_t, cache_dir / f"{key}.parquet")
-        os.replace(tmp_m, cache_dir / f"{key}.json")
+        # each file whole (a failed write leaves no temporary behind); a key names one content,
+        # so the two need not change together
+        replace_atomically(cache_dir / f"{key}.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+        replace_atomically(cache_dir / f"{key}.json",
+                           lambda tmp: tmp.write_text(dumps(metrics, indent=2) + "\n", encoding="utf-8"))
     except OSError:
         pass  # caching is an optimisation: an unwritable cache directory is not an error
 

@@ -591,7 +591,7 @@ def write_cache(cache_dir: Path, key: str, rec: TokenRecords, meta: dict) -> Non
     """Atomic write (hidden temporary + rename); an unwritable directory only costs the cache."""
     from safetensors.torch import save_file
 
-    from ..storage.outputs import replace_atomically
+    from ..storage.outdir import replace_atomically
 
     cache_dir = Path(cache_dir)
     try:

@@ -171,15 +171,13 @@ class NeighborIndex:
         """Write the (possibly partial) table and its fingerprint as safetensors, atomically."""
         from safetensors.torch import save_file
 
-        from ..storage.outdir import temp_sibling
+        from ..storage.outdir import replace_atomically
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling(path)
         meta = {"k": str(self.k), "metric": self.metric, "fingerprint": self.fingerprint or "",
                 "exclude": json.dumps(sorted(self.exclude), sort_keys=True)}
-        save_file({"table": self.table.contiguous()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        replace_atomically(path, lambda tmp: save_file({"table": self.table.contiguous()}, str(tmp), metadata=meta))
         self.dirty = False
         return path
 

@@ -118,7 +118,10 @@ def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPO
     outdir.check_replaceable(target, kind)
     tmp = outdir.temp_sibling(target)
     try:
-        tmp.mkdir(parents=True)
+        tmp.mkdir(parents=True)  # outside the cleanup below: a name already taken is not ours to remove
+    except OSError as e:
+        raise AdvvizError(f"{failure}: {e.strerror or e}; the previous {what} (if any) is intact") from None
+    try:
         yield tmp
         fsync_dir_files(tmp)
         outdir.check_replaceable(target, kind)
@@ -133,13 +136,7 @@ def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPO
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Replace one JSON file of a checkpoint atomically (temp file + rename)."""
-    tmp = outdir.temp_sibling(path)
-    try:
-        _write_json(tmp, obj)
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    outdir.replace_atomically(path, lambda tmp: _write_json(tmp, obj))
 
 
 def save_checkpoint(directory: str | os.PathLike, model: Classifier, config: dict, metrics: dict,

@@ -14,8 +14,8 @@ checkpoint with a file advviz did not write beside it) is refused with one line,
 flags. ``train --out``, ``--resume``, ``lm train --out``, every atomic directory swap
 (:func:`advviz.storage.checkpoint.atomic_dir`) and every removal go through :func:`check_replaceable`.
 
-Temporary files. Every file advviz writes atomically is first written to a hidden sibling
-:func:`temp_sibling` names ``.NAME.tmp-<TOKEN>-<rand>``, where TOKEN is this process's
+Temporary files. Every file advviz writes atomically (:func:`replace_atomically`) is first written
+to a hidden sibling :func:`temp_sibling` names ``.NAME.tmp-<TOKEN>-<rand>``, where TOKEN is this process's
 :data:`PROCESS_TOKEN` (random, 16 hex digits). A name of that shape alone proves nothing (a user
 may well keep a ``.config.json.tmp-abc``), so a temporary counts as advviz's only when its TOKEN
 is one advviz recorded: this process's own, or the ``temp_token`` of the advviz lock beside the
@@ -80,6 +80,35 @@ def temp_sibling(path: str | os.PathLike) -> Path:
     path = Path(path)
     hidden = path.name if path.name.startswith(".") else f".{path.name}"
     return path.parent / f"{hidden}.tmp-{PROCESS_TOKEN}-{uuid.uuid4().hex[:8]}"
+
+
+def replace_atomically(path: str | os.PathLike, write, before_replace=None) -> Path:
+    """``write(tmp)`` fills a hidden temporary sibling of ``path`` (:func:`temp_sibling`), which then
+    replaces ``path`` by a rename, after ``before_replace(tmp)`` if given; errors (OSError included)
+    propagate. The temporary is created empty with O_EXCL before ``write`` runs, so its name is this
+    call's alone, and removing it whatever happens removes only what this call wrote."""
+    path = Path(path)
+    for _ in range(16):
+        tmp = temp_sibling(path)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(errno.EEXIST, f"no free temporary name beside {path}")
+    try:
+        write(tmp)
+        if before_replace is not None:
+            before_replace(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return path
 
 
 def _temp_tokens(path: Path) -> set[str]:
@@ -350,8 +379,8 @@ class OutputLock:
         file system has no hard links, O_EXCL + write (a reader may then briefly see it empty and
         refuses, which is safe)."""
         tmp = temp_sibling(self.path)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:  # from here on tmp is this call's own file, removed whatever happens
             try:
                 os.write(fd, data)
                 os.fsync(fd)

@@ -35,7 +35,7 @@ it never makes a user's file look like advviz's. A file of that name that is not
 (or is a symlink) is left alone, and nothing is recorded in that folder. Updates of the record
 are serialised by ``flock`` on the folder.
 
-Writing: the file goes to a hidden temporary sibling (:func:`advviz.storage.outdir.temp_sibling`),
+Writing: the file goes to a hidden temporary sibling (:func:`advviz.storage.outdir.replace_atomically`),
 is hashed, and renamed into place after rules 1 and 3 are checked again (a file that appeared
 meanwhile is the user's: refused and kept), so a failure leaves the previous file (or nothing) and
 no temporary behind.
@@ -152,7 +152,7 @@ def _record(path: Path, size: int, sha256: str) -> None:
             rec = {RECORD_KEY: 1, "about": "files advviz wrote in this folder (name: size, SHA-256); advviz "
                                           "replaces a file here without --overwrite only while it matches",
                    "files": dict(sorted(kept.items()))}
-            replace_atomically(d / RECORD_NAME, lambda tmp: tmp.write_text(dumps(rec, indent=1) + "\n",
+            outdir.replace_atomically(d / RECORD_NAME, lambda tmp: tmp.write_text(dumps(rec, indent=1) + "\n",
                                                                            encoding="utf-8"))
     except OSError:
         pass
@@ -334,28 +334,6 @@ class Outputs:
 # writing
 
 
-def replace_atomically(path: str | os.PathLike, write: Callable[[Path], object],
-                       before_replace: Callable[[Path], object] | None = None) -> Path:
-    """``write(tmp)`` fills a hidden temporary sibling of ``path``
-    (:func:`advviz.storage.outdir.temp_sibling`), which then replaces ``path`` by a rename, after
-    ``before_replace(tmp)`` if given. The temporary is removed whatever happens (it is this call's
-    own file: a fresh random name); errors (OSError included) propagate."""
-    path = Path(path)
-    tmp = outdir.temp_sibling(path)
-    try:
-        write(tmp)
-        if before_replace is not None:
-            before_replace(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return path
-
-
 def write_output(path: str | os.PathLike, write: Callable[[Path], object], flag: str = "--out", *,
                  overwrite: bool = False, beside: str | os.PathLike | None = None) -> Path:
     """``write(tmp)`` fills a temporary sibling of ``path``, which then replaces ``path`` if rules
@@ -371,7 +349,7 @@ def write_output(path: str | os.PathLike, write: Callable[[Path], object], flag:
     _check_replaceable(path, _kind(path, flag), flag, overwrite, beside)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, write, check_and_hash)
+        outdir.replace_atomically(path, write, check_and_hash)
     except OSError as e:
         raise AdvvizError(f"cannot write {flag} {path}: {e.strerror or e}") from None
     _record(path, *written[0])
