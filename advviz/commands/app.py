@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..background import cancel, default_suite, split_runs, start_parallel, status
+from ..background import cancel, default_suite, start_parallel, status
 from ..errors import AdvvizError
 from ..registry import JOBS_DIR, MODELS_DIR_ENV, models_root, scan
 
@@ -130,11 +130,10 @@ def train_default_suite(root: Path) -> None:
     each job's progress as a bar on this terminal. Ctrl-C or SIGTERM stops the jobs, each saving its
     resume state; the next ``advviz app`` continues them where they stopped."""
     suite = default_suite(root)
-    workers = min(os.cpu_count() or 1, len(suite))
-    groups = split_runs(suite, workers)
+    jobs = start_parallel(root, suite)
+    groups = [status(root, j)["names"] for j in jobs]  # as start_parallel split them
     print(f"no checkpoint under {root}: training the default models first, {len(groups)} at a time "
-          f"({'; '.join(', '.join(r.name for r in g) for g in groups)}); a few minutes on CPU", file=sys.stderr)
-    jobs = start_parallel(root, suite, workers)
+          f"({'; '.join(', '.join(g) for g in groups)}); a few minutes on CPU", file=sys.stderr)
     bars = [tqdm(total=1, position=i, desc="starting", unit="step", file=sys.stderr, dynamic_ncols=True)
             for i in range(len(jobs))]
     old = signal.signal(signal.SIGTERM, signal.default_int_handler)
