@@ -328,7 +328,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
     metrics = _read_json(directory / "metrics.json", dict) if (directory / "metrics.json").is_file() else {}
     if isinstance(config, dict):  # first, so a newer advviz's checkpoint is named as such, not as invalid
         check_format(directory, config)
-    check_config(config, f"{directory}/config.json", FORMAT_VERSION)
+    check_config(config, f"{directory}/config.json")
     # only these sections drive loading; "train" records e.g. the data directory, informational
     _check_no_paths({"model": config.get("model"), "tokenizer": config.get("tokenizer")}, f"{directory}/config.json")
     try:

@@ -166,10 +166,12 @@ def sections() -> dict[str, Check]:
     }
 
 
-def check_config(config: Any, where: str, format_version: int) -> None:
+def check_config(config: Any, where: str) -> None:
     """Refuse a classifier's config.json that does not describe a checkpoint advviz can build and
-    read (one :class:`AdvvizError` line naming ``where`` and the field; see the module doc)."""
-    _refuse(lambda: _check(config, format_version), where)
+    read (one :class:`AdvvizError` line naming ``where`` and the field; see the module doc). Its
+    ``format_version`` is checked before, by :func:`advviz.storage.checkpoint.check_format`, which
+    names the newer advviz that wrote it."""
+    _refuse(lambda: _check(config), where)
 
 
 LM_CONFIG = mapping({"model": mapping({"embedding_dim": DIM, "hidden_size": DIM, "num_layers": integer(1, MAX_LAYERS),
@@ -190,13 +192,8 @@ def _refuse(check: Callable[[], None], where: str) -> None:
         raise AdvvizError(f"{where} does not describe a model advviz can build: {e}") from None
 
 
-def _check(config: Any, format_version: int) -> None:
+def _check(config: Any) -> None:
     mapping({}, required=("model", "tokenizer", "data"))(config, "")
-    version = config.get("format_version", format_version)
-    if isinstance(version, int) and not isinstance(version, bool) and version > format_version:
-        raise Invalid(f"format_version is {version}: the checkpoint was written by a newer advviz "
-                      f"(this one reads format {format_version})")
-    integer(1, format_version)(version, "format_version")
     for name, check in sections().items():
         if name in config:
             check(config[name], name)
