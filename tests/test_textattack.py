@@ -17,6 +17,7 @@ import pytest
 
 import advviz
 from advviz.analysis import discrete
+from advviz.analysis.discrete import recipes, textattack_env
 from advviz.cli import main
 from advviz.errors import AdvvizError
 from advviz.storage.checkpoint import save_checkpoint
@@ -192,9 +193,9 @@ def test_bad_input_is_one_line(ta, tmp_path, capsys, argv_tail, expect):
 @pytest.mark.textattack
 def test_missing_resources_are_one_line(ta, tmp_path, capsys, monkeypatch):
     d = save_checkpoint(tmp_path / "ck", make_tiny_rnn("lstm"), RUN, {})
-    monkeypatch.setattr(discrete, "_pwws_missing", lambda: ["NLTK corpus 'wordnet' (python -m nltk.downloader wordnet)"])
-    monkeypatch.setitem(discrete.RECIPES, "pwws", discrete.Recipe("pwws", "PWWS", None, discrete._build_pwws,
-                                                                  discrete._pwws_missing))
+    monkeypatch.setattr(recipes, "_pwws_missing", lambda: ["NLTK corpus 'wordnet' (python -m nltk.downloader wordnet)"])
+    monkeypatch.setitem(discrete.RECIPES, "pwws", discrete.Recipe("pwws", "PWWS", None, recipes._build_pwws,
+                                                                  recipes._pwws_missing))
     monkeypatch.setenv("TA_CACHE_DIR", str(tmp_path / "empty-cache"))
     for recipe, expect in (("pwws", "wordnet"), ("textfooler", "counter-fitted")):
         assert main(["eval", str(d), "--attack", f"textattack:{recipe}"]) == 2
@@ -206,7 +207,7 @@ def test_without_the_extra_one_line_says_how_to_install(tmp_path, capsys, monkey
     d = save_checkpoint(tmp_path / "ck", make_tiny_rnn("lstm"), RUN, {})
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "textattack" else real(name, *a))
-    monkeypatch.setattr(discrete, "_STATE", {})
+    monkeypatch.setattr(textattack_env, "_STATE", {})
     assert main(["eval", str(d), "--attack", "textattack:deepwordbug"]) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install -e '.[textattack]'" in err and len(err.splitlines()) == 1
@@ -356,7 +357,7 @@ def test_pages_without_the_extra_say_how_to_install(monkeypatch, app_root):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "textattack" else real(name, *a))
-    monkeypatch.setattr(discrete, "_STATE", {})
+    monkeypatch.setattr(textattack_env, "_STATE", {})
     for page in ("robustness", "words"):
         at = _app(page, app_root, monkeypatch)
         assert_clean(at)
