@@ -14,8 +14,11 @@ import torch
 import advviz
 from advviz.analysis import words as W
 from advviz.analysis.inspection import inspect
+from advviz.analysis.words.attack import _top_flags
 from advviz.cli import main
 from advviz.errors import AdvvizError
+from advviz.methods.base import Method
+from advviz.methods.spgd import SPGD
 from advviz.storage.checkpoint import load_checkpoint, save_checkpoint
 from advviz.storage import outdir
 from advviz.storage.jsonio import dumps
@@ -140,7 +143,7 @@ def test_compare_by_word_and_sentence_views():
 def test_top_flags_by_hand():
     norms = torch.tensor([[0.5, 0.0, 0.1, 0.3, 0.3], [0.2, 0.0, 0.0, 0.1, 0.0]])
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.bool)
-    top = W._top_flags(norms, mask)
+    top = _top_flags(norms, mask)
     assert top.tolist() == [[True, False, False, True, True], [True, False, False, True, False]]
 
 
@@ -182,7 +185,7 @@ def test_saliency_from_the_attacks_own_gradient_equals_a_separate_pass(tiny_lstm
     """SPGD hands its g0 to the atlas (no second backward); FreeLB does not, so the atlas runs
     its own clean forward/backward. Both give the per-example ‖∂L/∂eᵢ‖."""
     tapped, _ = W.attack_tokens(stub(tiny_lstm), SENTENCES, LABELS, "spgd", {"k": 3}, batch_size=4)
-    monkeypatch.setattr(W, "_tap_grad0", lambda method: {})
+    monkeypatch.setattr(SPGD, "perturb_with_grad0", Method.perturb_with_grad0)  # δ only: the atlas's own pass
     separate, _ = W.attack_tokens(stub(tiny_lstm), SENTENCES, LABELS, "spgd", {"k": 3}, batch_size=4)
     np.testing.assert_allclose(tapped.saliency, separate.saliency, rtol=1e-4, atol=1e-7)
     assert np.array_equal(tapped.norm, separate.norm)

@@ -148,12 +148,16 @@ class Clean:
         ids, matrix = batch["input_ids"], core.embedding_matrix()
         return torch.zeros(*ids.shape, matrix.shape[1], dtype=matrix.dtype, device=ids.device)  # (B, T, D)
 
+    def perturb_with_grad0(self, model, batch, generator=None) -> tuple[torch.Tensor, None]:
+        return self.perturb(model, batch, generator), None
+
 
 @dataclass
 class AttackedBatch:
     """One batch of :func:`attack_batches`: the texts' positions ``index``, the tokenized
     ``batch`` on the device (``input_ids``, ``attention_mask``, ``labels`` attacked, ``index``),
-    the perturbation ``delta`` <float>[B,T,D]; ``clean`` / ``adv`` / ``real`` are computed once
+    the perturbation ``delta`` <float>[B,T,D], ``grad0`` the attack's own clean input gradient
+    ∂L_C/∂E <float>[B,T,D] (mean loss over the batch) when it computed one, else None; ``clean`` / ``adv`` / ``real`` are computed once
     on first use (no gradients)."""
 
     index: list[int]
@@ -161,6 +165,7 @@ class AttackedBatch:
     delta: torch.Tensor
     core: object = field(repr=False)
     _clean: object = field(default=None, repr=False)
+    grad0: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def ids(self) -> torch.Tensor:
@@ -219,7 +224,7 @@ def attack_batches(model, method, texts, labels=None, *, batch_size: int = 32, s
                 y = torch.tensor([int(labels[i]) for i in idx], dtype=torch.long, device=core.device)
             batch["labels"] = y  # (B,)
             batch["index"] = torch.tensor(idx, dtype=torch.long, device=core.device)  # (B,)
-            ab.delta = method.perturb(core, batch, gen)  # (B, T, D)
+            ab.delta, ab.grad0 = method.perturb_with_grad0(core, batch, gen)  # (B, T, D), (B, T, D) or None
             yield ab
             done += len(idx)
             if progress is not None:

@@ -107,13 +107,19 @@ class AdversarialMethod(Method):
                 "delta_norm": float(delta.flatten(1).norm(dim=1).mean())}
         return StepOutput(loss.detach(), out.logits.detach(), logs)
 
-    def perturb(self, model, batch, generator=None) -> torch.Tensor:
+    def _perturb(self, model, batch, generator=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         core = unwrap(model)
         ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
         mask = core.perturbable_mask(ids, att)  # (B, T)
         embeds = core.embed(ids).detach()  # (B, T, D)
         g0 = input_grad(model, embeds, torch.zeros_like(embeds), att, y)[0] if self._uses_grad0() else None
-        return masked(self.adversary(model, ids, embeds, att, y, mask, g0, generator).detach(), mask)
+        return masked(self.adversary(model, ids, embeds, att, y, mask, g0, generator).detach(), mask), g0
+
+    def perturb(self, model, batch, generator=None) -> torch.Tensor:
+        return self._perturb(model, batch, generator)[0]
+
+    def perturb_with_grad0(self, model, batch, generator=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self._perturb(model, batch, generator)
 
 
 class NeighborMixin:

@@ -128,6 +128,13 @@ class Method:
                 generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{self.name} is a training method, not an attack")
 
+    def perturb_with_grad0(self, model: nn.Module, batch: dict[str, torch.Tensor],
+                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(:meth:`perturb`'s δ, the clean input gradient g0 = ∂L_C/∂E at δ = 0 when the attack
+        computed it on the way, else None): the word atlas's saliency reuses g0 instead of a second
+        backward pass."""
+        return self.perturb(model, batch, generator), None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors a resumed run needs to continue bit-identically (generators, memory banks,
         neighbour tables). The base class saves ``self.generator`` when there is one."""
