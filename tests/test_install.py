@@ -16,6 +16,7 @@ import pytest
 
 import advviz
 from advviz import data
+from advviz.data import named
 from advviz.cli import main
 from advviz.commands import app as app_cmd
 from advviz.errors import AdvvizError
@@ -110,17 +111,17 @@ def test_a_file_by_path_needs_no_data_directory(tmp_path, monkeypatch, capsys):
     path trains and evaluates; a named set says in one line where it looked and what to install."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "nowhere"))
-    monkeypatch.setattr(data, "_CACHE", {})
+    monkeypatch.setattr(named, "_CACHE", {})
     csv = tmp_path / "mine.csv"
     csv.write_text("text,label\n" + "".join(f"{'nice fine' if i % 2 else 'bad poor'} film {i},{'pos' if i % 2 else 'neg'}\n"
                                             for i in range(40)))
     assert main([str(a) for a in ["train", "--dataset", csv, *TINY, "--out", tmp_path / "m"]]) == 0
     assert main([str(a) for a in ["eval", tmp_path / "m", "--dataset", csv, "--json"]]) == 0
     capsys.readouterr()
-    monkeypatch.setattr(data, "hub_available", lambda: False)
+    monkeypatch.setattr(named, "hub_available", lambda: False)
     monkeypatch.setitem(sys.modules, "datasets", None)  # the [hub] extra not installed: import fails
     monkeypatch.delenv(data.DATA_DIR_ENV)
-    monkeypatch.setattr(data, "data_dir_search", lambda d=None: [("./data", tmp_path / "data")])
+    monkeypatch.setattr(named, "data_dir_search", lambda d=None: [("./data", tmp_path / "data")])
     line = one_line(capsys, ["train", "--dataset", "mr", *TINY, "--out", tmp_path / "m2"])
     assert "pip install 'advviz[hub]'" in line and str(tmp_path / "data") in line
 
