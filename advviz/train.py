@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -294,6 +294,52 @@ def resolve_training(train: dict, model: dict) -> tuple[TrainConfig, ModelOption
         raise AdvvizError(str(e)) from None
 
 
+@dataclass
+class Counters:
+    """Where a run is: the resumable counters, saved in the resume state's ``counters`` object with
+    the log beside them (:meth:`to_json`; the keys and their order are the resume format, read back
+    by :meth:`from_json` from files written by any earlier advviz)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    seen: int = 0
+    train_time: float = 0.0
+    best: dict = field(default_factory=lambda: {"dev_accuracy": -1.0})  # the best checkpoint's metrics
+
+    def to_json(self, log: list) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "log": log}
+
+    @classmethod
+    def from_json(cls, c: Counters) -> "Counters":
+        """From a ``counters`` object (checked by ``storage.resume``; the ``log`` beside them is the caller's)."""
+        return cls(**{f.name: c[f.name] for f in fields(cls)})
+
+
+@dataclass
+class _Run:
+    """What one :meth:`Trainer.fit` built and the loop reads: the accelerator, the models and their
+    optimisation, the data, the run's recorded settings and sizes."""
+
+    acc: object  # accelerate.Accelerator
+    model: torch.nn.Module  # prepared by the accelerator (wrapped when distributed)
+    core: torch.nn.Module  # the classifier itself (what is saved)
+    extras: dict  # method-owned modules, prepared
+    extras_core: dict  # the same, unwrapped (what is saved)
+    optimizer: object
+    scheduler: object
+    params: list
+    train: TextDataset
+    dev: TextDataset
+    run: dict  # the checkpoint's run record
+    total: int  # optimisation steps of the run
+    unlabeled: list
+    unlabeled_stream: object  # UnlabeledStream | None
+    steps_per_epoch: int
+    n_params: int
+    majority: float | None = None  # the dev set's majority-class share, computed on first use
+
+
 class Trainer:
     """``Trainer(cfg, method).fit()``: builds data and model, trains, keeps the best checkpoint,
     saves resumable state every ``save_every`` steps and at each epoch end."""
@@ -425,26 +471,24 @@ class Trainer:
             "model_info": model_info, "lr": lr, "num_processes": acc.num_processes,
             "grad_clip": cfg.resolved_grad_clip,
         }
-        self._ctx = dict(acc=acc, model=model, core=core, extras=extras,
+        self._ctx = _Run(acc=acc, model=model, core=core, extras=extras,
                          extras_core={k: acc.unwrap_model(v) for k, v in extras.items()},  # what is saved
                          optimizer=optimizer, scheduler=scheduler,
                          params=params, train=train, dev=dev, run=run, total=total, unlabeled=unlabeled,
                          unlabeled_stream=UnlabeledStream(len(unlabeled), cfg.batch_size, cfg.seed, acc.process_index,
                                                           acc.num_processes) if unlabeled else None,
                          steps_per_epoch=steps_per_epoch, n_params=sum(p.numel() for p in params))
-        counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0, "train_time": 0.0,
-                    "best": {"dev_accuracy": -1.0}}
+        counters = Counters()
         if saved is not None:
             from .storage.resume import restore, resume_dir
 
-            counters = restore(saved[0], saved[1], model=core, extras=self._ctx["extras_core"],
-                               optimizer=optimizer, scheduler=scheduler, method=self.method,
-                               directory=resume_dir(self.out_dir))
+            counters = Counters.from_json(restore(saved[0], saved[1], model=core, extras=self._ctx.extras_core,
+                                                  optimizer=optimizer, scheduler=scheduler, method=self.method,
+                                                  directory=resume_dir(self.out_dir)))
             self.log = list(saved[0]["counters"].get("log", []))
-            counters.pop("log", None)
-            stop.saved_step = counters["step"]
+            stop.saved_step = counters.step
             if self.progress and acc.is_main_process:
-                tqdm.write(f"resuming {self.out_dir} at step {counters['step']} (epoch {counters['epoch']})")
+                tqdm.write(f"resuming {self.out_dir} at step {counters.step} (epoch {counters.epoch})")
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
         counters = self._loop(counters, stop)
         return self._finish(counters)
@@ -539,61 +583,61 @@ class Trainer:
                                   f"({limit} positions); use --max-length {limit} or less")
 
     # -- the loop ------------------------------------------------------------------------------
-    def _loop(self, c: dict, stop: _StopFlag) -> dict:
+    def _loop(self, c: Counters, stop: _StopFlag) -> Counters:
         x, cfg = self._ctx, self.cfg
-        acc, model, total = x["acc"], x["model"], x["total"]
-        eval_every = cfg.eval_every or x["steps_per_epoch"]
+        acc, model, total = x.acc, x.model, x.total
+        eval_every = cfg.eval_every or x.steps_per_epoch
         probe_every = max(1, math.ceil(total / CHANCE_PROBES))
-        bar = tqdm(total=total, initial=c["step"], desc=f"train {cfg.method}",
+        bar = tqdm(total=total, initial=c.step, desc=f"train {cfg.method}",
                    disable=not self.progress or not acc.is_main_process)
         running = {"loss": 0.0, "correct": 0, "n": 0}
-        while c["step"] < total and c["epoch"] < cfg.epochs:
-            batches = epoch_batches(len(x["train"]), cfg.batch_size, cfg.seed, c["epoch"],
+        while c.step < total and c.epoch < cfg.epochs:
+            batches = epoch_batches(len(x.train), cfg.batch_size, cfg.seed, c.epoch,
                                     acc.process_index, acc.num_processes)
             for i, idx in enumerate(batches):
-                if i < c["batch_in_epoch"]:
+                if i < c.batch_in_epoch:
                     continue  # done before the resume
-                stream = x["unlabeled_stream"]
-                extra = [x["unlabeled"][j] for j in stream.indices(c["step"])] if stream is not None else None
-                batch = make_batch(x["core"].tokenizer, x["train"], idx, acc.device, extra)
-                for m in [model, *x["extras"].values()]:
+                stream = x.unlabeled_stream
+                extra = [x.unlabeled[j] for j in stream.indices(c.step)] if stream is not None else None
+                batch = make_batch(x.core.tokenizer, x.train, idx, acc.device, extra)
+                for m in [model, *x.extras.values()]:
                     m.train()
                 t0 = time.perf_counter()
-                out = train_one_step(self.method, model, batch, x["optimizer"], x["scheduler"], acc, x["params"],
-                                     x["run"]["grad_clip"])
+                out = train_one_step(self.method, model, batch, x.optimizer, x.scheduler, acc, x.params,
+                                     x.run["grad_clip"])
                 if out is None:
                     bar.close()
-                    best = c["best"]
+                    best = c.best
                     where = (f"the last good checkpoint (step {best.get('steps')}) is kept at {self.out_dir}"
                              if best["dev_accuracy"] >= 0 else "no checkpoint had been written yet")
-                    raise AdvvizError(f"training diverged: loss is nan or inf at step {c['step'] + 1}; {where}. "
+                    raise AdvvizError(f"training diverged: loss is nan or inf at step {c.step + 1}; {where}. "
                                       f"Try a lower --lr or a smaller --epsilon")
-                c["step"] += 1
-                c["batch_in_epoch"] = i + 1
-                self.method.on_step_end(model, c["step"])
+                c.step += 1
+                c.batch_in_epoch = i + 1
+                self.method.on_step_end(model, c.step)
                 if self.on_step is not None:
-                    self.on_step(c["step"], total)
-                c["train_time"] += time.perf_counter() - t0
+                    self.on_step(c.step, total)
+                c.train_time += time.perf_counter() - t0
                 bs = len(idx) * acc.num_processes
-                c["seen"] += bs
+                c.seen += bs
                 self._account(running, out, batch, bs, c, bar)
-                if c["step"] % eval_every == 0 or c["step"] == total:
-                    self._evaluate(c, final=c["step"] == total)
-                elif c["step"] % probe_every == 0 and at_chance(self.log, self._majority()):
+                if c.step % eval_every == 0 or c.step == total:
+                    self._evaluate(c, final=c.step == total)
+                elif c.step % probe_every == 0 and at_chance(self.log, self._majority()):
                     self._probe_chance(c)
-                end_of_epoch = c["batch_in_epoch"] == x["steps_per_epoch"]
+                end_of_epoch = c.batch_in_epoch == x.steps_per_epoch
                 if end_of_epoch:
-                    c["epoch"], c["batch_in_epoch"] = c["epoch"] + 1, 0
+                    c.epoch, c.batch_in_epoch = c.epoch + 1, 0
                 if stop.requested:
                     stop.disarm()  # the step ended in time: save, then stop
-                if (cfg.save_every and c["step"] % cfg.save_every == 0) or end_of_epoch or stop.requested:
+                if (cfg.save_every and c.step % cfg.save_every == 0) or end_of_epoch or stop.requested:
                     self._save_state(c)
-                    stop.saved_step = c["step"]
+                    stop.saved_step = c.step
                 if stop.requested:
                     bar.close()
-                    raise Interrupted(f"stopped by {stop.requested} at step {c['step']}; state saved — continue "
+                    raise Interrupted(f"stopped by {stop.requested} at step {c.step}; state saved — continue "
                                       f"with the same command plus --resume")
-                if c["step"] >= total:
+                if c.step >= total:
                     break
         bar.close()
         return c
@@ -601,54 +645,54 @@ class Trainer:
     def _account(self, running, out, batch, bs, c, bar) -> None:
         running["loss"] += out.loss.item() * bs
         hit = out.logits.argmax(-1) == batch["labels"]  # unlabeled rows (label -100) never count
-        running["correct"] += int(hit.sum()) * self._ctx["acc"].num_processes
+        running["correct"] += int(hit.sum()) * self._ctx.acc.num_processes
         running["n"] += bs
         bar.update(1)
-        if c["step"] % self.cfg.log_every == 0:
-            acc = self._ctx["acc"]
+        if c.step % self.cfg.log_every == 0:
+            acc = self._ctx.acc
             if acc.num_processes > 1:  # metrics reduced over processes (each saw its share of the batch)
                 t = acc.reduce(torch.tensor([running["loss"], running["correct"]], device=acc.device), "mean")
                 running["loss"], running["correct"] = float(t[0]), float(t[1])
-            line = {"step": c["step"], "epoch": c["epoch"], "loss": running["loss"] / running["n"],
+            line = {"step": c.step, "epoch": c.epoch, "loss": running["loss"] / running["n"],
                     "train_accuracy": running["correct"] / running["n"],
-                    "lr": self._ctx["scheduler"].get_last_lr()[0],
-                    "examples_per_s": c["seen"] / max(c["train_time"], 1e-9), **out.logs}
+                    "lr": self._ctx.scheduler.get_last_lr()[0],
+                    "examples_per_s": c.seen / max(c.train_time, 1e-9), **out.logs}
             running.update(loss=0.0, correct=0, n=0)
             bar.set_postfix(loss=f"{line['loss']:.4f}")
             self._log(line)
 
-    def _save_state(self, c: dict) -> None:
+    def _save_state(self, c: Counters) -> None:
         from .storage.resume import save_state
 
         x = self._ctx
-        if not x["acc"].is_main_process:
+        if not x.acc.is_main_process:
             return
-        save_state(self.out_dir, model=x["core"], extras=x["extras_core"],
-                   optimizer=x["optimizer"], scheduler=x["scheduler"], method=self.method,
-                   counters={**c, "log": self.log}, run_fingerprint=x["run"])
+        save_state(self.out_dir, model=x.core, extras=x.extras_core,
+                   optimizer=x.optimizer, scheduler=x.scheduler, method=self.method,
+                   counters=c.to_json(self.log), run_fingerprint=x.run)
 
-    def _evaluate(self, c: dict, final: bool = False) -> None:
-        x, step = self._ctx, c["step"]
-        m = evaluate(x["core"], x["dev"].texts, x["dev"].labels)
-        line = {"step": step, "epoch": c["epoch"], "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"],
+    def _evaluate(self, c: Counters, final: bool = False) -> None:
+        x, step = self._ctx, c.step
+        m = evaluate(x.core, x.dev.texts, x.dev.labels)
+        line = {"step": step, "epoch": c.epoch, "dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"],
                 "dev_loss": m["loss"]}
         eligible = final or self.method.checkpoint_eligible(step)
         if not eligible:
             line["eligible"] = False  # a warm-start model (CARL before L_D): logged, never kept as best
         self._log(line)
-        main = x["acc"].is_main_process  # every process evaluates the same dev set; only rank 0 writes
+        main = x.acc.is_main_process  # every process evaluates the same dev set; only rank 0 writes
         if self.progress and main:
             tqdm.write(f"step {step}: dev accuracy {m['accuracy']:.4f} (loss {m['loss']:.4f})"
                        + ("" if eligible else f"; warm start, not kept as {self.method.name}"))
-        if eligible and m["accuracy"] > c["best"]["dev_accuracy"]:
-            c["best"] = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
-                         "steps": step, "epoch": c["epoch"], "train_examples_seen": c["seen"],
-                         "train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9),
-                         "train_seconds": c["train_time"], "parameters": x["n_params"], "method": self.method.name,
+        if eligible and m["accuracy"] > c.best["dev_accuracy"]:
+            c.best = {"dev_accuracy": m["accuracy"], "dev_macro_f1": m["macro_f1"], "dev_loss": m["loss"],
+                         "steps": step, "epoch": c.epoch, "train_examples_seen": c.seen,
+                         "train_examples_per_s": c.seen / max(c.train_time, 1e-9),
+                         "train_seconds": c.train_time, "parameters": x.n_params, "method": self.method.name,
                          **({"extra_parameters": self.extra_parameters} if self.extra_parameters else {}),
                          **self.method.metrics()}
             if main:
-                save_checkpoint(self.out_dir, x["core"], x["run"], c["best"], self.log, x["extras_core"])
+                save_checkpoint(self.out_dir, x.core, x.run, c.best, self.log, x.extras_core)
         elif main:
             self._append_log_file(line)
 
@@ -659,11 +703,11 @@ class Trainer:
 
     # -- the stall mark -------------------------------------------------------------------------
     def _majority(self) -> float:
-        if "majority" not in self._ctx:
-            self._ctx["majority"] = majority_share(self._ctx["dev"].labels)
-        return self._ctx["majority"]
+        if self._ctx.majority is None:
+            self._ctx.majority = majority_share(self._ctx.dev.labels)
+        return self._ctx.majority
 
-    def _probe_chance(self, c: dict) -> None:
+    def _probe_chance(self, c: Counters) -> None:
         """Between the regular evaluations, the dev accuracy of a run whose latest evaluation was at
         chance (``probe_accuracy`` lines: never kept as a checkpoint, and evaluation draws no random
         numbers, so they change nothing a run trains or saves but its log). A run that learns stops
@@ -671,27 +715,27 @@ class Trainer:
         falls back); one that stalls is probed a twentieth of the run apart, which dates its stall
         to that resolution."""
         x = self._ctx
-        m = evaluate(x["core"], x["dev"].texts, x["dev"].labels)
-        line = {"step": c["step"], "epoch": c["epoch"], "probe_accuracy": m["accuracy"]}
+        m = evaluate(x.core, x.dev.texts, x.dev.labels)
+        line = {"step": c.step, "epoch": c.epoch, "probe_accuracy": m["accuracy"]}
         self._log(line)
-        if x["acc"].is_main_process:
+        if x.acc.is_main_process:
             self._append_log_file(line)
 
-    def _finish(self, c: dict) -> TrainResult:
+    def _finish(self, c: Counters) -> TrainResult:
         from .storage.resume import clear_state
 
-        best = c["best"]
-        if best["dev_accuracy"] >= 0 and self._ctx["acc"].is_main_process:
-            chance = chance_record(self.log, self._majority(), c["step"])
-            best = {**best, "total_steps": c["step"], "total_train_seconds": c["train_time"],
-                    "total_train_examples_per_s": c["seen"] / max(c["train_time"], 1e-9), "chance": chance}
+        best = c.best
+        if best["dev_accuracy"] >= 0 and self._ctx.acc.is_main_process:
+            chance = chance_record(self.log, self._majority(), c.step)
+            best = {**best, "total_steps": c.step, "total_train_seconds": c.train_time,
+                    "total_train_examples_per_s": c.seen / max(c.train_time, 1e-9), "chance": chance}
             if chance["stalled"] and self.progress:
                 tqdm.write(f"advviz: warning: this run {stall_note(best)} (dev accuracy within "
                            f"{chance['margin']:.0%} of the majority class {chance['majority_share']:.3f}): it did not "
                            f"train as {self.method.name} does; try another --seed or a lower --lr")
             write_json_atomic(self.out_dir / "metrics.json", best)
             clear_state(self.out_dir)  # the run is complete: its resume state is no longer needed
-        return TrainResult(self.out_dir, best, self.log, self._ctx["acc"].is_main_process)
+        return TrainResult(self.out_dir, best, self.log, self._ctx.acc.is_main_process)
 
 
 def train(cfg: TrainConfig, method: Method | None = None, model_options: ModelOptions = ModelOptions(),

@@ -124,3 +124,18 @@ def test_existing_run_is_not_clobbered(tmp_path, data_dir):
     subprocess.run(_args(data_dir, out, extra=["--max-steps", "2"]), check=True)
     p = subprocess.run(_args(data_dir, out, extra=["--max-steps", "2"]), capture_output=True, text=True)
     assert p.returncode == 2 and "already holds a run" in p.stderr
+
+
+def test_counters_read_and_write_the_resume_format():
+    """The Trainer's counters (a dataclass) read a resume state's ``counters`` object as every earlier
+    advviz wrote it (keys in this order, the log beside them) and write it back byte for byte."""
+    from advviz.train import Counters
+
+    old = {"step": 7, "epoch": 1, "batch_in_epoch": 2, "seen": 56, "train_time": 1.5,
+           "best": {"dev_accuracy": 0.5, "steps": 5}, "log": [{"step": 5, "dev_accuracy": 0.5}]}
+    c = Counters.from_json(old)
+    assert (c.step, c.epoch, c.batch_in_epoch, c.seen, c.best["steps"]) == (7, 1, 2, 56, 5)
+    assert json.dumps(c.to_json(old["log"])) == json.dumps(old)
+    assert json.dumps(Counters().to_json([])) == json.dumps({"step": 0, "epoch": 0, "batch_in_epoch": 0, "seen": 0,
+                                                             "train_time": 0.0, "best": {"dev_accuracy": -1.0},
+                                                             "log": []})
