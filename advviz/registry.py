@@ -29,6 +29,7 @@ from typing import Any
 from .errors import AdvvizError
 from .evaluate import stall_note
 from .methods.carl import ld_status
+from .storage import outdir
 from .storage.outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.analysis.lm)
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
@@ -46,9 +47,7 @@ def models_root(value: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(MODELS_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    from .train import DEFAULT_MODELS_DIR
-
-    return DEFAULT_MODELS_DIR.resolve()
+    return outdir.DEFAULT_MODELS_DIR.resolve()
 
 
 def check_name(name: str) -> str:

@@ -66,9 +66,6 @@ class TextTokenizer:
             mask[i, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
-    def num_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
     def convert_ids_to_tokens(self, ids) -> list[str]:
         return [self.vocab[int(i)] for i in ids]
 

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .storage import outdir
+from .storage.outdir import DEFAULT_MODELS_DIR
 from .config import PRESETS, Config, hp, is_rnn, refuse_unused_by_family, train_default
 from .storage.checkpoint import save_checkpoint, write_json_atomic
 from .data import TextDataset, label_map_record, load_splits, parse_label_map
@@ -28,7 +29,6 @@ from .evaluate import CHANCE_PROBES, at_chance, chance_record, evaluate, majorit
 from .methods import METHODS, Method, build_method, resolve_method
 from .models import ModelOptions, build_model
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)

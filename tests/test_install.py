@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -132,3 +134,13 @@ def test_makefile_and_ci_run_the_wheel_check():
     assert (REPO / ".ci" / "wheel-check.sh").is_file()
     readme = (REPO / "README.md").read_text()
     assert "pip install" in readme[readme.index("## Install"):]
+
+
+def test_the_models_root_does_not_import_the_trainer():
+    """The models-root scanner reads the default models folder from storage.outdir, below it and the
+    trainer, instead of importing train (and torch's optimisers, accelerate) for a path."""
+    code = ("import sys; from advviz import registry; registry.models_root(); "
+            "print('advviz.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout
+    assert out.strip() == "False"

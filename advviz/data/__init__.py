@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .catalog import REGISTRY, DatasetSpec
 from .dataset import SPLITS, TextDataset, subset_indices
-from .files import LABEL_COLUMNS, READ_CHUNK, TEXT_COLUMNS, _read_bytes, _read_text, read_lines, read_rows, read_table
+from .files import LABEL_COLUMNS, READ_CHUNK, TEXT_COLUMNS, _read_bytes, _read_text, read_lines, read_rows
 from .labels import (
     MIN_ROWS_FOR_CLASS_CHECK, align_labels, check_classes, ids_mean_classes, label_map_record, parse_label,
     parse_label_map, rows_to_dataset,
@@ -33,7 +33,7 @@ from .splits import DERIVED_FRACTION, DERIVED_SPLIT_SEED, derive_splits, stratif
 
 __all__ = [
     'REGISTRY', 'DatasetSpec', 'SPLITS', 'TextDataset', 'subset_indices', 'LABEL_COLUMNS', 'READ_CHUNK', 'TEXT_COLUMNS',
-    '_read_bytes', '_read_text', 'read_lines', 'read_rows', 'read_table', 'MIN_ROWS_FOR_CLASS_CHECK',
+    '_read_bytes', '_read_text', 'read_lines', 'read_rows', 'MIN_ROWS_FOR_CLASS_CHECK',
     'align_labels', 'check_classes', 'ids_mean_classes', 'label_map_record', 'parse_label', 'parse_label_map',
     'rows_to_dataset', 'DATA_DIR_ENV', 'data_dir_search', 'dataset_files', 'default_data_dir', 'hub_available',
     'list_datasets', 'load_dataset', 'load_splits', 'training_reading', 'LABELED_SPLIT_STREAM', 'concat',

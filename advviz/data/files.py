@@ -172,12 +172,6 @@ def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict], list[int]
     return header, rows, lines
 
 
-def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
-    """Read a .csv/.tsv/.jsonl file (optionally .gz) into (columns, rows)."""
-    cols, rows, _ = read_rows(path)
-    return cols, rows
-
-
 def _pick(cols: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path) -> str:
     if wanted:
         if wanted not in cols:

@@ -24,11 +24,6 @@ METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, 
                                                                VAT, UAE]}
 
 
-def register(cls: type[Method]) -> type[Method]:
-    METHODS[cls.name] = cls
-    return cls
-
-
 def get_method(name: str) -> type[Method]:
     if name not in METHODS:
         raise AdvvizError(f"unknown method '{name}'; known: {', '.join(METHODS)}")
@@ -68,4 +63,4 @@ def build_method(name: str, overrides: dict | None = None) -> Method:
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "StepOutput", "attacks", "build_method", "get_method",
-           "register", "resolve_method", "unwrap"]
+           "resolve_method", "unwrap"]

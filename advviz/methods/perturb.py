@@ -16,12 +16,6 @@ def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x * mask.unsqueeze(-1).to(x.dtype)  # (B,T,D)
 
 
-def token_norms(delta: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """<float>[B,T] ‖δ_i‖₂ of each token (0 where masked out)."""
-    n = delta.float().norm(dim=-1)
-    return n * mask.to(n.dtype) if mask is not None else n
-
-
 def example_norms(delta: torch.Tensor, p: str = "l2") -> torch.Tensor:
     """<float>[B] norm of each example's flattened perturbation (l2 or linf)."""
     flat = delta.float().reshape(delta.shape[0], -1)

@@ -52,6 +52,9 @@ from .jsonio import dumps
 CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
 ABSENT, EMPTY = "absent", "empty"
 LM_KIND = "advviz-lstm-lm"
+# where `advviz train` writes a run without --out, and the models root without $ADVVIZ_MODELS_DIR
+# (here, below train and the models-root scanner, so that both read it)
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 
 # Tokenizer files a Hugging Face ``save_pretrained`` may write (they vary by tokenizer class).
 HF_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
