@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .storage.checkpoint import Checkpoint, load_checkpoint
 from .data import align_labels, ids_mean_classes, load_dataset, training_reading
+from .errors import AdvvizError
 from .evaluate import evaluate, predict_logits
+from .methods.rar import load_rar_head
+from .storage.checkpoint import Checkpoint, load_checkpoint
 
 
 class Model:
@@ -55,8 +57,6 @@ class Model:
             self._rar_head = None
             state = self.checkpoint.extra_state.get("rar")
             if state is not None:
-                from .methods.rar import load_rar_head
-
                 layout = (self.config.get("method") or {}).get("rar_head", "ln-first")
                 self._rar_head = load_rar_head(self.classifier, state, layout)
         return self._rar_head
@@ -83,8 +83,6 @@ class Model:
     def evaluate(self, dataset: str | None = None, split: str = "dev", max_examples: int | None = None,
                  data_dir=None, seed: int = 0) -> dict:
         """Accuracy, macro-F1, loss and n on a split (default: the data set it was trained on)."""
-        from .errors import AdvvizError
-
         if max_examples is not None and max_examples <= 0:
             raise AdvvizError(f"--max-examples must be positive, got {max_examples}")
         name = dataset or self.config["data"]["name"]

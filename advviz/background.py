@@ -28,10 +28,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import to_argv
 from .errors import AdvvizError
+from .methods import METHODS, build_method, get_method, resolve_method
+from .models import ModelOptions
 from .registry import JOBS_DIR, check_name, models_root, resolve
+from .storage import outdir
 from .storage.jsonio import dumps
 from .storage.outdir import replace_atomically
+from .train import Interrupted, TrainConfig, Trainer, resolve_training
 
 DEFAULT_SUITE = ("baseline", "spgd", "freelb", "carl", "rar")  # the README's default comparison
 # The default set: a GloVe-LSTM on sst2-sent; each method with its family preset (SPGD ε 2.0 for the
@@ -57,10 +62,6 @@ class TrainRun:
 
     def configs(self, root, resume: bool = False):
         """(TrainConfig, ModelOptions, Method) for this run, writing to ROOT/NAME."""
-        from .methods import build_method, resolve_method
-        from .models import ModelOptions
-        from .train import resolve_training
-
         model_fields = {f.name for f in dataclasses.fields(ModelOptions)}
         train = {k: v for k, v in self.train.items() if k not in model_fields}
         cfg, opts = resolve_training(
@@ -71,11 +72,6 @@ class TrainRun:
 
     def argv(self, root) -> list[str]:
         """The equivalent ``advviz train`` command line (shown in the job's log)."""
-        from .config import to_argv
-        from .methods import get_method
-        from .models import ModelOptions
-        from .train import TrainConfig
-
         model_fields = {f.name for f in dataclasses.fields(ModelOptions)}
         train = {k: v for k, v in self.train.items() if k not in model_fields}
         model = {k: v for k, v in self.train.items() if k in model_fields}
@@ -86,6 +82,7 @@ class TrainRun:
 def resumable(out: str | os.PathLike) -> bool:
     """A stopped run left its resume state in ``out`` (``advviz train --resume`` continues it)."""
     try:
+        # deferred: `advviz --help` must not load it
         from .storage.resume import resume_dir
     except ImportError:
         return False
@@ -103,9 +100,6 @@ def restart(root: str | os.PathLike, job_id: str) -> str:
 def default_suite(root: str | os.PathLike | None = None) -> list[TrainRun]:
     """The default comparison: the GloVe-LSTM on sst2-sent with each method of
     :data:`DEFAULT_SUITE` that is registered now (method values: the family preset)."""
-    from .methods import METHODS
-    from .train import TrainConfig
-
     seed = TrainConfig.seed
     return [TrainRun(f"lstm-sst2-sent-{m}-s{seed}", {**DEFAULT_TRAIN, "method": m}) for m in DEFAULT_SUITE
             if m in METHODS]
@@ -287,8 +281,6 @@ def _group_alive(pgid: int) -> bool:
 
 def forget(root: str | os.PathLike, job_id: str) -> None:
     """Remove a finished job's folder (not its checkpoint)."""
-    from .storage import outdir
-
     if status(root, job_id)["state"] == "running":
         raise AdvvizError("the job is still running; cancel it first")
     outdir.remove_owned(_job_dir(root, job_id), outdir.JOB)
@@ -323,8 +315,6 @@ class _Progress:
 
 def _run(job_dir: Path) -> int:
     """The runner: each run in turn with the Trainer, output in train.log; stop at the first failure."""
-    from .train import Interrupted, Trainer
-
     spec = _spec(job_dir)
     root = spec["root"]
     rc = 0

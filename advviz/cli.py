@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 
-from .commands import flags
+from tqdm import tqdm
+
+from .api import load
+from .commands import COMMAND_MODULES, flags
+from .config import add_flags, given, train_default
+from .data import data_dir_search, default_data_dir, hub_available, list_datasets
 from .errors import AdvvizError
-from .limits import set_max_data_mb
+from .limits import DEFAULT_MAX_DATA_MB, MAX_DATA_MB_ENV, check_max_examples, set_max_data_mb
+from .methods import build_method, resolve_method
+from .models import ModelOptions
+from .storage.jsonio import dumps
+from .train import TrainConfig, Trainer, resolve_training
+from .version import __version__
 
 
 # --------------------------------------------------------------------------------------------
@@ -23,9 +35,6 @@ from .limits import set_max_data_mb
 
 
 def cmd_data_list(args) -> int:
-    from .data import data_dir_search, default_data_dir, hub_available, list_datasets
-    from .storage.jsonio import dumps
-
     rows = list_datasets(args.data_dir)
     if args.json:
         print(dumps(rows, indent=2))
@@ -45,11 +54,6 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .config import given
-    from .methods import build_method, resolve_method
-    from .models import ModelOptions
-    from .train import TrainConfig, Trainer, resolve_training
-
     cfg, opts = resolve_training(given(args, TrainConfig), given(args, ModelOptions))
     values = resolve_method(cfg.method, cfg.arch, flags.method_values(args, [cfg.method]), cfg.preset)
     method = build_method(cfg.method, values)
@@ -62,10 +66,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .api import load
-    from .limits import check_max_examples
-    from .storage.jsonio import dumps
-
     check_max_examples(args.max_examples)
     model = load(args.checkpoint)
     name = args.dataset or model.config["data"]["name"]
@@ -84,10 +84,6 @@ def cmd_eval(args) -> int:
 
 
 def _train_parser(sub, argv: list[str]) -> None:
-    from .config import add_flags, train_default
-    from .models import ModelOptions
-    from .train import TrainConfig
-
     method = (flags.named_methods(argv, "train") or ["baseline"])[0]
     arch = (flags.peek(argv, "--arch") or [TrainConfig.arch])[-1]
     p = sub.add_parser("train", help="train a classifier", epilog=flags.method_defaults_table(),
@@ -105,9 +101,6 @@ def _train_parser(sub, argv: list[str]) -> None:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser for this command line (its method and attack flags are those it names)."""
-    from .version import __version__
-    from .commands import COMMAND_MODULES
-
     argv = list(argv or [])
     parser = argparse.ArgumentParser(prog="advviz", description="Adversarial training in embedding space, visualised.")
     parser.add_argument("--version", action="version", version=f"advviz {__version__}")
@@ -142,8 +135,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def _add_data_limit(parser: argparse.ArgumentParser) -> None:
     """``--max-data-mb`` on every command: each reads files (data sets, --unlabeled, --augment,
     --input, ...) through one bounded reader (``data._read_bytes``, ``limits.max_data_bytes``)."""
-    from .limits import DEFAULT_MAX_DATA_MB, MAX_DATA_MB_ENV
-
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         parser.add_argument("--max-data-mb", type=float, default=None, metavar="MB",
@@ -161,8 +152,6 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
-    import signal
-
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM stops at once
     raise Terminated()
 
@@ -170,8 +159,6 @@ def _on_sigterm(signum, frame):
 def _close_progress_bars() -> None:
     """Close the progress bars a stopped command left open, so that its one line starts a line of
     its own (and no bar is redrawn after it)."""
-    from tqdm import tqdm
-
     for bar in list(getattr(tqdm, "_instances", [])):
         bar.close()
 
@@ -179,11 +166,6 @@ def _close_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command line. What it sets for itself (the SIGTERM handler, ``--max-data-mb``) is
     undone on return, so a caller that runs several (tests, the app) sees no trace of it."""
-    import signal
-    import threading
-
-    from .limits import MAX_DATA_MB_ENV
-
     limit = os.environ.get(MAX_DATA_MB_ENV)
     main_thread = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
@@ -218,6 +200,7 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(record=True) as held:
             try:
+                # transformers: optional and slow to import
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.set_verbosity_error()

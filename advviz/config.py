@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .errors import AdvvizError
+from .limits import count_problem, maximum
 
 # --------------------------------------------------------------------------------------------
 # fields
@@ -71,8 +72,6 @@ class Config:
     ``epochs``... field enforces the same bound wherever it is built (flags, app, Python)."""
 
     def __post_init__(self):
-        from .limits import count_problem
-
         for f in dataclasses.fields(self):
             problem = count_problem(f.name, getattr(self, f.name), flag_of(f))
             if problem:
@@ -213,8 +212,6 @@ def refuse_unused_by_family(arch: str, values: dict) -> None:
 
 
 def _help(f: dataclasses.Field, default, note: str = "") -> str:
-    from .limits import maximum
-
     top = maximum(f.name)
     text = f.metadata["help"] + ("" if top is None else f", at most {top:,}")
     shown = "" if default is None or default is False else f" (default: {default})"

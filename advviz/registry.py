@@ -26,10 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .api import load as load_model
 from .errors import AdvvizError
 from .evaluate import stall_note
 from .methods.carl import ld_status
-from .storage import outdir
+from .storage import jsonio, outdir
+from .storage.checkpoint import write_json_atomic
+from .storage.jsonio import depth, read_regular
 from .storage.outdir import LM_KIND  # config.json "kind" of a language model directory (advviz.analysis.lm)
 
 MODELS_DIR_ENV = "ADVVIZ_MODELS_DIR"
@@ -86,12 +89,10 @@ def _load_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, str | 
     """(value, None), (None, None) when the file does not exist, or (None, reason) when it cannot
     be used: only a regular file inside the checkpoint is read (no symlink, FIFO or device), at
     most ``max_bytes`` and nested at most :data:`advviz.storage.jsonio.MAX_DEPTH` deep."""
-    from .storage.jsonio import read_json
-
     if not os.path.lexists(path):
         return None, None
     try:
-        return read_json(path, max_bytes), None
+        return jsonio.read_json(path, max_bytes), None  # (the module's own read_json reads a checkpoint's file)
     except AdvvizError as e:
         return None, f"{path.name}: {str(e).split(': ', 1)[-1]}"
 
@@ -274,8 +275,6 @@ def fingerprint(path: Path) -> float:
 
 def load(root: str | os.PathLike, name: str, device: str = "cpu"):
     """:func:`advviz.load` for a model of this root, by name only."""
-    from .api import load as load_model
-
     path = resolve(root, name)
     if not is_checkpoint(path):
         raise AdvvizError(f"model '{name}' is gone or incomplete (no config.json / model.safetensors)")
@@ -284,8 +283,6 @@ def load(root: str | os.PathLike, name: str, device: str = "cpu"):
 
 def delete(root: str | os.PathLike, name: str) -> None:
     """Remove one checkpoint directory of the root (only a directory that is a checkpoint)."""
-    from .storage import outdir
-
     path = resolve(root, name)
     kind, reason = outdir.ownership(path)
     if kind not in (outdir.CHECKPOINT, outdir.LM):
@@ -296,8 +293,6 @@ def delete(root: str | os.PathLike, name: str) -> None:
 
 def record_eval(path: str | os.PathLike, clean: dict | None = None, attacks: list[dict] | None = None) -> dict:
     """Merge results into ``eval.json`` (attacks replace earlier rows with the same name and ε)."""
-    from .storage.checkpoint import write_json_atomic
-
     path = Path(path)
     ev = _read_json(path / "eval.json")
     ev = ev if isinstance(ev, dict) else {}
@@ -315,8 +310,6 @@ def record_eval(path: str | os.PathLike, clean: dict | None = None, attacks: lis
 
 def train_log(root: str | os.PathLike, name: str) -> list[dict]:
     """The logged steps and evaluations of model ``name`` (``train_log.jsonl``; bad lines skipped)."""
-    from .storage.jsonio import depth, read_regular
-
     path = resolve(root, name) / "train_log.jsonl"
     out = []
     try:

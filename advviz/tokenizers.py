@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .limits import MAX_TEXT_CHARS
+from .limits import MAX_TEXT_CHARS, max_data_bytes
+from .storage.jsonio import read_regular
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 _WORD_RE = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
@@ -136,9 +137,6 @@ class WordTokenizer(TextTokenizer):
     def load(cls, directory: Path, meta: dict) -> "WordTokenizer":
         """The vocabulary of a checkpoint (or LM) directory: a regular file of at most
         ``--max-data-mb`` (a checkpoint from elsewhere may hold a vocab.txt of any size)."""
-        from .limits import max_data_bytes
-        from .storage.jsonio import read_regular
-
         raw = read_regular(Path(directory) / "vocab.txt", max_data_bytes(), "vocabulary file (--max-data-mb)")
         vocab = raw.decode("utf-8").split("\n")[:-1]
         return cls(vocab, meta.get("max_length", 400), meta.get("lowercase", True))
@@ -174,7 +172,7 @@ class HFTokenizer(TextTokenizer):
 
     @classmethod
     def from_pretrained(cls, path: str, max_length: int = 128, **kw) -> "HFTokenizer":
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # optional and slow to import: loaded only when used
 
         return cls(AutoTokenizer.from_pretrained(path, **kw), max_length)
 
@@ -197,7 +195,7 @@ class HFTokenizer(TextTokenizer):
 
     @classmethod
     def load(cls, directory: Path, meta: dict) -> "HFTokenizer":
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # optional and slow to import: loaded only when used
 
         return cls(AutoTokenizer.from_pretrained(str(directory), local_files_only=True),
                    meta.get("max_length", 128))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,17 +19,22 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .storage import outdir
-from .storage.outdir import DEFAULT_MODELS_DIR
 from .config import PRESETS, Config, hp, is_rnn, refuse_unused_by_family, train_default
-from .storage.checkpoint import save_checkpoint, write_json_atomic
-from .data import TextDataset, label_map_record, load_splits, parse_label_map
+from .data import (
+    TextDataset, concat, dataset_files, label_map_record, labeled_split, load_splits, load_unlabeled,
+    parse_label_map, read_augment,
+)
 from .errors import AdvvizError
-from .storage.jsonio import dumps
-from .limits import check_fits, seed_problem
 from .evaluate import CHANCE_PROBES, at_chance, chance_record, evaluate, majority_share, stall_note
+from .limits import MAX_TEXT_CHARS, check_fits, seed_problem
 from .methods import METHODS, Method, build_method, resolve_method
 from .models import ModelOptions, build_model
+from .storage import outdir
+from .storage.checkpoint import save_checkpoint, write_json_atomic
+from .storage.jsonio import dumps
+from .storage.outdir import DEFAULT_MODELS_DIR
+from .storage.outputs import check_output_dir
+from .tokenizers import count_clipped
 
 
 
@@ -235,17 +242,12 @@ class _StopFlag:
         self._armed = False
 
     def __enter__(self):
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        import signal
-
         self.requested = signal.Signals(signum).name
         for sig, old in self._old.items():
             signal.signal(sig, old)
@@ -265,15 +267,11 @@ class _StopFlag:
 
     def disarm(self) -> None:
         """Cancel the grace timer (the loop is about to save and stop by itself)."""
-        import signal
-
         if self._armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._armed = False
 
     def __exit__(self, *exc):
-        import signal
-
         self.disarm()
         for sig, old in self._old.items():
             signal.signal(sig, old)
@@ -363,10 +361,8 @@ class Trainer:
     def _check_out_dir(self) -> dict | None:
         """The saved state to resume from, or None for a fresh run; refuses to clobber work and
         to write where advviz cannot prove the directory is its own (advviz.storage.outdir)."""
+        # deferred: `advviz --help` must not load it
         from .storage.resume import has_state, load_state, resume_dir
-
-        from .data import dataset_files
-        from .storage.outputs import check_output_dir
 
         cfg = self.cfg
         has_ckpt = outdir.check_replaceable(self.out_dir, outdir.CHECKPOINT) == outdir.CHECKPOINT
@@ -404,8 +400,6 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train under a lock on the output directory (only the process that writes, rank 0 of a
         distributed run, takes it); the lock is released on every way out."""
-        import os
-
         writer = int(os.environ.get("RANK", "0") or 0) == 0
         lock = outdir.OutputLock(self.out_dir) if writer else None
         if lock is not None:
@@ -419,6 +413,7 @@ class Trainer:
                 lock.release()
 
     def _fit(self, stop: "_StopFlag") -> TrainResult:
+        # optional and slow to import: loaded only when used
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -480,6 +475,7 @@ class Trainer:
                          steps_per_epoch=steps_per_epoch, n_params=sum(p.numel() for p in params))
         counters = Counters()
         if saved is not None:
+            # deferred: `advviz --help` must not load it
             from .storage.resume import restore, resume_dir
 
             counters = Counters.from_json(restore(saved[0], saved[1], model=core, extras=self._ctx.extras_core,
@@ -502,8 +498,6 @@ class Trainer:
         the vocabulary either way, so runs that differ only by the method share one vocabulary.
         ``--unlabeled`` adds texts for label-free methods (refused for the others, which would
         ignore them); ``--augment`` files add labelled rows."""
-        from .data import concat, labeled_split, load_unlabeled, read_augment
-
         cfg, uses = self.cfg, self.method.uses_unlabeled
         semi: dict = {}
         rest: list[str] = []
@@ -512,8 +506,6 @@ class Trainer:
         extra: list[str] = []
         if cfg.unlabeled:
             if not uses:
-                from .methods import METHODS
-
                 free = ", ".join(n for n, c in METHODS.items() if c.uses_unlabeled)
                 raise AdvvizError(f"--unlabeled is text for label-free methods ({free}); --method {cfg.method} "
                                   f"trains on labelled examples only and would ignore it")
@@ -535,9 +527,6 @@ class Trainer:
         """How many texts are longer than a tokenizer reads (``limits.MAX_TEXT_CHARS``; each is
         cut to its first characters), per set: recorded in the checkpoint (``data.texts_cut``) and
         said once on the terminal. Empty when none is."""
-        from .limits import MAX_TEXT_CHARS
-        from .tokenizers import count_clipped
-
         counts = {k: count_clipped(v) for k, v in (("train", train.texts), ("dev", dev.texts),
                                                    ("unlabeled", unlabeled))}
         counts = {k: n for k, n in counts.items() if n}
@@ -662,7 +651,7 @@ class Trainer:
             self._log(line)
 
     def _save_state(self, c: Counters) -> None:
-        from .storage.resume import save_state
+        from .storage.resume import save_state  # deferred: `advviz --help` must not load it
 
         x = self._ctx
         if not x.acc.is_main_process:
@@ -722,7 +711,7 @@ class Trainer:
             self._append_log_file(line)
 
     def _finish(self, c: Counters) -> TrainResult:
-        from .storage.resume import clear_state
+        from .storage.resume import clear_state  # deferred: `advviz --help` must not load it
 
         best = c.best
         if best["dev_accuracy"] >= 0 and self._ctx.acc.is_main_process:

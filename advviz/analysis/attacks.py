@@ -43,9 +43,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from tqdm.auto import tqdm
 
 from ..config import method_preset
 from ..errors import AdvvizError
+from ..evaluate import batches_by_length
 from ..methods import attacks, build_method, get_method, resolve_method
 from ..methods.adversarial import NeighborMixin
 from ..methods.neighbors import NeighborIndex, excluded_ids, index_for
@@ -129,8 +131,6 @@ class console_progress:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, desc=self.desc, leave=False)
         self.bar.update(done - self.bar.n)
 
@@ -204,8 +204,6 @@ def attack_batches(model, method, texts, labels=None, *, batch_size: int = 32, s
     """Attack ``texts`` with ``method`` (see the module docstring): yields one
     :class:`AttackedBatch` per batch. ``labels`` are the labels attacked (None: the classifier's
     own prediction on each text); ``also``: further modules kept in eval mode while it runs."""
-    from ..evaluate import batches_by_length
-
     core = getattr(model, "classifier", model)
     texts = list(texts)
     modules = [core, *(m for m in also if m is not None)]

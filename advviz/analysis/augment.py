@@ -39,6 +39,9 @@ import torch
 
 from ..config import default_attack
 from ..errors import AdvvizError
+from ..methods import neighbors
+from ..methods.spgd import top_tokens
+from ..storage.outputs import write_output
 
 TEXT_FORMS = ("moved_to", "reconstructed")
 COLUMNS = ("text", "label", "source_index", "attack", "changed_tokens")
@@ -58,7 +61,7 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = defau
     indices in their split (default 0..N−1); ``token_share`` < 1 replaces (moved_to) only the
     ⌈share·N⌉ perturbed tokens of each text with the largest ‖δᵢ‖; ``progress(n)`` is called
     after each batch of n."""
-    from ..methods import neighbors
+    # deferred: `advviz --help` must not load it
     from .attacks import attack_batches, check_examples, prepare_attack
     from .reconstruct import _decode
 
@@ -94,7 +97,6 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = defau
                 norms = delta.norm(dim=-1)  # (B, T)
                 moved = (norms > 0) & real
                 if token_share < 1:  # only the largest perturbations of each text
-                    from ..methods.spgd import top_tokens
 
                     counts = (moved.sum(1).double() * token_share).ceil().long()
                     moved = top_tokens(norms, moved, counts)
@@ -130,8 +132,6 @@ def augment_rows(model, texts: list[str], labels: list[int], attack: str = defau
 def write_tsv(path, rows: list[dict], overwrite: bool = False) -> None:
     """The rows as a TSV file with the header ``COLUMNS`` (written whole, never over a file advviz
     did not write unless ``overwrite``: ``storage.outputs``)."""
-    from ..storage.outputs import write_output
-
     def write(tmp):
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write("\t".join(COLUMNS) + "\n")

@@ -31,12 +31,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..storage import outdir
 from ..config import Config, hp
-from ..storage.checkpoint import atomic_dir, check_tensors, state_tensors, stored
 from ..data import load_dataset
 from ..errors import AdvvizError, first_line
-from ..limits import MAX_DIM, MAX_LAYERS
+from ..limits import MAX_DIM, MAX_LAYERS, seed_problem
+from ..storage import outdir
+from ..storage.checkpoint import atomic_dir, check_tensors, state_tensors, stored
 from ..storage.jsonio import dumps, read_json
 from ..storage.schema import check_lm_config
 from ..tokenizers import BOS, EOS, PAD, UNK, WordTokenizer
@@ -238,7 +238,6 @@ class LMTrainConfig(Config):
             raise ValueError(f"the gradient clip must be a positive number, got {self.grad_clip}")
         if self.max_vocab < 5 or self.min_freq < 1:
             raise ValueError("--max-vocab must be at least 5 (<pad> <unk> <s> </s> and a word) and --min-freq at least 1")
-        from ..limits import seed_problem
 
         if seed_problem(self.seed):
             raise ValueError(seed_problem(self.seed))
@@ -319,7 +318,7 @@ def _lm_words(lm: LSTMLanguageModel, tokenizer, tokens: list[str]) -> list[str] 
 
 def _inspect_by_label(model, texts, labels, attack, overrides, seed, bar) -> list[dict]:
     """``advviz.analysis.inspection.inspect`` against each text's gold label (it takes one label per call)."""
-    from .inspection import inspect
+    from .inspection import inspect  # deferred: `advviz --help` must not load it
 
     rows: list = [None] * len(texts)
     for c in sorted(set(labels)):

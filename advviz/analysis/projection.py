@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import closing
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,8 @@ import torch
 from ..errors import AdvvizError
 from ..storage.jsonio import dumps
 from ..storage.outdir import replace_atomically
-from .attacks import check_examples
+from ..storage.outputs import write_output
+from .attacks import Clean, attack_batches, check_examples, prepare_attack
 
 REDUCERS = ("umap", "pca", "tsne")
 CACHE_VERSION = 1
@@ -67,11 +69,12 @@ class Projector:
 
     def _build(self, used: str, n: int):
         if used == "pca":
+            # optional and slow to import: loaded only when used
             from sklearn.decomposition import PCA
 
             return PCA(n_components=self.n_components, random_state=self.seed)
         if used == "tsne":
-            from sklearn.manifold import TSNE
+            from sklearn.manifold import TSNE  # optional and slow to import: loaded only when used
 
             perp = min(self.perplexity, max(1.0, (n - 1) / 3))
             if perp < self.perplexity:
@@ -110,10 +113,6 @@ def representations(model, texts: list[str], labels: list[int], attack: str | No
                     overrides: dict | None = None, seed: int = 0, batch_size: int = 32,
                     progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Pooled sentence representations and logits, clean and (with ``attack``) adversarial."""
-    from contextlib import closing
-
-    from .attacks import Clean, attack_batches, prepare_attack
-
     core = model.classifier
     method = prepare_attack(core, attack, overrides, cache_dir=None)[0] if attack else Clean()
     n = len(texts)
@@ -142,6 +141,7 @@ def representations(model, texts: list[str], labels: list[int], attack: str | No
 
 
 def _silhouette(X: np.ndarray, labels: np.ndarray) -> float | None:
+    # optional and slow to import: loaded only when used
     from sklearn.metrics import silhouette_score
 
     k = len(np.unique(labels))
@@ -292,8 +292,6 @@ def project_representations(model, texts, labels, attack: str | None = None, ove
 def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write by extension: .parquet or .csv (temporary sibling + rename, never over a file advviz
     did not write unless ``overwrite``: :mod:`advviz.storage.outputs`)."""
-    from ..storage.outputs import write_output
-
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in (".parquet", ".csv"):

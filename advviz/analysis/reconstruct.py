@@ -31,6 +31,7 @@ import torch
 
 from ..config import default_attack
 from ..errors import AdvvizError
+from .attacks import attack_batches, check_examples, console_progress, prepare_attack
 
 
 def _decode(tok, text: str, ids: torch.Tensor, rec: torch.Tensor) -> str:
@@ -76,9 +77,7 @@ def reconstruct_dataset(model, texts: list[str], labels: list[int], attack: str 
 
     ``model`` and ``judge`` are :class:`advviz.api.Model` s; ``model`` must have a RAR head.
     ``progress``: True for a console bar, or a callback ``progress(done, total)`` (the app's bar)."""
-    import pandas as pd
-
-    from .attacks import attack_batches, check_examples, console_progress, prepare_attack
+    import pandas as pd  # optional and slow to import: loaded only when used
 
     if model.rar_head is None:
         raise AdvvizError(f"{model.name} has no RAR head: train it with --method rar or carl+rar")

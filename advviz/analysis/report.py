@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
+import sys
 import time
 from pathlib import Path
 
+from ..api import load
 from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
-from ..storage.jsonio import dumps
-from ..evaluate import stall_note
+from ..evaluate import evaluate, stall_note
 from ..methods.carl import ld_status
+from ..storage.jsonio import dumps
+from ..storage.outputs import Outputs, write_output
+from .discrete import check_recipe, run_textattack
+from .lm import adversarial_perplexity, load_lm
+from .robustness import evaluate_under_attack
 
 DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
 
@@ -94,9 +101,6 @@ DISCRETE_MEANS = ("clean_accuracy", "accuracy", "attack_success_rate", "mean_que
 
 def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
                batch_size=32, progress=False, textattack=(), textattack_examples=None) -> dict:
-    from ..evaluate import evaluate
-    from .robustness import evaluate_under_attack
-
     row = _describe(model)
     clean = evaluate(model.classifier, texts, labels, batch_size)
     row.update(clean_accuracy=clean["accuracy"], clean_loss=clean["loss"], n=clean["n"])
@@ -106,8 +110,6 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     row["attacks"] = [{k: r[k] for k in ("epsilon", "accuracy", "cosine", "euclidean", "flip_rate")} for r in res]
     row["perplexity"] = []
     if lm is not None:
-        from .lm import adversarial_perplexity
-
         for spec in ppl_attacks:
             name, ov = parse_attack_spec(spec)
             p = adversarial_perplexity(model, lm, texts, labels, name, ov, seed, progress)
@@ -117,8 +119,6 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     row["discrete"] = []
     n = len(texts) if textattack_examples is None else min(textattack_examples, len(texts))
     for recipe in textattack:
-        from .discrete import run_textattack
-
         if progress:
             print(f"  textattack:{recipe} on {n} examples", flush=True)
         res = run_textattack(model, texts[:n], labels[:n], recipe, seed=seed)
@@ -135,13 +135,9 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
                  textattack_examples: int | None = None, overwrite: bool = False) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc);
     ``out_md`` and its JSON are checked first (:func:`check_outputs`)."""
-    from ..api import load
-
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
     if textattack:
-        from .discrete import check_recipe
-
         textattack = list(dict.fromkeys(check_recipe(r) for r in textattack))
     if textattack_examples is not None and textattack_examples <= 0:
         raise AdvvizError(f"--textattack-examples must be positive, got {textattack_examples}")
@@ -155,14 +151,10 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
     ds = models[0].examples(dataset, split, data_dir)
     sub = ds.subset(max_examples, seed)
     if max_examples is not None and max_examples > len(ds):
-        import sys
-
         print(f"advviz: note: asked for {max_examples} examples but {dataset}/{split} has {len(ds)}; using all",
               file=sys.stderr)
     lm = None
     if lm_dir is not None:
-        from .lm import load_lm
-
         lm = load_lm(lm_dir)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None and k != "epsilon"}
     rows = []
@@ -186,8 +178,6 @@ def check_outputs(out_md: str | os.PathLike, dirs, dataset: str | None, data_dir
                   lm_dir: str | os.PathLike | None = None, overwrite: bool = False) -> None:
     """``out_md`` and the JSON beside it may be written (:mod:`advviz.storage.outputs`): neither is
     an input (a checkpoint, the language model, the data set) nor a file advviz did not write."""
-    from ..storage.outputs import Outputs
-
     guard = Outputs(overwrite, checkpoints=dirs, data=[(dataset, data_dir)], other=[(lm_dir, "the language model")])
     guard.file(out_md, "--out")
     guard.file(Path(out_md).with_suffix(".json"), "--out (JSON)", beside=out_md)
@@ -195,8 +185,6 @@ def check_outputs(out_md: str | os.PathLike, dirs, dataset: str | None, data_dir
 
 def _mean_std(values: list) -> dict:
     """Mean and sample standard deviation (ddof 1) of the values that are numbers."""
-    import statistics
-
     xs = [float(v) for v in values if isinstance(v, (int, float))]
     return {"mean": statistics.fmean(xs) if xs else None, "std": statistics.stdev(xs) if len(xs) > 1 else None}
 
@@ -372,8 +360,6 @@ def _discrete_tables(report: dict) -> list[str]:
 
 
 def write_report(report: dict, out_md: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
-    from ..storage.outputs import write_output
-
     out_md = Path(out_md)
     out_json = out_md.with_suffix(".json")
     write_output(out_md, lambda tmp: tmp.write_text(render_markdown(report) + "\n", encoding="utf-8"),

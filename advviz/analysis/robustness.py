@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import AdvvizError
 from ..limits import check_count
+from ..methods import resolve_method
 from .attacks import attack_batches, build_attack, check_examples, console_progress, prepare_attack
 
 
@@ -91,8 +92,6 @@ def default_epsilons(attack: str, overrides: dict | None, chosen: list[str], row
     embeddings were hardened at), else the attack's default after the first chosen model's family
     preset (so a GloVe LSTM is not first attacked at the paper's SPGD ε 25). The one grid of both
     ``advviz eval --attack`` without ``--eps`` and the Robustness page, so both show the same ε."""
-    from ..methods import resolve_method
-
     by_name = {r.get("name"): r for r in rows}
     e = (overrides or {}).get("epsilon")
     if e is None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 from ..errors import AdvvizError
+from ..evaluate import predict_logits
 from ..limits import check_count
 
 EXACT_BELOW = 25  # b + c below this: exact binomial McNemar
@@ -113,8 +114,6 @@ def check_same_labels(model_a, model_b) -> None:
 def compare_models(model_a, model_b, texts, labels, n_boot: int = 1000, seed: int = 0,
                    batch_size: int = 64, progress: bool = False) -> dict:
     """Accuracy of each, paired t-test on per-example losses, McNemar, bootstrap CI of the difference."""
-    from ..evaluate import predict_logits
-
     check_same_labels(model_a, model_b)
     if len(texts) != len(labels) or not len(texts):
         raise AdvvizError("compare needs a non-empty list of texts with one label each")

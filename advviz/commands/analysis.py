@@ -6,17 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import COMMAND_DEFAULTS, default_attack
+from tqdm.auto import tqdm
+
+from ..analysis.lm import LMConfig, LMTrainConfig, adversarial_perplexity, load_lm, train_lm
+from ..api import load
+from ..config import COMMAND_DEFAULTS, add_flags, default_attack, given
 from ..errors import AdvvizError
-from ..limits import check_count, maximum
-from . import flags
+from ..limits import check_count, check_seed, maximum
+from ..methods import attacks
+from ..storage import outdir
 from ..storage.jsonio import dumps
+from ..storage.outputs import Outputs, write_output
+from . import flags
 
 
 def add_parsers(sub, eval_parser, argv: list[str]) -> None:
-    from ..analysis.lm import LMConfig, LMTrainConfig
-    from ..config import add_flags
-
     raw = argparse.RawDescriptionHelpFormatter
     method_defaults_table = flags.method_defaults_table
     p = sub.add_parser("lm", help="word-level LSTM language model (perplexity of adversarial text)")
@@ -113,16 +117,12 @@ def _examples(args, model):
 
 def _check_common(args) -> None:
     """--seed and --n / --max-examples of the analysis commands, before anything is loaded."""
-    from ..limits import check_seed
-
     check_seed(args.seed)
     if args.max_examples is not None and args.max_examples <= 0:
         raise AdvvizError(f"--n / --max-examples must be positive, got {args.max_examples}")
 
 
 def _attack_list(values) -> list[str]:
-    from ..methods import attacks
-
     names = [a.strip() for v in values for a in v.split(",") if a.strip()]
     known = attacks()
     for a in names:
@@ -135,15 +135,11 @@ def _attack_list(values) -> list[str]:
 
 
 def cmd_lm_train(args) -> int:
-    from ..analysis.lm import LMConfig, LMTrainConfig, train_lm
-    from ..config import given
-
     try:
         cfg = LMTrainConfig(**given(args, LMTrainConfig))
         mcfg = LMConfig(**given(args, LMConfig))
     except ValueError as e:
         raise AdvvizError(str(e)) from None
-    from ..storage import outdir
 
     out = Path(args.out or Path("models") / f"lm-{Path(args.dataset).stem}")
     outdir.check_replaceable(out, outdir.LM)  # refuse a foreign --out before leaving a lock file beside it
@@ -158,9 +154,7 @@ def cmd_lm_train(args) -> int:
 
 
 def cmd_perplexity(args) -> int:
-    from ..api import load
-    from ..analysis.lm import adversarial_perplexity, load_lm
-    from ..analysis.report import parse_attack_spec
+    from ..analysis.report import parse_attack_spec  # deferred: `advviz --help` must not load it
 
     _check_common(args)
     names = _attack_list(args.attack)
@@ -188,7 +182,7 @@ def cmd_perplexity(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ..api import load
+    # deferred: `advviz --help` must not load the analyses (scipy)
     from ..analysis.stats import check_n_boot, check_same_labels, compare_models
 
     _check_common(args)
@@ -215,13 +209,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_project(args) -> int:
-    from tqdm.auto import tqdm
-
     _check_common(args)
-    from ..api import load
+    # deferred: `advviz --help` must not load the analyses (pandas)
     from ..analysis.projection import default_cache_dir, project_representations, write_table
-
-    from ..storage.outputs import Outputs, write_output
 
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise AdvvizError(f"{args.out}: --out must end in .parquet or .csv")
@@ -265,12 +255,12 @@ def cmd_project(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ..api import load
+    # deferred: `advviz --help` must not load it
     from ..analysis.report import build_report
     from ..analysis.robustness import parse_epsilons
 
     _check_common(args)
-    from ..analysis.report import check_outputs
+    from ..analysis.report import check_outputs  # deferred: `advviz --help` must not load it
 
     if Path(args.out).suffix.lower() == ".json":
         raise AdvvizError(f"{args.out}: --out names the markdown report (report.md); its JSON is written beside it")

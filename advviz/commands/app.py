@@ -54,6 +54,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
 
 def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
     try:
+        # Linux only (prctl): any failure leaves the child as it is
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG

@@ -3,12 +3,22 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..api import load
 from ..config import COMMAND_DEFAULTS, default_attack
+from ..data import read_lines, subset_indices
 from ..errors import AdvvizError
-from ..limits import MAX_TEXT_CHARS, maximum
+from ..evaluate import evaluate
+from ..limits import MAX_TEXT_CHARS, check_max_examples, check_positive, check_seed, maximum
+from ..methods import attacks
+from ..registry import describe
 from ..storage.jsonio import dumps
+from ..storage.outputs import Outputs, write_output
 from . import flags
 
 
@@ -55,16 +65,12 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
 
 
 def _raw():
-    import argparse
-
     return argparse.RawDescriptionHelpFormatter
 
 
 def read_texts(args) -> list[str]:
     texts = list(args.text or [])
     if args.input:
-        from ..data import read_lines
-
         texts += [ln for ln in read_lines(args.input, allow_stdin=True) if ln.strip()]
     if not texts:
         raise AdvvizError("give at least one --text or an --input file")
@@ -72,12 +78,7 @@ def read_texts(args) -> list[str]:
 
 
 def cmd_inspect(args) -> int:
-    import sys
-
-    from ..analysis.inspection import inspect
-    from ..api import load
-
-    from ..limits import check_seed
+    from ..analysis.inspection import inspect  # deferred: `advviz --help` must not load it
 
     check_seed(args.seed)
     texts = read_texts(args)
@@ -123,7 +124,7 @@ def format_result(r: dict) -> str:
 
 
 def cmd_eval_attack(args, previous) -> int:
-    from ..analysis.discrete import is_textattack
+    from ..analysis.discrete import is_textattack  # deferred: `advviz --help` must not load it
 
     if not is_textattack(getattr(args, "attack", None)):
         for flag, value in (("--adversarial-csv", args.adversarial_csv), ("--overlap", args.overlap)):
@@ -137,10 +138,8 @@ def cmd_eval_attack(args, previous) -> int:
         return previous(args)
     if is_textattack(args.attack):
         return cmd_eval_textattack(args)
+    # deferred: `advviz --help` must not load the analyses
     from ..analysis.robustness import default_epsilons, evaluate_under_attack, parse_epsilons
-    from ..api import load
-    from ..evaluate import evaluate
-    from ..limits import check_max_examples, check_seed
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
@@ -175,8 +174,6 @@ def cmd_eval_attack(args, previous) -> int:
 
 def _registry_row(model) -> dict:
     """The model's registry row (what the Robustness page reads: its arch, method and trained ε)."""
-    from ..registry import describe
-
     directory = getattr(model, "directory", None)
     row = describe(Path(directory)) if directory else {}
     return {**row, "name": "model", "arch": row.get("arch") or getattr(model.classifier, "arch", None)}
@@ -185,8 +182,6 @@ def _registry_row(model) -> dict:
 def _outputs(args):
     """``--per-example`` and ``--adversarial-csv`` checked against each other and the inputs known
     before the model is loaded (the data set a checkpoint names is added once it is read)."""
-    from ..storage.outputs import Outputs
-
     guard = Outputs(args.overwrite, checkpoints=[args.checkpoint], data=[(args.dataset, args.data_dir)])
     guard.file(args.per_example, "--per-example")
     guard.file(getattr(args, "adversarial_csv", None), "--adversarial-csv")
@@ -194,8 +189,6 @@ def _outputs(args):
 
 
 def _write_per_example(path: Path, attacks: list[dict], overwrite: bool) -> None:
-    from ..storage.outputs import write_output
-
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             for a in attacks:
@@ -207,13 +200,8 @@ def _write_per_example(path: Path, attacks: list[dict], overwrite: bool) -> None
 
 def cmd_eval_textattack(args) -> int:
     """``advviz eval DIR --attack textattack:RECIPE``: clean accuracy and TextAttack's row."""
-    from tqdm.auto import tqdm
-
+    # deferred: `advviz --help` must not load the analyses
     from ..analysis.discrete import adversarial_rows, check_recipe, run_textattack, write_csv
-    from ..api import load
-    from ..data import subset_indices
-    from ..evaluate import evaluate
-    from ..limits import check_max_examples, check_positive, check_seed
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
@@ -225,14 +213,12 @@ def cmd_eval_textattack(args) -> int:
         raise AdvvizError(f"--adversarial-csv {args.adversarial_csv}: give a .csv file")
     recipe = check_recipe(args.attack)
     if args.overlap:
-        from ..methods import attacks
-
         if args.overlap not in attacks():
             raise AdvvizError(f"--overlap {args.overlap!r} is not an embedding-space attack; attacks: "
                               f"{', '.join(attacks())}")
     model = load(args.checkpoint)
     if args.overlap:  # a setting this model cannot take is one line before TextAttack runs, not after
-        from ..analysis.attacks import check_attack
+        from ..analysis.attacks import check_attack  # deferred: `advviz --help` must not load it
 
         overlap_values = flags.paper_or_family(args, args.overlap, flags.method_values(args, [args.overlap]))
         check_attack(model, args.overlap, overlap_values)
@@ -259,7 +245,7 @@ def cmd_eval_textattack(args) -> int:
         write_csv(args.adversarial_csv, adversarial_rows(model, out["per_example"], out["row"]["name"], keep),
                   overwrite=args.overwrite)
     if args.overlap:
-        from ..analysis.discrete import overlap
+        from ..analysis.discrete import overlap  # deferred: `advviz --help` must not load it
 
         ov = overlap(model, out["per_example"], args.overlap, overlap_values, args.attack_seed)
         out["row"]["overlap"] = {k: v for k, v in ov.items() if k != "examples"}

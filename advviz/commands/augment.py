@@ -3,16 +3,24 @@ train --augment FILE`` (label-free adversaries issue)."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..analysis.augment import TEXT_FORMS, augment_rows, write_tsv
+from ..api import load
 from ..config import default_attack
+from ..data import subset_indices
 from ..errors import AdvvizError
+from ..limits import check_positive, check_seed
+from ..methods import attacks
+from ..storage.outputs import Outputs
 from . import flags
 
 
 def add_parsers(sub, eval_parser, argv: list[str]) -> None:
-    from ..analysis.augment import TEXT_FORMS
-
     p = sub.add_parser("augment", help="write text-form adversarial examples (TSV) to retrain on with --augment",
                        epilog=flags.method_defaults_table(), formatter_class=_raw())
     p.add_argument("checkpoint")
@@ -40,23 +48,10 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
 
 
 def _raw():
-    import argparse
-
     return argparse.RawDescriptionHelpFormatter
 
 
 def cmd_augment(args) -> int:
-    import sys
-
-    from tqdm.auto import tqdm
-
-    from ..analysis.augment import augment_rows, write_tsv
-    from ..api import load
-    from ..data import subset_indices
-    from ..limits import check_positive, check_seed
-    from ..methods import attacks
-    from ..storage.outputs import Outputs
-
     check_seed(args.seed)
     check_positive(args.batch_size, "--batch-size")
     check_positive(args.max_examples, "--max-examples")

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import (COMMAND_DEFAULTS, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, default_attack,
-                      flag_fields, flag_of, given, method_preset)
+from ..config import (
+    COMMAND_DEFAULTS, FAMILY_PRESETS, PRESETS, add_flags, all_flags, arch_default, default_attack, flag_fields,
+    flag_of, given, method_preset,
+)
 from ..errors import AdvvizError
+from ..limits import check_count
 from ..methods import METHODS, get_method, resolve_method
+from ..storage.outputs import OVERWRITE_HELP
 
 #: flag that names the methods on each command's line, and its default
 METHOD_FLAG = {"train": ("--method", "baseline"), "eval": ("--attack", None), "perplexity": ("--attack", None),
@@ -88,8 +92,6 @@ def method_values(args: argparse.Namespace, names: list[str]) -> dict:
     """The method flags the user gave (field name -> value), over the methods ``names``. A count
     beyond its documented maximum (``limits.MAXIMA``) is one line here, before any model is
     loaded or evaluated (the config dataclasses refuse it again wherever they are built)."""
-    from ..limits import check_count
-
     out = {}
     for n in names:
         out.update(given(args, get_method(n).Config))
@@ -107,7 +109,7 @@ def for_method(name: str, values: dict) -> dict:
 def paper_or_family(args: argparse.Namespace, attack: str, values: dict) -> dict:
     """With ``--preset paper``, the papers' values under the user's (analysis commands)."""
     if getattr(args, "preset", None) == "paper":
-        from ..analysis.attacks import paper_overrides
+        from ..analysis.attacks import paper_overrides  # deferred: `advviz --help` must not load it
 
         return paper_overrides(attack, values)
     return values
@@ -120,8 +122,6 @@ def add_preset_flag(parser) -> None:
 
 def add_overwrite_flag(parser) -> None:
     """``--overwrite`` of every command that writes output files (the rule: :mod:`advviz.storage.outputs`)."""
-    from ..storage.outputs import OVERWRITE_HELP
-
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
+from ..api import load
 from ..config import default_attack
 from ..errors import AdvvizError
+from ..limits import check_positive, check_seed
+from ..methods import METHODS
+from ..storage.outputs import Outputs, write_output
 from . import flags
 
 
 def cmd_reconstruct(args) -> int:
-    from ..api import load
-    from ..methods import METHODS
+    # deferred: `advviz --help` must not load it
     from ..analysis.stats import check_same_labels
     from ..analysis.reconstruct import reconstruct_dataset, summarize
-
-    from ..limits import check_positive, check_seed
-    from ..storage.outputs import Outputs, write_output
 
     check_seed(args.seed)
     check_positive(args.batch_size, "--batch-size")

@@ -7,16 +7,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..analysis.words import SORT_KEYS, compare_atlases, word_atlas, write_atlas
+from ..api import load
 from ..errors import AdvvizError
+from ..limits import check_max_examples, check_positive, check_seed
+from ..methods import METHODS, attacks
 from ..storage.jsonio import dumps
+from ..storage.outputs import Outputs
 from . import flags
 
 TOP_DEFAULT = 20  # rows printed as text
 
 
 def add_parsers(sub, eval_parser, argv: list[str]) -> None:
-    from ..analysis.words import SORT_KEYS
-
     p = sub.add_parser("words", help="word atlas: which words an attack moves over a data set, toward which words "
                                      "(two checkpoints: the per-word differences)",
                        epilog=flags.method_defaults_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,18 +54,12 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
 def _check_args(args):
     """Every flag checked before a model is loaded or an example attacked; returns the guard of
     ``--out`` (:class:`advviz.storage.outputs.Outputs`), to which the data set is added once known."""
-    from ..limits import check_max_examples, check_positive, check_seed
-    from ..methods import attacks
-    from ..storage.outputs import Outputs
-
     if len(args.checkpoints) > 2:
         raise AdvvizError(f"give one checkpoint, or two to compare (DIR_A DIR_B); got {len(args.checkpoints)}")
     if args.sort.startswith("delta_") and len(args.checkpoints) != 2:
         raise AdvvizError(f"--sort {args.sort} compares two checkpoints: give DIR_A DIR_B")
     known = attacks()
     if args.attack not in known:
-        from ..methods import METHODS
-
         what = "a training method, not an attack" if args.attack in METHODS else "not an attack"
         raise AdvvizError(f"--attack {args.attack!r} is {what}; attacks: {', '.join(known)}")
     if args.min_count < 1:
@@ -87,10 +86,6 @@ def _examples(args, model, name: str):
 
 
 def _atlas(args, path: str, model, dataset: str, values: dict, show: bool) -> dict:
-    from tqdm.auto import tqdm
-
-    from ..analysis.words import word_atlas
-
     ds = _examples(args, model, dataset)
     bars = []  # opened at the first report, so nothing is drawn before an error line
 
@@ -116,9 +111,7 @@ def _atlas(args, path: str, model, dataset: str, values: dict, show: bool) -> di
 
 
 def cmd_words(args) -> int:
-    from ..analysis.attacks import check_attack
-    from ..analysis.words import compare_atlases, write_atlas
-    from ..api import load
+    from ..analysis.attacks import check_attack  # deferred: `advviz --help` must not load it
 
     guard = _check_args(args)
     models = [load(p) for p in args.checkpoints]  # every checkpoint checked before any work

@@ -8,10 +8,10 @@ import gzip
 import io
 import json
 import os
+import stat
 import sys
 import zlib
 from pathlib import Path
-
 
 from ..errors import AdvvizError
 from ..limits import max_data_bytes, too_much_data
@@ -49,8 +49,6 @@ def _read_bytes(path: Path, allow_stdin: bool = False) -> bytes:
     A gzip bomb, ``/dev/zero`` on standard input or a file that grows stop at the limit with one
     line; a FIFO or a device is refused, never waited on. Read in chunks, so that a signal stops
     a long read within a chunk's time."""
-    import stat
-
     limit = max_data_bytes()
     if allow_stdin and str(path) == "-":
         try:

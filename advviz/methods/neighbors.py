@@ -33,9 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..errors import AdvvizError
 from ..limits import check_fits
+from ..storage.outdir import replace_atomically
 
 EPS = 1e-12
 
@@ -74,7 +77,7 @@ class NeighborIndex:
 
     # -- building -------------------------------------------------------------------------------
     def fit(self, matrix) -> "NeighborIndex":
-        import faiss
+        import faiss  # optional and slow to import: loaded only when used
 
         # faiss 1.15 defaults to its non-BLAS kernel below 128,000 queries, ~5x slower for the
         # tens of queries of one `inspect`; 20 is faiss's classic threshold
@@ -169,10 +172,6 @@ class NeighborIndex:
     # -- disk cache -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the (possibly partial) table and its fingerprint as safetensors, atomically."""
-        from safetensors.torch import save_file
-
-        from ..storage.outdir import replace_atomically
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"k": str(self.k), "metric": self.metric, "fingerprint": self.fingerprint or "",
@@ -183,8 +182,6 @@ class NeighborIndex:
 
     def load_table(self, path: str | os.PathLike) -> bool:
         """Adopt a saved table if it was computed from this matrix with these settings."""
-        from safetensors import safe_open
-
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}

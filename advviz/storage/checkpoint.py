@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from . import outdir
 from ..errors import AdvvizError, first_line
-from .jsonio import dumps, read_json
-from .schema import check_config
+from ..methods.rar import RARHead
 from ..models import Classifier, model_from_config
 from ..tokenizers import load_tokenizer
 from ..version import __version__
+from . import outdir
+from .jsonio import dumps, read_json
+from .schema import check_config
 
 FORMAT_VERSION = 1
 # Files a checkpoint may contain; anything else (a *.bin, *.pt, *.pkl) is never read.
@@ -41,8 +42,7 @@ ALLOWED_FILES = {"config.json", "model.safetensors", "metrics.json", "train_log.
 
 
 def versions() -> dict[str, str]:
-    import numpy
-    import transformers
+    import transformers  # optional and slow to import: loaded only when used
 
     return {"advviz": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
@@ -270,8 +270,6 @@ def check_tensors(weights: Path, expected: dict[str, torch.Tensor]) -> None:
 def _extra_head(name: str, classifier: Classifier, method: dict) -> torch.nn.Module:
     """The method head ``name`` (one of ``schema.EXTRA_HEADS``) around ``classifier``, as the
     method that trained it built it from its recorded settings ``method``."""
-    from ..methods.rar import RARHead
-
     heads = {"rar": lambda: RARHead.for_classifier(classifier, method.get("rar_head", "ln-first"))}
     return heads[name]()
 

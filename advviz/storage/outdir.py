@@ -40,6 +40,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import time
@@ -47,7 +48,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import AdvvizError
-from .jsonio import dumps
+from .jsonio import dumps, read_json
 
 CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
 ABSENT, EMPTY = "absent", "empty"
@@ -135,8 +136,6 @@ def _entries(path: Path) -> list[os.DirEntry]:
 
 
 def _config(path: Path) -> dict | None:
-    from .jsonio import read_json
-
     try:
         cfg = read_json(path / "config.json", MAX_CONFIG_BYTES)
     except AdvvizError:
@@ -268,8 +267,6 @@ def check_replaceable(path: str | os.PathLike, kind: str, flag: str = "--out") -
 def remove_owned(path: str | os.PathLike, kind: str) -> bool:
     """Remove ``path`` only if it is advviz's own ``kind`` (True when removed; a missing path is
     False). Anything else raises one line and nothing is removed."""
-    import shutil
-
     path = Path(path)
     found = check_replaceable(path, kind, flag="path")
     if found == ABSENT:

@@ -50,9 +50,10 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from ..data import dataset_files
 from ..errors import AdvvizError
 from . import outdir
-from .jsonio import dumps
+from .jsonio import dumps, read_json
 
 RECORD_NAME = ".advviz-outputs.json"
 RECORD_KEY = "advviz_outputs"  # the key that makes a JSON object advviz's record
@@ -79,8 +80,6 @@ def _digest(path: Path) -> tuple[int, str]:
 def _read_record(d: Path) -> dict | None:
     """The ``files`` mapping of advviz's record in ``d`` ({} when there is none), or None when the
     file of that name is not advviz's record (then it is never written over)."""
-    from .jsonio import read_json
-
     p = d / RECORD_NAME
     if not os.path.lexists(p):
         return {}
@@ -115,6 +114,7 @@ def _dir_locked(d: Path) -> Iterator[None]:
     """``flock`` on the directory itself (no extra file): two advviz processes writing outputs
     into one folder do not lose each other's records. Where flock is unavailable, unlocked."""
     try:
+        # POSIX only: where fcntl is missing, outputs are written unlocked
         import fcntl
 
         fd = os.open(d, os.O_RDONLY)
@@ -314,8 +314,6 @@ class Outputs:
                other: Iterable[tuple[str | os.PathLike | None, str]] = ()) -> "Outputs":
         """Add inputs (also the constructor's keywords): checkpoint / language-model folders, data
         sets (name or file, data dir), and ``(path, what)`` pairs; every output is checked again."""
-        from ..data import dataset_files
-
         new = [(Path(c), "the checkpoint") for c in checkpoints if c]
         for name, data_dir in data:
             if name:

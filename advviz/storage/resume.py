@@ -24,10 +24,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import AdvvizError
 from . import outdir
 from .checkpoint import atomic_dir, state_shapes, state_tensors
-from ..errors import AdvvizError
-from .jsonio import dumps
+from .jsonio import dumps, read_json
 
 
 def resume_dir(out_dir: Path) -> Path:
@@ -115,8 +115,6 @@ def _check_state(d: Path, state) -> None:
 def load_state(out_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """(state.json, tensors) of the last complete save, or None when nothing was saved. A resume
     directory that exists but is incomplete or malformed is one error line, never a fresh start."""
-    from .jsonio import read_json
-
     d = resume_dir(out_dir)
     if not has_state(out_dir):
         return None

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from ..config import RNN_ARCHS
 from ..errors import AdvvizError
 from ..limits import MAX_DIM, MAX_LAYERS, MAX_SEED
+from ..methods.rar import HEAD_LAYOUTS
 
 #: method heads a checkpoint may carry beside the classifier (its ``extra.<name>.*`` tensors)
 EXTRA_HEADS = ("rar",)
@@ -148,8 +149,6 @@ MODELS: dict[str, Check] = {
 
 
 def sections() -> dict[str, Check]:
-    from ..methods.rar import HEAD_LAYOUTS
-
     kinds = sorted({k for ks in FAMILY_TOKENIZERS.values() for k in ks})
     return {
         "model": mapping({"family": one_of(*MODELS)}, required=("family",)),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from advviz import registry
+from advviz.data import REGISTRY, default_data_dir, load_dataset
 from advviz.errors import AdvvizError
 
 MAX_WORDS = 64  # longer inputs are cut: a heatmap of more tokens is unreadable
@@ -48,10 +50,6 @@ def model_key(name: str) -> tuple[str, float]:
 @st.cache_resource(max_entries=8, show_spinner="Reading data set…")
 def get_dataset(name: str, split: str, reading: str = "{}"):
     """``reading``: :func:`advviz.data.training_reading` as JSON (hashable, for the cache)."""
-    import json
-
-    from advviz.data import load_dataset
-
     return load_dataset(name, split, **json.loads(reading))
 
 
@@ -59,15 +57,11 @@ def model_dataset(model, dataset: str, split: str = "dev"):
     """``model.examples`` over the cached data sets: read as the model's training data was (label
     column, ``--label-map``), labels in its order; a data set with other labels is refused
     (AdvvizError, shown by :func:`shown_errors`) rather than scored against the wrong classes."""
-    import json
-
     return model.aligned(get_dataset(dataset, split, json.dumps(model.reading(dataset), sort_keys=True)), dataset)
 
 
 def available_datasets() -> list[str]:
     """Named data sets whose files are in the data directory (no network from the app)."""
-    from advviz.data import REGISTRY, default_data_dir
-
     d = default_data_dir()
     return [n for n, s in REGISTRY.items() if d.is_dir() and all((d / f).is_file() for f in s.files.values())]
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from advviz import registry
+from advviz.config import default_attack, family_of
+from advviz.methods import attacks, resolve_method
 
 from . import core, forms
 
@@ -66,9 +68,6 @@ def _attack(rows: list[dict], chosen: list[str]) -> tuple[str | None, dict]:
     """The attack and the values the user changed. The widgets start at the attack's defaults after
     the family preset of the first selected model (``config.FAMILY_PRESETS``); each model is then
     attacked with its own family's preset plus the changed values (``analysis.attacks``)."""
-    from advviz.config import default_attack, family_of
-    from advviz.methods import attacks, resolve_method
-
     table = attacks()
     names = list(table)
     _keep_valid("sb_attack", names, multi=False)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from advviz import background, registry
 from advviz.config import PRESETS, RNN_ARCHS, flag_fields, flag_of
-from advviz.methods import resolve_method
+from advviz.methods import METHODS, resolve_method
 from advviz.models import ModelOptions
 from advviz.train import TrainConfig
 
@@ -63,8 +63,6 @@ def _reset_method_widgets() -> None:
 def train_form() -> None:
     """Method, architecture and preset first (they decide the method widgets' defaults: the
     method's config after the family preset), then the rest in a form."""
-    from advviz.methods import METHODS
-
     methods = list(METHODS)
     method = st.selectbox("Method", methods, key="tr_method", on_change=_reset_method_widgets,
                           help="Registered training methods; each one's hyperparameters appear below.")

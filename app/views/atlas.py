@@ -12,6 +12,7 @@ import streamlit as st
 
 from advviz.analysis import words
 from advviz.analysis.attacks import check_attack
+from advviz.data import load_splits
 from advviz.storage.jsonio import dumps
 from appkit import core, heatmaps, plots, render, sidebar
 
@@ -25,8 +26,6 @@ DELTA_SORTS = {"delta_mean_norm": "Δ mean ‖δ‖ (B − A)", "delta_top_share
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def splits_of(dataset: str) -> list[str]:
-    from advviz.data import load_splits
-
     return list(load_splits(dataset))
 
 

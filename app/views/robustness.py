@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
+from advviz.analysis import lm
 from advviz.analysis.lm import adversarial_perplexity
 from advviz.analysis.robustness import default_epsilons, evaluate_under_attack, parse_epsilons
 from advviz.analysis.stats import compare_models
@@ -31,9 +32,7 @@ def attack_curve(key: tuple, dataset: str, n: int, attack: str, overrides_json: 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the language model…")
 def load_lm(path: str, mtime: float):
-    from advviz.analysis.lm import load_lm as load
-
-    return load(path)
+    return lm.load_lm(path)  # the library's loader (this cached one shares its name)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz.analysis.inspection import inspect
+from advviz.methods import attacks as attack_table
 from advviz.storage.jsonio import dumps
 from appkit import core, discrete, heatmaps, render, sidebar
 
@@ -203,8 +204,6 @@ def main() -> None:
 
 
 def sentence_part(sel) -> None:
-    from advviz.methods import attacks as attack_table
-
     names = list(attack_table())
     default = [sel.attack] if sel.attack in names else names[:1]
     # the rows start as the sidebar's attack and follow it when it changes (a widget's default only

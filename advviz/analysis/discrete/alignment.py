@@ -7,6 +7,8 @@ import numpy as np
 
 from ...config import default_attack
 from ...errors import AdvvizError
+from ...tokenizers import _WORD_RE, clip
+from ..words import attack_tokens, cache_dir_for, model_vocab, sentence_tokens
 from .textattack_env import import_textattack
 
 
@@ -30,8 +32,6 @@ def word_spans(text: str, words: list[str]) -> list[tuple[int, int] | None]:
 def token_spans(tokenizer, text: str) -> list[tuple[int, int] | None]:
     """Character span of each position of ``tokenizer``'s encoding of ``text`` (None: a special
     token), aligned with the positions of ``attack_tokens`` records."""
-    from ...tokenizers import clip
-
     text = clip(text)  # what the tokenizer reads (a prefix: the spans hold for the whole text)
     kind = getattr(tokenizer, "kind", None)
     if kind == "hf":
@@ -41,8 +41,6 @@ def token_spans(tokenizer, text: str) -> list[tuple[int, int] | None]:
         return [None if (i in special or a == b) else (int(a), int(b))
                 for i, (a, b) in zip(ids, enc["offset_mapping"])]
     if kind == "word":
-        from ...tokenizers import _WORD_RE
-
         src = text.lower() if tokenizer.lowercase else text
         if len(src) != len(text):  # lower-casing changed the length (rare scripts): spans would shift
             src = text
@@ -74,8 +72,6 @@ def overlap(model, per_example: list[dict], attack: str = default_attack("overla
     ``tokens`` (as ``advviz inspect`` reports them) with ``changed`` = {token position: adversarial
     word}. The embedding attack is run once over those sentences (``attack_tokens``, cached beside
     the checkpoint as the word atlas is)."""
-    from ..words import attack_tokens, cache_dir_for, model_vocab, sentence_tokens
-
     ok = [r for r in per_example if r["result"] == "succeeded"]
     base = {"attack": attack, "n_examples": len(ok), "n_changed": 0, "n_in_top3": 0, "share": None,
             "chance_share": None, "examples": []}
@@ -122,6 +118,7 @@ def overlap(model, per_example: list[dict], attack: str = default_attack("overla
 
 def _words(row: dict) -> list[str]:
     """TextAttack's word list of the row's original text (its own tokenizer, so indices match)."""
+    # optional and slow to import: loaded only when used
     from textattack.shared.utils import words_from_text
 
     import_textattack()

@@ -3,17 +3,22 @@ neighbour source of ``textfooler-glove``."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
+import inspect as _inspect
 import io
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ...errors import AdvvizError
+from ...models.glove import glove_paths
 from . import textattack_env as env
 from .textattack_env import PREFIX, TEXTATTACK_BATCH_SIZE, _nltk_missing, import_textattack, is_textattack, wrapper_for
 
@@ -79,9 +84,7 @@ def glove_embedding(ta, n_words: int = GLOVE_WORDS):
     """TextAttack ``WordEmbedding`` over the ``n_words`` most frequent GloVe 6B 50-d words, rows
     L2-normalised (so TextAttack's L2 nearest neighbours are the cosine nearest neighbours)."""
     if "glove" not in env._STATE:
-        import pandas as pd
-
-        from ...models.glove import glove_paths
+        import pandas as pd  # optional and slow to import: loaded only when used
 
         emb_path, index_path = glove_paths()
         vectors = np.array(np.load(emb_path, mmap_mode="r")[:n_words], dtype=np.float32)
@@ -93,8 +96,6 @@ def glove_embedding(ta, n_words: int = GLOVE_WORDS):
 
 
 def _glove_class(ta):
-    import torch
-
     class GloveEmbedding(ta.shared.WordEmbedding):
         """TextAttack's ``WordEmbedding`` with its neighbour search mended: without a precomputed
         ``nn_matrix``, 0.3.11 slices the ``(values, indices)`` tuple ``topk`` returns and fails. Here:
@@ -116,10 +117,6 @@ def _glove_class(ta):
 
 def textfooler_stopwords(ta) -> set[str]:
     """TextFooler's stop-word set as TextAttack's recipe defines it (read from the recipe, not copied)."""
-    import ast
-    import inspect as _inspect
-    import textwrap
-
     src = textwrap.dedent(_inspect.getsource(ta.attack_recipes.TextFoolerJin2019.build))
     for node in ast.walk(ast.parse(src)):
         if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "stopwords" for t in node.targets)):
@@ -128,6 +125,7 @@ def textfooler_stopwords(ta) -> set[str]:
 
 
 def _build_textfooler_glove(ta, wrapper):
+    # optional and slow to import: loaded only when used
     from textattack import Attack
     from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
     from textattack.constraints.semantics import WordEmbeddingDistance

@@ -4,15 +4,18 @@ and the successful examples as ``advviz train --augment`` CSV."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ...errors import AdvvizError
+from ...storage.outputs import write_output
 from . import textattack_env as env
 from .recipes import RECIPES, build, recipe_of
 from .textattack_env import PREFIX, TEXTATTACK_BATCH_SIZE, import_textattack, textattack_version
@@ -61,12 +64,11 @@ def example_row(ta, i: int, text: str, label: int, result) -> dict:
 
 def summarize(ta, results: list, recipe: str) -> dict:
     """The ``attacks`` row from TextAttack's own metrics over ``results``."""
+    # the optional extra textattack, slow to import: loaded only when used
     from textattack.metrics import AttackQueries, AttackSuccessRate, WordsPerturbed
 
     noise = io.StringIO()
     with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise), np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             asr = AttackSuccessRate().calculate(results)
@@ -141,8 +143,6 @@ def adversarial_rows(model, per_example: list[dict], name: str, source_index: li
 
 def csv_text(rows: list[dict]) -> str:
     """``rows`` as CSV text with the header :data:`AUGMENT_COLUMNS`."""
-    import csv
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=AUGMENT_COLUMNS, extrasaction="ignore")
     w.writeheader()
@@ -153,7 +153,5 @@ def csv_text(rows: list[dict]) -> str:
 def write_csv(path, rows: list[dict], overwrite: bool = False) -> None:
     """:func:`csv_text` of ``rows`` to ``path`` (written whole, never over a file advviz did not
     write unless ``overwrite``: ``storage.outputs``)."""
-    from ...storage.outputs import write_output
-
     write_output(path, lambda tmp: Path(tmp).write_text(csv_text(rows), encoding="utf-8", newline=""),
                  "--adversarial-csv", overwrite=overwrite)

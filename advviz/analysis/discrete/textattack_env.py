@@ -29,7 +29,7 @@ _STATE: dict = {}
 
 def _nltk_missing(*resources: str) -> list[str]:
     """The NLTK corpora of ``resources`` found neither unpacked nor as a zip on ``nltk.data.path``."""
-    import nltk
+    import nltk  # optional and slow to import: loaded only when used
 
     out = []
     for r in resources:
@@ -46,7 +46,7 @@ def _nltk_missing(*resources: str) -> list[str]:
 def stopword_source() -> str:
     """Where NLTK's English stop words come from: the user's NLTK data, else advviz's copy (added to
     ``nltk.data.path`` here, only then)."""
-    import nltk
+    import nltk  # optional and slow to import: loaded only when used
 
     if "stopwords" not in _STATE:
         if not _nltk_missing("stopwords"):
@@ -73,6 +73,7 @@ def import_textattack():
     noise = io.StringIO()
     try:
         with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+            # the optional extra, imported once here with its chatter kept off the terminal
             import textattack
     except Exception as e:  # noqa: BLE001 - a broken install is one line, its cause named
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
@@ -84,6 +85,7 @@ def import_textattack():
 
 def textattack_version() -> str | None:
     try:
+        # inside the try: a missing or odd install reads as 'version unknown'
         from importlib.metadata import version
 
         return version("textattack")

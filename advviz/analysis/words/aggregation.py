@@ -22,7 +22,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     x, y = x[ok], y[ok]
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # optional and slow to import: loaded only when used
 
     rho = float(spearmanr(x, y).statistic)
     return rho if math.isfinite(rho) else None

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...errors import AdvvizError
+from ...methods import neighbors
 from .cache import _hash, cache_dir_for, cache_key, read_cache, write_cache
 from .frequency import training_frequency
 from .records import CACHE_VERSION, TOP_K, Progress, TokenRecords, model_vocab
@@ -27,8 +29,6 @@ def _top_flags(norms: torch.Tensor, mask: torch.Tensor, k: int = TOP_K) -> torch
 def _clean_pass(core, ids, att, y) -> tuple[torch.Tensor, torch.Tensor]:
     """(clean logits <float>[B,C], saliency <float>[B,T]) from one forward and one backward: the
     per-example ‖∂L_j/∂e_jt‖ (summed loss, so each example's gradient is its own)."""
-    import torch.nn.functional as F
-
     with torch.enable_grad():
         e = core.embed(ids).detach().requires_grad_()  # (B, T, D)
         out = core(inputs_embeds=e, attention_mask=att)
@@ -45,7 +45,7 @@ def _params(method, seed: int, batch_size: int) -> dict:
 def atlas_key(model, texts, labels, attack: str, overrides: dict | None = None, seed: int = 0,
               batch_size: int = 32) -> str | None:
     """The cache key :func:`attack_tokens` uses for these settings (None: a model without a directory)."""
-    from ..attacks import build_attack
+    from ..attacks import build_attack  # deferred: `advviz --help` must not load it
 
     directory = getattr(model, "directory", None)
     if not directory:
@@ -72,7 +72,7 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
     """(records, meta): the attack over ``texts`` (gold ``labels``), from the disk cache when a
     valid entry exists. ``meta`` holds the resolved attack, the cache key, ``cached`` and where
     the frequencies came from."""
-    from ...methods import neighbors
+    # deferred: `advviz --help` must not load it
     from ..attacks import attack_batches, check_examples, prepare_attack
 
     core = getattr(model, "classifier", model)

@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 from ...storage.jsonio import dumps
+from ...storage.outdir import replace_atomically
 from .records import CACHE_VERSION, TokenRecords
 
 
@@ -18,7 +21,7 @@ from .records import CACHE_VERSION, TokenRecords
 
 
 def _hash(directory) -> str:
-    from ..projection import checkpoint_hash
+    from ..projection import checkpoint_hash  # deferred: `advviz --help` must not load it
 
     return checkpoint_hash(directory)
 
@@ -55,9 +58,6 @@ def cache_path(cache_dir: Path, key: str) -> Path:
 def read_cache(cache_dir: Path, key: str, directory, vocab_size: int) -> tuple[TokenRecords, dict] | None:
     """The cached records of ``key`` if the file is a valid entry for the checkpoint as it is now
     (same key, same weights hash, consistent arrays); None means "recompute"."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     path = cache_path(cache_dir, key)
     if not path.is_file() or path.is_symlink():
         return None
@@ -77,10 +77,6 @@ def read_cache(cache_dir: Path, key: str, directory, vocab_size: int) -> tuple[T
 
 def write_cache(cache_dir: Path, key: str, rec: TokenRecords, meta: dict) -> None:
     """Atomic write (hidden temporary + rename); an unwritable directory only costs the cache."""
-    from safetensors.torch import save_file
-
-    from ...storage.outdir import replace_atomically
-
     cache_dir = Path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

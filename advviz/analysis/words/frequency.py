@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...data import load_splits, training_reading
 from ...errors import AdvvizError
 from .records import FREQ_CHUNK
 
@@ -18,8 +19,6 @@ def training_frequency(model, data_dir=None) -> tuple[np.ndarray | None, str]:
     """(<int64>[V] count of every vocabulary id in the checkpoint's training split as the model
     reads it — same subset, truncation and tokenizer; special tokens not counted —, a sentence
     saying where it came from). (None, why) when the training data cannot be read."""
-    from ...data import load_splits, training_reading
-
     core = getattr(model, "classifier", model)
     cfg = getattr(model, "config", None) or {}
     train = cfg.get("train") or {}
