@@ -20,7 +20,7 @@ st.set_page_config(page_title="advviz", page_icon=":material/explore:", layout="
 
 PAGES = [
     st.Page("views/models.py", title="Models", icon=":material/inventory_2:", default=True),
-    st.Page("views/words.py", title="Which words move", icon=":material/text_fields:"),
+    st.Page("views/sentence.py", title="Which words move", icon=":material/text_fields:", url_path="words"),
     st.Page("views/atlas.py", title="Word atlas", icon=":material/map:"),
     st.Page("views/reconstructions.py", title="Reconstructions", icon=":material/autorenew:"),
     st.Page("views/space.py", title="Representation space", icon=":material/scatter_plot:"),

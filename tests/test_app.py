@@ -15,7 +15,7 @@ from advviz.errors import AdvvizError
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "app" / "streamlit_app.py"
-PAGES = ["models", "words", "atlas", "reconstructions", "space", "robustness"]
+PAGES = ["models", "sentence", "atlas", "reconstructions", "space", "robustness"]
 TINY = {"dataset": "sst2-sent", "arch": "lstm", "max_train": 300, "max_eval": 100, "max_steps": 4, "log_every": 2}
 
 
@@ -200,7 +200,7 @@ def test_models_page_form_starts_background_training(app_env):
 
 
 def test_words_page_heatmap_and_bad_input(app_env):
-    at = new_app("words")
+    at = new_app("sentence")
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 1
     preds = at.dataframe[0].value
@@ -292,7 +292,7 @@ def test_atlas_page_bad_settings_are_one_error_and_the_page_stays(app_env):
 
 def test_model_deleted_meanwhile_keeps_app_working(app_env):
     shutil.copytree(app_env / "tiny-baseline", app_env / "zz-gone")
-    at = new_app("words")
+    at = new_app("sentence")
     at.multiselect(key="sb_models").set_value(["zz-gone", "tiny-baseline"]).run()
     (app_env / "zz-gone" / "model.safetensors").unlink()
     at.run()
@@ -358,7 +358,7 @@ def test_default_eps_follows_the_training_eps_of_a_selected_model():
 
 
 def test_sidebar_attack_widgets_start_at_the_family_preset_and_pass_only_changes(app_env):
-    at = new_app("words")
+    at = new_app("sentence")
     assert at.number_input(key="sb_spgd_lstm_epsilon").value == 2.0  # tiny-baseline is a GloVe LSTM
     assert at.session_state["selection"].overrides == {}  # untouched: each model's own family preset applies
     at.number_input(key="sb_spgd_lstm_k").set_value(5).run()
@@ -403,7 +403,7 @@ def test_upload_rejects_binary_and_big_files():
     import sys
 
     sys.path.insert(0, str(REPO / "app"))
-    from appkit import core
+    from appkit import shared
 
     class Up:
         def __init__(self, name, data):
@@ -412,10 +412,10 @@ def test_upload_rejects_binary_and_big_files():
         def getvalue(self):
             return self._d
 
-    assert core.read_upload(Up("a.txt", b"one\n\ntwo\n")) == (["one", "two"], None)
-    assert "binary" in core.read_upload(Up("a.txt", b"\x89PNG\x00\x00"))[1]
-    assert "not UTF-8" in core.read_upload(Up("a.txt", b"\xff\xfe\xfa"))[1]
-    assert "limit" in core.read_upload(Up("a.txt", b"x" * (core.MAX_UPLOAD_BYTES + 1)))[1]
+    assert shared.read_upload(Up("a.txt", b"one\n\ntwo\n")) == (["one", "two"], None)
+    assert "binary" in shared.read_upload(Up("a.txt", b"\x89PNG\x00\x00"))[1]
+    assert "not UTF-8" in shared.read_upload(Up("a.txt", b"\xff\xfe\xfa"))[1]
+    assert "limit" in shared.read_upload(Up("a.txt", b"x" * (shared.MAX_UPLOAD_BYTES + 1)))[1]
 
 
 def test_background_training_job(app_env):
@@ -662,7 +662,7 @@ def test_label_free_methods_in_the_app(app_env):
     share (--labeled-fraction) reaches the run's configuration."""
     from advviz.train import TrainConfig
 
-    at = new_app("words")
+    at = new_app("sentence")
     assert {"vat", "uae"} <= set(at.selectbox(key="sb_attack").options)
     at = new_app("models")
     assert {"vat", "uae"} <= set(at.selectbox(key="tr_method").options)
@@ -673,7 +673,7 @@ def test_label_free_methods_in_the_app(app_env):
 
 
 def test_long_sentences_wrap_into_heatmaps_of_16_tokens(app_env):
-    at = new_app("words")
+    at = new_app("sentence")
     at.text_area(key="words_text").input(" ".join(["good", "bad", "dull", "fun"] * 10))  # 40 tokens
     at.button[0].click().run()
     assert_clean(at)

@@ -332,7 +332,7 @@ def test_robustness_page_shows_the_textattack_table(ta, app_root, monkeypatch):
 def test_words_page_opens_a_discrete_example_on_the_heatmap(ta, app_root, monkeypatch):
     from test_app import assert_clean
 
-    at = _app("words", app_root, monkeypatch)
+    at = _app("sentence", app_root, monkeypatch)
     charts = len(at.get("plotly_chart"))
     at.number_input(key="words_ta_n").set_value(24)
     at.button(key="words_ta_go").click().run()
@@ -358,7 +358,7 @@ def test_pages_without_the_extra_say_how_to_install(monkeypatch, app_root):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "textattack" else real(name, *a))
     monkeypatch.setattr(textattack_env, "_STATE", {})
-    for page in ("robustness", "words"):
+    for page in ("robustness", "sentence"):
         at = _app(page, app_root, monkeypatch)
         assert_clean(at)
         assert any("pip install -e '.[textattack]'" in i.value for i in at.info), page

@@ -10,7 +10,7 @@ import streamlit as st
 from advviz.analysis import discrete
 from advviz.errors import AdvvizError
 
-from . import core
+from . import shared
 
 SCALARS = ("recipe", "clean_accuracy", "accuracy", "attack_success_rate", "mean_queries", "perturbed_word_share",
            "n", "succeeded", "failed", "skipped", "examples_per_second", "seconds")
@@ -42,18 +42,18 @@ def recipe_help() -> str:
 @st.cache_data(max_entries=32, show_spinner=False)
 def run(key: tuple, dataset: str, n: int, recipe: str, seed: int) -> dict:
     """``run_textattack`` on the first ``n`` dev examples of the seeded subset (as the page's curves)."""
-    model = core._load(*key)
-    ds = core.model_dataset(model, dataset).subset(n, seed)
+    model = shared._load(*key)
+    ds = shared.model_dataset(model, dataset).subset(n, seed)
     return discrete.run_textattack(model, ds.texts, ds.labels, recipe, seed=seed)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def overlap(key: tuple, dataset: str, n: int, recipe: str, attack: str, overrides_json: str, seed: int) -> dict:
-    model = core._load(*key)
+    model = shared._load(*key)
     res = run(key, dataset, n, recipe, seed)
     return discrete.overlap(model, res["per_example"], attack, json.loads(overrides_json), seed)
 
 
 def augment_csv(key: tuple, res: dict) -> str:
     """The successful examples as the CSV ``advviz train --augment`` reads."""
-    return discrete.csv_text(discrete.adversarial_rows(core._load(*key), res["per_example"], res["row"]["name"]))
+    return discrete.csv_text(discrete.adversarial_rows(shared._load(*key), res["per_example"], res["row"]["name"]))

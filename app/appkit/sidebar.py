@@ -14,7 +14,7 @@ from advviz import registry
 from advviz.config import default_attack, family_of
 from advviz.methods import attacks, resolve_method
 
-from . import core, forms
+from . import forms, shared
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _models(rows: list[dict]) -> list[str]:
 
 
 def _dataset(rows: list[dict], chosen: list[str]) -> str | None:
-    names = core.available_datasets()
+    names = shared.available_datasets()
     if not names:
         st.sidebar.caption("No data set found in the data directory (set ADVVIZ_DATA_DIR).")
         return None
@@ -86,8 +86,8 @@ def _attack(rows: list[dict], chosen: list[str]) -> tuple[str | None, dict]:
 
 
 def render() -> Selection:
-    rows = core.models()
-    st.sidebar.caption(f"Models root: `{core.root()}`")
+    rows = shared.models()
+    st.sidebar.caption(f"Models root: `{shared.root()}`")
     chosen = _models(rows)
     dataset = _dataset(rows, chosen)
     attack, overrides = _attack(rows, list(chosen))
@@ -108,7 +108,7 @@ def page_start(title: str, caption: str | None = None,
     st.title(title)
     if caption:
         st.caption(caption)
-    if core.empty_state_no_models():
+    if shared.empty_state_no_models():
         return None
     sel = selection()
     if not sel.models:

@@ -13,7 +13,7 @@ from advviz.methods import METHODS, resolve_method
 from advviz.models import ModelOptions
 from advviz.train import TrainConfig
 
-from . import core, forms
+from . import forms, shared
 
 ARCHS = ["lstm", "bigru", "minilm"]
 
@@ -27,7 +27,7 @@ def _train_values(method: str, arch: str) -> dict:
     """The TrainConfig / model widgets of the form (inside an st.form); every default is the
     dataclass field's (``advviz/config.py``), never a number written here."""
     T, M = TrainConfig, ModelOptions
-    datasets = core.available_datasets() or [T.dataset]
+    datasets = shared.available_datasets() or [T.dataset]
     c1, c2, c3 = st.columns(3)
     v = {"method": method, "arch": arch}
     v["dataset"] = c1.selectbox("Data set", datasets, index=datasets.index(T.dataset) if T.dataset in datasets else 0,
@@ -99,8 +99,8 @@ def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
     if err:
         st.error(f"Not started: {err}")
         return
-    with core.shown_errors("Could not start training"):
-        path = registry.resolve(core.root(), name)
+    with shared.shown_errors("Could not start training"):
+        path = registry.resolve(shared.root(), name)
         if path.exists():
             st.error(f"A model named '{name}' already exists; choose another name or delete it first.")
             return
@@ -108,25 +108,25 @@ def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
             st.error(f"A stopped run named '{name}' exists; resume it from its job card below, or choose "
                      f"another name.")
             return
-        if name in background.running_names(core.root()):
+        if name in background.running_names(shared.root()):
             st.error(f"'{name}' is being trained already.")
             return
-        job = background.start(core.root(), [background.TrainRun(name, values, method_values)])
+        job = background.start(shared.root(), [background.TrainRun(name, values, method_values)])
         st.success(f"Training '{name}' started in the background (job {job}).")
 
 
 def default_suite_button() -> None:
-    suite = background.default_suite(core.root())
+    suite = background.default_suite(shared.root())
     names = ", ".join(r.train["method"] for r in suite)
     st.markdown(f"**Default set:** GloVe-LSTM on sst2-sent, {len(suite)} methods ({names}), "
                 f"{TrainConfig.epochs} epochs each (`advviz train`'s settings): a few minutes on CPU.")
     if st.button("Train the default set", type="primary", key="train_default"):
-        with core.shown_errors("Could not start the default training"):
-            todo = [r for r in suite if not registry.is_checkpoint(registry.resolve(core.root(), r.name))]
+        with shared.shown_errors("Could not start the default training"):
+            todo = [r for r in suite if not registry.is_checkpoint(registry.resolve(shared.root(), r.name))]
             if not todo:
                 st.info("Every model of the default set exists already.")
                 return
-            jobs = background.start_parallel(core.root(), todo)
+            jobs = background.start_parallel(shared.root(), todo)
             st.success(f"Default training started ({len(jobs)} job{'s' * (len(jobs) > 1)}, one per core: "
                        f"{', '.join(jobs)}); progress below.")
 
@@ -142,18 +142,18 @@ def _job_card(j: dict) -> None:
             acc = f", last dev accuracy {j['dev_accuracy']:.3f}" if j["dev_accuracy"] is not None else ""
             st.progress(min(1.0, frac), text=f"step {j['step']}/{j['total'] or '?'}{acc}")
             if st.button("Cancel", key=f"cancel_{j['id']}"):
-                background.cancel(core.root(), j["id"])
+                background.cancel(shared.root(), j["id"])
                 st.rerun()
         else:
             c1, c2 = st.columns([1, 6])
             if j["state"] in ("cancelled", "failed") and c1.button("Resume", key=f"resume_{j['id']}"):
-                with core.shown_errors("Could not resume"):
-                    background.restart(core.root(), j["id"])
-                    background.forget(core.root(), j["id"])
+                with shared.shown_errors("Could not resume"):
+                    background.restart(shared.root(), j["id"])
+                    background.forget(shared.root(), j["id"])
                     st.rerun()
             if c2.button("Dismiss", key=f"forget_{j['id']}"):
-                with core.shown_errors("Could not dismiss"):
-                    background.forget(core.root(), j["id"])
+                with shared.shown_errors("Could not dismiss"):
+                    background.forget(shared.root(), j["id"])
                 st.rerun()
         with st.expander("log", expanded=j["state"] in ("running", "failed")):
             st.code(j["log_tail"] or "(no output yet)", language=None)
@@ -161,7 +161,7 @@ def _job_card(j: dict) -> None:
 
 def jobs_panel() -> None:
     """Background jobs: redrawn every 2 s while one runs (a fragment: the rest of the page stays)."""
-    jobs = background.jobs(core.root())
+    jobs = background.jobs(shared.root())
     if any(j["state"] == "running" for j in jobs):
         _live_jobs()
     elif jobs:
@@ -176,7 +176,7 @@ def _draw_jobs(jobs: list[dict]) -> None:
 
 @st.fragment(run_every=2)
 def _live_jobs() -> None:
-    jobs = background.jobs(core.root())
+    jobs = background.jobs(shared.root())
     if not any(j["state"] == "running" for j in jobs):
         st.rerun()  # finished: redraw the whole page so the registry table lists the new model
     _draw_jobs(jobs)

@@ -14,7 +14,7 @@ from advviz.analysis import words
 from advviz.analysis.attacks import check_attack
 from advviz.data import load_splits
 from advviz.storage.jsonio import dumps
-from appkit import core, heatmaps, plots, render, sidebar
+from appkit import heatmaps, plots, render, shared, sidebar
 
 MAX_SENTENCES = 8  # heatmaps listed for a chosen word
 WINDOW = 15  # tokens of a sentence's heatmap around the chosen word
@@ -30,7 +30,7 @@ def splits_of(dataset: str) -> list[str]:
 
 
 def _subset(model, dataset: str, split: str, n: int, seed: int):
-    return core.model_dataset(model, dataset, split).subset(n, seed)
+    return shared.model_dataset(model, dataset, split).subset(n, seed)
 
 
 @st.cache_resource
@@ -43,7 +43,7 @@ def _done() -> dict:
 def records(path: str, mtime: float, dataset: str, split: str, n: int, attack: str, overrides_json: str,
             seed: int) -> tuple[words.TokenRecords, dict]:
     """The attack's records (from the library's disk cache once :func:`ensure` has run)."""
-    model = core._load(path, mtime)
+    model = shared._load(path, mtime)
     ds = _subset(model, dataset, split, n, seed)
     return words.attack_tokens(model, ds.texts, ds.labels, attack, json.loads(overrides_json), seed=seed,
                                cache_dir=words.cache_dir_for(model))
@@ -51,7 +51,7 @@ def records(path: str, mtime: float, dataset: str, split: str, n: int, attack: s
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def atlas_of(key: tuple, dataset: str, split: str, min_count: int) -> dict:
-    model = core._load(key[0], key[1])
+    model = shared._load(key[0], key[1])
     rec, meta = records(*key)
     return words.atlas_from_records(model, rec, meta, dataset, split, min_count)
 
@@ -61,7 +61,7 @@ def ensure(name: str, key: tuple) -> None:
     if key in _done():
         return
     path, mtime, dataset, split, n, attack, overrides_json, seed = key
-    model = core._load(path, mtime)
+    model = shared._load(path, mtime)
     ds = _subset(model, dataset, split, n, seed)
     overrides = json.loads(overrides_json)
     source = "cache"
@@ -78,10 +78,10 @@ def ensure(name: str, key: tuple) -> None:
 
 def settings_row(sel) -> tuple[str, int, int] | None:
     c1, c2, c3 = st.columns(3)
-    with core.shown_errors(f"Reading {sel.dataset}"):
+    with shared.shown_errors(f"Reading {sel.dataset}"):
         splits = splits_of(sel.dataset)
         split = c1.selectbox("Split", splits, index=splits.index("dev") if "dev" in splits else 0, key="atlas_split")
-        size = len(core.get_dataset(sel.dataset, split))
+        size = len(shared.get_dataset(sel.dataset, split))
         if size == 0:
             st.error(f"{sel.dataset}/{split} has no sentences.")
             return None
@@ -200,8 +200,8 @@ def main() -> None:
                f"`advviz eval --attack` does. Results are cached beside each checkpoint, shared with `advviz words`.")
     keys = {}
     for name in names:
-        with core.shown_errors(f"{name}"):
-            path, mtime = core.model_key(name)
+        with shared.shown_errors(f"{name}"):
+            path, mtime = shared.model_key(name)
             keys[name] = (path, mtime, sel.dataset, split, n, sel.attack, overrides, sel.seed)
     settings = tuple(keys.values())
     ready = all(k in _done() for k in settings) or _all_cached(keys)
@@ -214,10 +214,10 @@ def main() -> None:
     results: list[tuple[str, dict]] = []
     texts, label_names = [], []
     for name, key in keys.items():
-        with core.shown_errors(f"Word atlas of {name}"):
+        with shared.shown_errors(f"Word atlas of {name}"):
             ensure(name, key)
             rec, _ = records(*key)
-            model = core._load(key[0], key[1])
+            model = shared._load(key[0], key[1])
             results.append((name, {"rec": rec, "vocab": words.model_vocab(model), "key": key,
                                    "atlas": atlas_of(key, sel.dataset, split, min_count)}))
             if not texts:
@@ -231,7 +231,7 @@ def _all_cached(keys: dict) -> bool:
     """True when every model's records are on disk already (served without pressing the button)."""
     try:
         for name, key in keys.items():
-            model = core._load(key[0], key[1])
+            model = shared._load(key[0], key[1])
             ds = _subset(model, key[2], key[3], key[4], key[7])
             if words.cached_records(model, ds.texts, ds.labels, key[5], json.loads(key[6]), key[7]) is None:
                 return False

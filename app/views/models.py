@@ -8,7 +8,7 @@ import streamlit as st
 from advviz import registry
 from advviz.analysis.robustness import evaluate_under_attack
 from advviz.storage.jsonio import dumps
-from appkit import core, plots, sidebar, training
+from appkit import plots, shared, sidebar, training
 
 COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset",
            "training_data": "training data", "dev_accuracy": "dev acc",
@@ -18,7 +18,7 @@ COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "datas
 
 
 def registry_table(rows: list[dict]) -> None:
-    running = training.background.running_names(core.root())
+    running = training.background.running_names(shared.root())
     df = pd.DataFrame(rows)[list(COLUMNS)].rename(columns=COLUMNS)
     df.loc[df["name"].isin(running), "status"] = "training…"
     st.dataframe(df, hide_index=True, key="registry_table",
@@ -45,18 +45,18 @@ def evaluate_panel(name: str, row: dict) -> None:
                               value=False, disabled=sel.attack is None)
     if not st.button("Evaluate", key="ev_go", type="primary"):
         return
-    with core.shown_errors(f"Evaluating {name}"):
-        model = core.get_model(name)
+    with shared.shown_errors(f"Evaluating {name}"):
+        model = shared.get_model(name)
         dataset = row["dataset"] or sel.dataset
         with st.spinner(f"Evaluating {name} on {dataset}/dev…"):
             res = model.evaluate(dataset, "dev", n or None)
         clean = {"dataset": dataset, "split": "dev", **res}
         attacks = None
         if with_attack:
-            ds = core.model_dataset(model, dataset).subset(n or None, sel.seed)
+            ds = shared.model_dataset(model, dataset).subset(n or None, sel.seed)
             with st.spinner(f"Attacking with {sel.attack}…"):
                 attacks = evaluate_under_attack(model, ds.texts, ds.labels, sel.attack, sel.overrides, seed=sel.seed)
-        registry.record_eval(registry.resolve(core.root(), name), clean, attacks)
+        registry.record_eval(registry.resolve(shared.root(), name), clean, attacks)
         st.success(f"{dataset}/dev: accuracy {res['accuracy']:.4f}, macro-F1 {res['macro_f1']:.4f} (n {res['n']}); "
                    f"saved to eval.json")
         if attacks:
@@ -67,18 +67,18 @@ def delete_panel(name: str) -> None:
     st.warning(f"Deleting removes the folder `{name}` and everything in it.")
     confirm = st.checkbox(f"Yes, delete {name}", key=f"del_confirm_{name}")
     if st.button("Delete", key="del_go", disabled=not confirm):
-        with core.shown_errors(f"Deleting {name}"):
-            if name in training.background.running_names(core.root()):
+        with shared.shown_errors(f"Deleting {name}"):
+            if name in training.background.running_names(shared.root()):
                 st.error("It is being trained; cancel the job first.")
                 return
-            registry.delete(core.root(), name)
+            registry.delete(shared.root(), name)
             _load_clear()
             st.success(f"Deleted {name}.")
             st.rerun()
 
 
 def _load_clear() -> None:
-    core._load.clear()
+    shared._load.clear()
 
 
 def details(rows: list[dict]) -> None:
@@ -88,7 +88,7 @@ def details(rows: list[dict]) -> None:
     row = next(r for r in rows if r["name"] == name)
     tab_log, tab_cfg, tab_eval, tab_del = st.tabs(["Training curve", "Config & metrics", "Evaluate", "Delete"])
     with tab_log:
-        log = registry.train_log(core.root(), name)
+        log = registry.train_log(shared.root(), name)
         evals = [ln for ln in log if "dev_accuracy" in ln]
         steps = [ln for ln in log if "loss" in ln]
         if not log:
@@ -99,12 +99,12 @@ def details(rows: list[dict]) -> None:
         if evals:
             c2.plotly_chart(plots.train_curve(pd.DataFrame(evals), "dev_accuracy", "dev accuracy"), key="curve_dev")
     with tab_cfg:
-        cfg = registry.read_json(core.root(), name, "config.json") or {}
-        metrics = registry.read_json(core.root(), name, "metrics.json") or {}
+        cfg = registry.read_json(shared.root(), name, "config.json") or {}
+        metrics = registry.read_json(shared.root(), name, "metrics.json") or {}
         c1, c2 = st.columns(2)
         c1.json({k: cfg.get(k) for k in ("method", "train", "model", "data") if k in cfg}, expanded=1)
         c2.json(metrics, expanded=True)
-        ev = registry.read_json(core.root(), name, "eval.json")
+        ev = registry.read_json(shared.root(), name, "eval.json")
         if ev:
             c2.json(ev, expanded=False)
         st.download_button("Download config + metrics (JSON)", dumps({"config": cfg, "metrics": metrics,
@@ -118,9 +118,9 @@ def details(rows: list[dict]) -> None:
 
 def main() -> None:
     st.title("Models")
-    rows = core.models()
+    rows = shared.models()
     if not any(r["status"] == "ok" for r in rows):
-        st.info(f"No trained model under `{core.root()}` yet. Train the default set below (it is what "
+        st.info(f"No trained model under `{shared.root()}` yet. Train the default set below (it is what "
                 f"`advviz app` trains on first start), or a model of your choice.", icon=":material/inbox:")
         training.default_suite_button()
     else:

@@ -10,7 +10,7 @@ import streamlit as st
 from advviz import registry
 from advviz.config import default_attack
 from advviz.analysis.reconstruct import flip_mask, reconstruct_dataset, summarize
-from appkit import core, render, sidebar
+from appkit import render, shared, sidebar
 
 
 
@@ -35,8 +35,8 @@ def run_reconstruct(model_key, judge_key, texts: tuple, labels: tuple, attack: s
             if bar is not None:
                 bar.progress(done / max(total, 1), text=f"{done}/{total} reconstructed")
 
-        model = core._load(*model_key)
-        judge = core._load(*judge_key) if judge_key else None
+        model = shared._load(*model_key)
+        judge = shared._load(*judge_key) if judge_key else None
         df = reconstruct_dataset(model, list(texts), list(labels), attack, json.loads(overrides_json),
                                  judge=judge, seed=seed, progress=progress)
         while len(store) >= KEEP:
@@ -54,7 +54,7 @@ def _names(df: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
 
 
 def choose_models(sel) -> tuple[str, str | None] | None:
-    rar = [r["name"] for r in registry.rar_models(core.models())]
+    rar = [r["name"] for r in registry.rar_models(shared.models())]
     if not rar:
         st.info("No RAR model yet — train one on **Models** with method `rar` or `carl+rar`. Its reconstruction "
                 "head is what this page shows.", icon=":material/inbox:")
@@ -63,7 +63,7 @@ def choose_models(sel) -> tuple[str, str | None] | None:
     c1, c2 = st.columns(2)
     default = next((m for m in sel.models if m in rar), rar[0])
     model = c1.selectbox("RAR model", rar, index=rar.index(default), key="rec_model")
-    others = [n for n in core.ok_names() if n != model]
+    others = [n for n in shared.ok_names() if n != model]
     judge = c2.selectbox("Judge model (predicts on both sentences)", ["(none)"] + others, key="rec_judge",
                          index=1 if others else 0)
     return model, None if judge == "(none)" else judge
@@ -74,15 +74,15 @@ def one_sentence(model: str, judge: str | None, sel) -> None:
         text = st.text_input("Sentence", value="a charming and often affecting journey .", key="rec_text",
                              max_chars=20_000)
         st.form_submit_button("Reconstruct", type="primary")
-    text, warning = core.clean_text(text)
+    text, warning = shared.clean_text(text)
     if warning:
         st.warning(warning)
     if not text:
         return
-    with core.shown_errors(f"Reconstructing with {model}"):
-        m = core.get_model(model)
+    with shared.shown_errors(f"Reconstructing with {model}"):
+        m = shared.get_model(model)
         label = int(m.predict([text]).argmax())  # attack the model's own prediction
-        df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, (text,), (label,),
+        df = run_reconstruct(shared.model_key(model), shared.model_key(judge) if judge else None, (text,), (label,),
                              sel.attack or default_attack("reconstruct"),
                              json.dumps(sel.overrides, sort_keys=True), sel.seed)
         r = _names(df, m.label_names).iloc[0]
@@ -99,7 +99,7 @@ def data_slice(model: str, judge: str | None, sel) -> None:
     if not sel.dataset:
         st.warning("No data set is available (see the sidebar).")
         return
-    ds = core.get_dataset(sel.dataset, "dev")
+    ds = shared.get_dataset(sel.dataset, "dev")
     c1, c2 = st.columns(2)
     n = int(c1.number_input("Examples", 1, 2000, 64, step=32, key="rec_n"))
     start = int(c2.number_input("Starting at", 0, max(0, len(ds) - 1), 0, step=64, key="rec_start"))
@@ -111,14 +111,14 @@ def data_slice(model: str, judge: str | None, sel) -> None:
         st.caption("Choose a slice and press the button; results are cached.")
         return
     _, _, dataset, start, n, attack, seed, overrides_json = req
-    with core.shown_errors(f"Reconstructing {dataset} with {model}"):
-        ds = core.model_dataset(core.get_model(model), dataset)
+    with shared.shown_errors(f"Reconstructing {dataset} with {model}"):
+        ds = shared.model_dataset(shared.get_model(model), dataset)
         texts, labels = tuple(ds.texts[start:start + n]), tuple(ds.labels[start:start + n])
         bar = st.progress(0.0, text="reconstructing…")
-        df = run_reconstruct(core.model_key(model), core.model_key(judge) if judge else None, texts, labels,
+        df = run_reconstruct(shared.model_key(model), shared.model_key(judge) if judge else None, texts, labels,
                              attack or default_attack("reconstruct"), overrides_json, seed, bar=bar)
         bar.empty()
-        show_table(df, core.get_model(model).label_names, judge)
+        show_table(df, shared.get_model(model).label_names, judge)
 
 
 def show_table(df: pd.DataFrame, label_names: list[str], judge: str | None) -> None:
@@ -144,7 +144,7 @@ def main() -> None:
     st.title("Reconstructions")
     st.caption("RAR: the sentence a reconstruction head reads from adversarial token representations, "
                "with the RAR model's and a judge model's predictions on both (CARL/RAR paper, Table 6).")
-    if core.empty_state_no_models():
+    if shared.empty_state_no_models():
         return
     sel = sidebar.selection()
     chosen = choose_models(sel)

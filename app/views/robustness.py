@@ -15,7 +15,7 @@ from advviz.analysis import lm
 from advviz.analysis.lm import adversarial_perplexity
 from advviz.analysis.robustness import default_epsilons, evaluate_under_attack, parse_epsilons
 from advviz.analysis.stats import compare_models
-from appkit import core, discrete, plots, sidebar
+from appkit import discrete, plots, shared, sidebar
 
 SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean", "flip_rate", "n")
 
@@ -23,8 +23,8 @@ SCALARS = ("name", "epsilon", "clean_accuracy", "accuracy", "cosine", "euclidean
 @st.cache_data(max_entries=64, show_spinner=False)
 def attack_curve(key: tuple, dataset: str, n: int, attack: str, overrides_json: str, epsilons: tuple,
                  seed: int) -> list[dict]:
-    model = core._load(*key)
-    ds = core.model_dataset(model, dataset).subset(n, seed)
+    model = shared._load(*key)
+    ds = shared.model_dataset(model, dataset).subset(n, seed)
     res = evaluate_under_attack(model, ds.texts, ds.labels, attack, json.loads(overrides_json),
                                              epsilons=list(epsilons), seed=seed)
     return [{k: r.get(k) for k in SCALARS if k in r} for r in res]
@@ -38,8 +38,8 @@ def load_lm(path: str, mtime: float):
 @st.cache_data(max_entries=32, show_spinner=False)
 def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str, overrides_json: str,
                    seed: int) -> dict:
-    model = core._load(*key)
-    ds = core.model_dataset(model, dataset).subset(n, seed)
+    model = shared._load(*key)
+    ds = shared.model_dataset(model, dataset).subset(n, seed)
     res = adversarial_perplexity(model, load_lm(*lm_key), ds.texts, ds.labels, attack,
                                               json.loads(overrides_json), seed=seed)
     return {k: v for k, v in res.items() if k != "examples"}
@@ -47,8 +47,8 @@ def perplexity_gap(key: tuple, lm_key: tuple, dataset: str, n: int, attack: str,
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def significance(key_a: tuple, key_b: tuple, dataset: str, n: int, seed: int) -> dict:
-    a, b = core._load(*key_a), core._load(*key_b)
-    ds = core.model_dataset(a, dataset).subset(n, seed)
+    a, b = shared._load(*key_a), shared._load(*key_b)
+    ds = shared.model_dataset(a, dataset).subset(n, seed)
     res = compare_models(a, b, ds.texts, ds.labels, seed=seed)
     return {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
@@ -58,8 +58,8 @@ def curves(sel, n: int, eps: list[float]) -> pd.DataFrame | None:
     overrides = json.dumps(sel.overrides, sort_keys=True)
     for i, name in enumerate(sel.models):
         bar.progress(i / len(sel.models), text=f"{name}: {sel.attack} at ε = {', '.join(f'{e:g}' for e in eps)}")
-        with core.shown_errors(f"Attacking {name}"):
-            key = core.model_key(name)
+        with shared.shown_errors(f"Attacking {name}"):
+            key = shared.model_key(name)
             res = attack_curve(key, sel.dataset, n, sel.attack, overrides, tuple(eps), sel.seed)
             registry.record_eval(key[0], attacks=[{**r, "dataset": sel.dataset, "split": "dev"} for r in res])
             rows += [{"model": name, **r} for r in res]
@@ -102,8 +102,8 @@ def discrete_section(sel) -> None:
     bar = st.progress(0.0, text="attacking…")
     for i, (name, recipe) in enumerate(pairs):
         bar.progress(i / len(pairs), text=f"{name}: textattack:{recipe} on {n} examples")
-        with core.shown_errors(f"textattack:{recipe} on {name}"):
-            key = core.model_key(name)
+        with shared.shown_errors(f"textattack:{recipe} on {name}"):
+            key = shared.model_key(name)
             res = discrete.run(key, sel.dataset, n, recipe, sel.seed)
             row = {k: res["row"].get(k) for k in discrete.SCALARS}
             registry.record_eval(key[0], attacks=[{**res["row"], "dataset": sel.dataset, "split": "dev"}])
@@ -133,10 +133,10 @@ def discrete_section(sel) -> None:
 
 
 def perplexity_section(sel, n: int) -> None:
-    lms = registry.language_models(core.models())
+    lms = registry.language_models(shared.models())
     if not lms:
         st.info(f"No language model under the models root. Train one with `advviz lm train --dataset "
-                f"{sel.dataset or 'sst2-sent'} --out {core.root()}/lm-{sel.dataset or 'sst2-sent'}`; it then "
+                f"{sel.dataset or 'sst2-sent'} --out {shared.root()}/lm-{sel.dataset or 'sst2-sent'}`; it then "
                 f"appears here.", icon=":material/inbox:")
         return
     lm = st.selectbox("Language model", [r["name"] for r in lms], key="rob_lm")
@@ -144,9 +144,9 @@ def perplexity_section(sel, n: int) -> None:
         return
     rows = []
     for name in sel.models:
-        with core.shown_errors(f"Perplexity of {name}'s adversarial texts"), st.spinner(f"{name}…"):
-            lm_path = registry.resolve(core.root(), lm)
-            res = perplexity_gap(core.model_key(name), (str(lm_path), registry.fingerprint(lm_path)), sel.dataset,
+        with shared.shown_errors(f"Perplexity of {name}'s adversarial texts"), st.spinner(f"{name}…"):
+            lm_path = registry.resolve(shared.root(), lm)
+            res = perplexity_gap(shared.model_key(name), (str(lm_path), registry.fingerprint(lm_path)), sel.dataset,
                                  n, sel.attack, json.dumps(sel.overrides, sort_keys=True), sel.seed)
             rows.append({"model": name, **{k: v for k, v in res.items() if k != "overrides"}})
     if rows:
@@ -164,9 +164,9 @@ def significance_section(sel, n: int) -> None:
         return
     rows = []
     for a, b in itertools.combinations(sel.models, 2):
-        with core.shown_errors(f"Comparing {a} and {b}"), st.spinner(f"{a} vs {b}…"):
+        with shared.shown_errors(f"Comparing {a} and {b}"), st.spinner(f"{a} vs {b}…"):
             rows.append({"model_a": a, "model_b": b, **{k: v for k, v in significance(
-                core.model_key(a), core.model_key(b), sel.dataset, n, sel.seed).items() if k not in ("model_a", "model_b")}})
+                shared.model_key(a), shared.model_key(b), sel.dataset, n, sel.seed).items() if k not in ("model_a", "model_b")}})
     if rows:
         df = pd.DataFrame(rows)
         st.dataframe(df, hide_index=True, key="rob_sig_table")
@@ -184,7 +184,7 @@ def main() -> None:
     c1, c2 = st.columns(2)
     eps_text = c1.text_input("ε values (comma-separated)",
                              value=", ".join(f"{e:g}" for e in default_epsilons(sel.attack, sel.overrides, sel.models,
-                                                                                   core.models())),
+                                                                                   shared.models())),
                              key=f"rob_eps_{sel.attack}",
                              help="Default: half, once and twice the sidebar's ε, else the ε a selected model was "
                                   "trained with under this attack, else the attack's default.")

@@ -10,21 +10,21 @@ import streamlit as st
 
 from advviz import registry
 from advviz.analysis.projection import project_representations
-from appkit import core, plots, sidebar, threads
+from appkit import plots, shared, sidebar, threads
 
 
 def _args(name: str, sel, n: int, adversarial: bool, reducer: str) -> tuple:
-    path, mtime = core.model_key(name)
+    path, mtime = shared.model_key(name)
     return (path, mtime, sel.dataset, n, sel.attack if adversarial else None,
             json.dumps(sel.overrides if adversarial else {}, sort_keys=True), reducer, sel.seed)
 
 
 def _project(path, mtime, dataset, n, attack, overrides_json, reducer, seed, progress=None):
-    model = core._load(path, mtime)
-    ds = core.model_dataset(model, dataset).subset(n, seed)
+    model = shared._load(path, mtime)
+    ds = shared.model_dataset(model, dataset).subset(n, seed)
     return project_representations(
         model, ds.texts, ds.labels, attack, json.loads(overrides_json), reducer=reducer, seed=seed,
-        cache_dir=registry.cache_dir(core.root(), "projections"), progress=progress)
+        cache_dir=registry.cache_dir(shared.root(), "projections"), progress=progress)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -54,7 +54,7 @@ def metrics_table(metrics: dict) -> pd.DataFrame:
 def one_model(name: str, sel, n: int, adversarial: bool, segments: bool, reducer: str) -> bool:
     """Draw one model's map and metrics; True when a UMAP is still pending."""
     pending = False
-    with core.shown_errors(f"Projecting {name}"):
+    with shared.shown_errors(f"Projecting {name}"):
         if reducer == "umap":
             df, metrics, note = umap_or_pca(name, sel, n, adversarial)
             if note:

@@ -1,4 +1,4 @@
-"""Models root, cached models / data sets, and error display."""
+"""What every page shares: the models root, cached models and data sets, error display."""
 
 from __future__ import annotations
 

@@ -13,21 +13,21 @@ import streamlit as st
 from advviz.analysis.inspection import inspect
 from advviz.methods import attacks as attack_table
 from advviz.storage.jsonio import dumps
-from appkit import core, discrete, heatmaps, render, sidebar
+from appkit import discrete, heatmaps, render, shared, sidebar
 
 EXAMPLE = "a charming and often affecting journey ."
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def run_inspect(path: str, mtime: float, text: str, attack: str, overrides_json: str, seed: int) -> dict:
-    model = core._load(path, mtime)
+    model = shared._load(path, mtime)
     return inspect(model, [text], attack, json.loads(overrides_json), seed=seed)[0]
 
 
 @st.cache_data(max_entries=16, show_spinner="Predicting the data set…")
 def dataset_predictions(path: str, mtime: float, dataset: str) -> list[int]:
-    model = core._load(path, mtime)
-    return model.predict(core.get_dataset(dataset, "dev").texts).argmax(-1).tolist()
+    model = shared._load(path, mtime)
+    return model.predict(shared.get_dataset(dataset, "dev").texts).argmax(-1).tolist()
 
 
 def pick_from_dataset(sel) -> str | None:
@@ -35,7 +35,7 @@ def pick_from_dataset(sel) -> str | None:
     if not sel.dataset:
         st.warning("No data set is available (see the sidebar).")
         return None
-    ds = core.get_dataset(sel.dataset, "dev")
+    ds = shared.get_dataset(sel.dataset, "dev")
     lengths = np.array([len(t.split()) for t in ds.texts])
     c1, c2, c3 = st.columns([2, 2, 3])
     labels = c1.multiselect("Label", ds.label_names, default=ds.label_names, key="words_labels")
@@ -43,7 +43,7 @@ def pick_from_dataset(sel) -> str | None:
     lo, hi = c3.slider("Length (words)", 1, int(lengths.max()), (1, min(30, int(lengths.max()))), key="words_len")
     keep = np.isin(np.array(ds.labels), [ds.label_names.index(lab) for lab in labels]) & (lengths >= lo) & (lengths <= hi)
     if wrong:
-        preds = np.array(dataset_predictions(*core.model_key(sel.models[0]), sel.dataset))
+        preds = np.array(dataset_predictions(*shared.model_key(sel.models[0]), sel.dataset))
         keep &= preds != np.array(ds.labels)
     idx = np.flatnonzero(keep)
     if idx.size == 0:
@@ -68,7 +68,7 @@ def pick_from_dataset(sel) -> str | None:
 def pick_from_upload() -> str | None:
     up = st.file_uploader("A .txt file, one sentence per line (≤ 1 MB)", type=["txt"], key="words_upload",
                           max_upload_size=1)
-    lines, err = core.read_upload(up)
+    lines, err = shared.read_upload(up)
     if err:
         st.error(err)
         return None
@@ -95,13 +95,13 @@ def compute(sel, text: str, attacks: list[str]) -> list[tuple[str, dict]]:
     rows = []
     for name in sel.models:
         try:
-            key = core.model_key(name)
+            key = shared.model_key(name)
         except Exception as e:  # noqa: BLE001 - deleted meanwhile: say so, keep the others
             st.error(f"{name}: {e}")
             continue
         for attack in attacks:
             overrides = sel.overrides if attack == sel.attack else {}
-            with core.shown_errors(f"{name} × {attack}"):
+            with shared.shown_errors(f"{name} × {attack}"):
                 r = run_inspect(*key, text, attack, json.dumps(overrides, sort_keys=True), sel.seed)
                 rows.append((f"{name} · {attack}", r))
     return rows
@@ -158,8 +158,8 @@ def discrete_section(sel) -> None:
         st.session_state["words_ta_request"] = True
     if not st.session_state.get("words_ta_request"):
         return
-    with core.shown_errors(f"textattack:{recipe} on {name}"):
-        key = core.model_key(name)
+    with shared.shown_errors(f"textattack:{recipe} on {name}"):
+        key = shared.model_key(name)
         with st.spinner(f"textattack:{recipe} on {n} examples, then {sel.attack} on the successful ones…"):
             res = discrete.run(key, sel.dataset, n, recipe, sel.seed)
             ov = discrete.overlap(key, sel.dataset, n, recipe, sel.attack, json.dumps(sel.overrides, sort_keys=True),
@@ -216,7 +216,7 @@ def sentence_part(sel) -> None:
     text = choose_text(sel)
     if text is None:
         return
-    text, warning = core.clean_text(text)
+    text, warning = shared.clean_text(text)
     if warning and not text:
         st.warning(warning)
         return
