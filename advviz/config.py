@@ -152,6 +152,7 @@ COMMAND_DEFAULTS: dict[str, Any] = {
     "attack": {"inspect": "spgd", "augment": "spgd", "overlap": "spgd", "app": "spgd",
                "report": "pgd", "reconstruct": "pgd"},
     "ppl_attacks": ("advt", "iadvt", "spgd"),
+    "report_eps": (0.02, 0.075, 0.1),  # advviz report's robustness table: CARL's Table 5
     "textattack_batch_size": 64,
 }
 

@@ -79,6 +79,8 @@ def test_command_defaults_are_one_table():
         assert build_parser(argv).parse_args(argv).attack == attack[command] == flags.METHOD_FLAG[command][1]
     args = build_parser(["report", "x", "--out", "o"]).parse_args(["report", "x", "--out", "o"])
     assert tuple(args.ppl_attacks.split(",")) == COMMAND_DEFAULTS["ppl_attacks"]
+    assert tuple(float(e) for e in args.eps.split(",")) == COMMAND_DEFAULTS["report_eps"] \
+        == tuple(report.DEFAULT_EPSILONS)
     assert flags.named_methods(["report", "x"], "report") == ["pgd", *COMMAND_DEFAULTS["ppl_attacks"]]
     args = build_parser(["eval", "x"]).parse_args(["eval", "x"])
     assert args.attack_batch_size == COMMAND_DEFAULTS["textattack_batch_size"]

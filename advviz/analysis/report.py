@@ -36,7 +36,7 @@ from .discrete import check_recipe, run_textattack
 from .lm import adversarial_perplexity, load_lm
 from .robustness import evaluate_under_attack
 
-DEFAULT_EPSILONS = [0.02, 0.075, 0.1]  # CARL Table 5
+DEFAULT_EPSILONS = list(COMMAND_DEFAULTS["report_eps"])  # CARL Table 5
 
 
 def _count_parameters(model) -> dict:

@@ -74,8 +74,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     _split_flags(p)
     p.add_argument("--attack", default=default_attack("report"),
                    help=f"robustness attack (default {default_attack('report')}: k-PGD as in CARL)")
-    p.add_argument("--eps", default="0.02,0.075,0.1",
-                   help=f"comma-separated ε values (at most {maximum('list_values')})")
+    p.add_argument("--eps", default=",".join(f"{e:g}" for e in COMMAND_DEFAULTS["report_eps"]),
+                   help=f"comma-separated ε values (default %(default)s; at most {maximum('list_values')})")
     p.add_argument("--lm", default=None, help="LM directory: adds the perplexity-gap table")
     p.add_argument("--ppl-attacks", default=",".join(COMMAND_DEFAULTS["ppl_attacks"]),
                    help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
