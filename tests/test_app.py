@@ -130,6 +130,19 @@ def test_empty_root_says_what_to_do(tmp_path, monkeypatch):
     assert at.button(key="train_default")
 
 
+def test_models_page_evaluates_on_the_eval_eps_grid(app_env):
+    """Evaluate under the sidebar attack uses the ε grid of ``advviz eval --attack`` and the
+    Robustness page (robustness.default_epsilons: 0.5x, 1x, 2x), not one ε."""
+    from advviz.analysis.robustness import EPSILON_FACTORS
+
+    at = new_app("models")
+    at.number_input(key="ev_n").set_value(8)
+    at.checkbox(key="ev_attack").check()
+    at.button(key="ev_go").click().run()
+    assert_clean(at)
+    assert len(at.dataframe[-1].value) == len(EPSILON_FACTORS)
+
+
 def test_models_page_table_evaluate_delete(app_env, tmp_path):
     at = new_app("models")
     table = at.dataframe[0].value

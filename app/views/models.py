@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from advviz import registry
-from advviz.analysis.robustness import evaluate_under_attack
+from advviz.analysis.robustness import default_epsilons, evaluate_under_attack
 from advviz.storage.jsonio import dumps
 from appkit import plots, shared, sidebar, training
 
@@ -55,7 +55,10 @@ def evaluate_panel(name: str, row: dict) -> None:
         if with_attack:
             ds = shared.model_dataset(model, dataset).subset(n or None, sel.seed)
             with st.spinner(f"Attacking with {sel.attack}…"):
-                attacks = evaluate_under_attack(model, ds.texts, ds.labels, sel.attack, sel.overrides, seed=sel.seed)
+                # the ε grid of `advviz eval --attack` and the Robustness page (0.5x, 1x, 2x), not one ε
+                eps = default_epsilons(sel.attack, sel.overrides, [name], [row])
+                attacks = evaluate_under_attack(model, ds.texts, ds.labels, sel.attack, sel.overrides, eps,
+                                                seed=sel.seed)
         registry.record_eval(registry.resolve(shared.root(), name), clean, attacks)
         st.success(f"{dataset}/dev: accuracy {res['accuracy']:.4f}, macro-F1 {res['macro_f1']:.4f} (n {res['n']}); "
                    f"saved to eval.json")
