@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .storage import outdir
 from .config import PRESETS, Config, hp, is_rnn, refuse_unused_by_family, train_default
 from .storage.checkpoint import save_checkpoint, write_json_atomic
-from .data import TextDataset, label_map_record, load_splits, parse_label_map
+from .data import TextDataset, align_labels, label_map_record, load_splits, parse_label_map
 from .errors import AdvvizError
 from .storage.jsonio import dumps
 from .limits import check_fits, seed_problem
@@ -69,6 +69,10 @@ class TrainConfig(Config):
                                      "(no label needed)", metavar="NAME|FILE")
     augment: tuple[str, ...] | None = hp(None, "add the rows (text, label) of an `advviz augment` file to the "
                                                "labelled training set", repeat=True, metavar="FILE")
+    init_from: str | None = hp(None, "start from this model, its head kept: an advviz transformer checkpoint, or a "
+                                     "Hugging Face sequence classifier (a save_pretrained folder or hub id, as "
+                                     "`advviz import` reads); --arch and the model flags are then the source's",
+                               metavar="DIR_OR_SRC")
     mixed_precision: str = hp("no", "mixed precision on a GPU", choices=["no", "fp16", "bf16"])
     log_every: int = hp(20, "optimiser steps between logged training lines")
     eval_every: int | None = hp(None, "optimiser steps between evaluations (default: each epoch)")
@@ -286,12 +290,26 @@ def resolve_training(train: dict, model: dict) -> tuple[TrainConfig, ModelOption
     one line (``AdvvizError``)."""
     train = {k: v for k, v in train.items() if v is not None}
     model = {k: v for k, v in model.items() if v is not None}
+    if train.get("init_from"):
+        train["arch"] = _init_arch(train, model)
     try:
         cfg = TrainConfig(**train)
         refuse_unused_by_family(cfg.arch, {**train, **model})
         return cfg, ModelOptions(**model)
     except (TypeError, ValueError) as e:
         raise AdvvizError(str(e)) from None
+
+
+def _init_arch(train: dict, model: dict) -> str:
+    """The architecture of ``--init-from``: the source's. ``--arch`` or a model flag, which would
+    describe another model than the one training starts from, is refused with one line."""
+    from .transfer import source_arch
+
+    given = (["arch"] if "arch" in train else []) + sorted(model)
+    if given:
+        raise AdvvizError(f"--{given[0].replace('_', '-')} does not apply with --init-from: the model is "
+                          f"{train['init_from']} as it is (its architecture, tokenizer and head)")
+    return source_arch(train["init_from"])
 
 
 class Trainer:
@@ -399,7 +417,10 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
         self.method.plan(total, steps_per_epoch, cfg.dataset)  # refuses settings the run cannot honour
-        model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed)
+        if cfg.init_from:
+            model, model_info, train, dev = self._initial_model(train, dev)
+        else:
+            model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed)
         self._check_model(model, model_info, len(train))
         self.method.setup(model, train, cfg.seed)
         extras = self.method.extra_modules()
@@ -448,6 +469,18 @@ class Trainer:
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
         counters = self._loop(counters, stop)
         return self._finish(counters)
+
+    def _initial_model(self, train: TextDataset, dev: TextDataset):
+        """(model, info, train, dev) of ``--init-from``: the source model, its head kept, and the
+        splits with their labels in its order — a data set whose label names differ is refused
+        with one line naming both (``data.align_labels``; rename with ``advviz import --label-map``
+        or read the data with ``--label-map``)."""
+        from .transfer import initial_model
+
+        src = self.cfg.init_from
+        model, names = initial_model(src)
+        train, dev = (align_labels(d, names, src, self.cfg.dataset) for d in (train, dev))
+        return model, {"init_from": src, "init_label_names": names}, train, dev
 
     def _training_sets(self, train: TextDataset) -> tuple[TextDataset, list[str], list[str], dict]:
         """(labelled training set, unlabeled texts the method learns from, the texts the vocabulary is
