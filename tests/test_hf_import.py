@@ -213,3 +213,31 @@ def test_hub_id_offline_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     line = one_line(capsys, ["import", "someone/no-such-classifier", "--out", tmp_path / "o"])
     assert "not a local folder" in line and "hub" in line
+
+
+def test_app_imports_a_folder_lists_it_and_every_page_opens(made, tmp_path, monkeypatch):
+    from test_app import PAGES, assert_clean, new_app
+
+    root = tmp_path / "models"
+    root.mkdir()
+    monkeypatch.setenv("ADVVIZ_MODELS_DIR", str(root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    src, before, _ = made["roberta"]
+    at = new_app("models")
+    at.text_input(key="imp_src").input(str(src))
+    at.text_input(key="imp_name").input("my-roberta")
+    at.text_input(key="imp_dataset").input(str(made["toy"])).run()
+    at.button(key="imp_go").click().run()
+    assert_clean(at)
+    assert any("Imported" in s.value for s in at.success)
+    table = at.dataframe[0].value
+    row = table[table["name"] == "my-roberta"].iloc[0]
+    assert row["method"] == "imported" and row["source"] == str(src.resolve()) and row["arch"] == "roberta"
+    assert folder_hash(src) == before
+    (tmp_path / "empty").mkdir()
+    at.text_input(key="imp_src").input(str(tmp_path / "empty"))  # not a model folder: one error, the page stays
+    at.text_input(key="imp_name").input("other").run()
+    at.button(key="imp_go").click().run()
+    assert not at.exception and any("no config.json" in e.value for e in at.error)
+    for page in PAGES[1:]:
+        assert_clean(new_app(page))
