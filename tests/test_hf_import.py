@@ -22,6 +22,7 @@ from advviz.cli import main
 
 import hf_models
 from test_hostile_cli import one_line
+from test_textattack import ta  # noqa: F401  (a fixture: skips without the textattack extra)
 
 TEXTS = hf_models.SENTENCES + ["a film that is not good , not bad , but simply there"]
 
@@ -241,3 +242,10 @@ def test_app_imports_a_folder_lists_it_and_every_page_opens(made, tmp_path, monk
     assert not at.exception and any("no config.json" in e.value for e in at.error)
     for page in PAGES[1:]:
         assert_clean(new_app(page))
+
+
+def test_textattack_recipe_runs_on_an_imported_model(made, ta, capsys):
+    ck = made["bert"][2]
+    assert main(["eval", str(ck), "--attack", "textattack:deepwordbug", "--max-examples", "6", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["attacks"][0]
+    assert res["recipe"] == "deepwordbug" and res["n"] == 4  # the toy set's dev split
