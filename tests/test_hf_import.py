@@ -249,3 +249,10 @@ def test_textattack_recipe_runs_on_an_imported_model(made, ta, capsys):
     assert main(["eval", str(ck), "--attack", "textattack:deepwordbug", "--max-examples", "6", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["attacks"][0]
     assert res["recipe"] == "deepwordbug" and res["n"] == 4  # the toy set's dev split
+
+
+def test_import_by_name_lands_in_the_models_root(made, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ADVVIZ_MODELS_DIR", str(tmp_path / "root"))
+    assert main(["import", str(made["albert"][0]), "--name", "my-albert"]) == 0
+    assert advviz.load(tmp_path / "root" / "my-albert").config["model"]["arch"] == "albert"
+    assert "not a valid model name" in one_line(capsys, ["import", made["albert"][0], "--name", "../escape"])
