@@ -152,16 +152,17 @@ def label_names_of(config, label_map: str | None = None) -> list[str]:
 
 
 def import_model(src: str, out: str | os.PathLike, dataset: str | None = None, max_length: int | None = None,
-                 label_map: str | None = None) -> Path:
-    """Write the advviz checkpoint of the classifier ``src`` to ``out`` (absent, empty, or
-    advviz's own checkpoint); returns ``out``."""
+                 label_map: str | None = None, overwrite: bool = False) -> Path:
+    """Write the advviz checkpoint of the classifier ``src`` to ``out`` (absent or empty; advviz's
+    own checkpoint only with ``overwrite``); returns ``out``."""
     out = Path(os.path.abspath(out))
     local = Path(src).expanduser()
     if os.path.lexists(local):
         real, target = local.resolve(), Path(os.path.realpath(out))
         if target == real or real in target.parents:
             raise AdvvizError(f"--out {out} lies inside {src}; advviz never writes into the folder it imports")
-    outdir.check_replaceable(out, outdir.CHECKPOINT)
+    if outdir.check_replaceable(out, outdir.CHECKPOINT) == outdir.CHECKPOINT and not overwrite:
+        raise AdvvizError(f"{out} already holds a checkpoint; pass --overwrite to replace it")
     model = read_source(src, max_length)
     names = label_names_of(model.hf.config, label_map)
     config = {"data": {"name": dataset or IMPORTED, "label_names": names},

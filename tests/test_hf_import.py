@@ -256,3 +256,8 @@ def test_import_by_name_lands_in_the_models_root(made, tmp_path, monkeypatch, ca
     assert main(["import", str(made["albert"][0]), "--name", "my-albert"]) == 0
     assert advviz.load(tmp_path / "root" / "my-albert").config["model"]["arch"] == "albert"
     assert "not a valid model name" in one_line(capsys, ["import", made["albert"][0], "--name", "../escape"])
+    before = folder_hash(tmp_path / "root" / "my-albert")
+    line = one_line(capsys, ["import", made["bert"][0], "--name", "my-albert"])  # never silently replaced
+    assert "--overwrite" in line and folder_hash(tmp_path / "root" / "my-albert") == before
+    assert main(["import", str(made["bert"][0]), "--name", "my-albert", "--overwrite"]) == 0
+    assert advviz.load(tmp_path / "root" / "my-albert").config["model"]["arch"] == "bert"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from . import flags
-
-
 def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p = sub.add_parser("import", help="make an advviz checkpoint of a Hugging Face sequence classifier (a folder "
                                       "written by save_pretrained, or a hub id)")
@@ -19,6 +16,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--label-map", default=None, metavar="OLD=NEW,...",
                    help="rename the model's labels (config.id2label), e.g. LABEL_0=negative,LABEL_1=positive, "
                         "to those of the data set it is evaluated on")
+    p.add_argument("--overwrite", action="store_true", help="replace the advviz checkpoint already at --out "
+                                                           "(a folder holding anything else is never replaced)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="write a transformer checkpoint as a folder transformers loads "
@@ -26,7 +25,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--format", required=True, choices=["hf"], help="hf: a Hugging Face save_pretrained folder")
     p.add_argument("--out", required=True, help="the folder: new or empty (an earlier export with --overwrite)")
-    flags.add_overwrite_flag(p)
+    p.add_argument("--overwrite", action="store_true", help="replace the advviz export already at --out "
+                                                           "(a folder holding anything else is never replaced)")
     p.set_defaults(func=cmd_export)
 
 
@@ -37,7 +37,7 @@ def cmd_import(args) -> int:
 
     check_positive(args.max_length, "--max-length")
     out = args.out or registry.models_root() / registry.check_name(args.name)
-    path = import_model(args.source, out, args.dataset, args.max_length, args.label_map)
+    path = import_model(args.source, out, args.dataset, args.max_length, args.label_map, args.overwrite)
     print(f"imported {args.source}; checkpoint: {path}")
     return 0
 
