@@ -8,7 +8,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("source", metavar="SRC", help="a folder holding a *ForSequenceClassification model and its "
                                                  "tokenizer, or a Hugging Face hub id (needs the hub)")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help="the checkpoint directory: new, empty, or advviz's own checkpoint")
+    where.add_argument("--out", help="the checkpoint directory: new or empty (an advviz checkpoint with --overwrite)")
     where.add_argument("--name", help="a name under the models root ($ADVVIZ_MODELS_DIR or models/), as the app lists it")
     p.add_argument("--dataset", default=None, help="the data set eval/words/inspect use by default (e.g. sst2-sent)")
     p.add_argument("--max-length", type=int, default=None,
