@@ -261,3 +261,14 @@ def test_import_by_name_lands_in_the_models_root(made, tmp_path, monkeypatch, ca
     assert "--overwrite" in line and folder_hash(tmp_path / "root" / "my-albert") == before
     assert main(["import", str(made["bert"][0]), "--name", "my-albert", "--overwrite"]) == 0
     assert advviz.load(tmp_path / "root" / "my-albert").config["model"]["arch"] == "bert"
+
+
+def test_project_compare_and_report_run_on_an_imported_model(made, tmp_path, capsys):
+    ck, other = made["roberta"][2], made["albert"][2]
+    assert main(["project", str(ck), "--n", "8", "--attack", "pgd", "--reducer", "pca", "--no-cache",
+                 "--out", str(tmp_path / "p.parquet")]) == 0
+    assert (tmp_path / "p.parquet").is_file()
+    assert main(["compare", str(ck), str(other), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] > 0
+    assert main(["report", str(ck), str(other), "--attack", "pgd", "--eps", "0.1", "--out", str(tmp_path / "r.md")]) == 0
+    assert "imported" in (tmp_path / "r.md").read_text()
