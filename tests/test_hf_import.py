@@ -271,3 +271,25 @@ def test_project_compare_and_report_run_on_an_imported_model(made, tmp_path, cap
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] > 0
     assert main(["report", str(ck), str(other), "--attack", "pgd", "--eps", "0.1", "--out", str(tmp_path / "r.md")]) == 0
     assert "imported" in (tmp_path / "r.md").read_text()
+
+
+def test_init_from_an_advviz_transformer_checkpoint_keeps_its_head(made, tmp_path, monkeypatch):
+    import advviz.train as T
+    from advviz.storage.checkpoint import save_checkpoint
+    from conftest import make_tiny_bert
+
+    model = make_tiny_bert()
+    ck = save_checkpoint(tmp_path / "minilm", model, {"data": {"name": "x", "label_names": ["negative", "positive"]}},
+                         {})
+    seen, real = [], T.train_one_step
+
+    def spy(method, m, *a, **k):
+        if not seen:
+            seen.append((m.head.weight.detach().clone(), m.head.bias.detach().clone()))
+        return real(method, m, *a, **k)
+
+    monkeypatch.setattr(T, "train_one_step", spy)
+    assert main(["train", "--init-from", str(ck), "--dataset", str(made["toy"]), "--max-steps", "1", "--quiet",
+                 "--out", str(tmp_path / "t")]) == 0
+    assert torch.equal(seen[0][0], model.head.weight) and torch.equal(seen[0][1], model.head.bias)
+    assert advviz.load(tmp_path / "t").config["train"]["arch"] == "tiny-bert"
