@@ -128,7 +128,7 @@ def _row(path: Path) -> dict:
     """A registry row with every column and nothing known yet."""
     return {"name": path.name, "path": str(path), "status": "ok", "arch": None, "method": None, "epsilon": None,
             "dataset": None, "training_data": "", "dev_accuracy": None, "ld_steps": None, "note": "", "robustness": "",
-            "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None}
+            "clean_accuracy": None, "parameters": None, "train_seconds": None, "date": None, "source": None}
 
 
 def describe(path: Path) -> dict:
@@ -168,6 +168,7 @@ def describe(path: Path) -> dict:
         return row
     row["arch"] = text("model", "arch") or text("train", "arch")
     row["method"] = text("method", "name")
+    row["source"] = text("model", "source")  # the folder or hub id an imported model came from (advviz import)
     row["epsilon"] = _num((cfg.get("method") or {}).get("epsilon")) if isinstance(cfg.get("method"), dict) else None
     row["dataset"] = text("data", "name")
     row["training_data"] = training_data(cfg.get("data"))

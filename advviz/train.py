@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from .config import PRESETS, Config, hp, is_rnn, refuse_unused_by_family, train_default
 from .data import (
-    TextDataset, concat, dataset_files, label_map_record, labeled_split, load_splits, load_unlabeled,
-    parse_label_map, read_augment,
+    TextDataset, align_labels, concat, dataset_files, label_map_record, labeled_split, load_splits,
+    load_unlabeled, parse_label_map, read_augment,
 )
 from .errors import AdvvizError
 from .evaluate import CHANCE_PROBES, at_chance, chance_record, evaluate, majority_share, stall_note
@@ -35,6 +35,7 @@ from .storage.jsonio import dumps
 from .storage.outdir import DEFAULT_MODELS_DIR
 from .storage.outputs import check_output_dir
 from .tokenizers import count_clipped
+from .transfer import initial_model, source_arch
 
 
 
@@ -76,6 +77,10 @@ class TrainConfig(Config):
                                      "(no label needed)", metavar="NAME|FILE")
     augment: tuple[str, ...] | None = hp(None, "add the rows (text, label) of an `advviz augment` file to the "
                                                "labelled training set", repeat=True, metavar="FILE")
+    init_from: str | None = hp(None, "start from this model, its head kept: an advviz transformer checkpoint, or a "
+                                     "Hugging Face sequence classifier (a save_pretrained folder or hub id, as "
+                                     "`advviz import` reads); --arch and the model flags are then the source's",
+                               metavar="DIR_OR_SRC")
     mixed_precision: str = hp("no", "mixed precision on a GPU", choices=["no", "fp16", "bf16"])
     log_every: int = hp(20, "optimiser steps between logged training lines")
     eval_every: int | None = hp(None, "optimiser steps between evaluations (default: each epoch)")
@@ -284,6 +289,8 @@ def resolve_training(train: dict, model: dict) -> tuple[TrainConfig, ModelOption
     one line (``AdvvizError``)."""
     train = {k: v for k, v in train.items() if v is not None}
     model = {k: v for k, v in model.items() if v is not None}
+    if train.get("init_from"):
+        train["arch"] = _init_arch(train, model)
     try:
         cfg = TrainConfig(**train)
         refuse_unused_by_family(cfg.arch, {**train, **model})
@@ -336,6 +343,16 @@ class _Run:
     steps_per_epoch: int
     n_params: int
     majority: float | None = None  # the dev set's majority-class share, computed on first use
+
+
+def _init_arch(train: dict, model: dict) -> str:
+    """The architecture of ``--init-from``: the source's. ``--arch`` or a model flag, which would
+    describe another model than the one training starts from, is refused with one line."""
+    given = (["arch"] if "arch" in train else []) + sorted(model)
+    if given:
+        raise AdvvizError(f"--{given[0].replace('_', '-')} does not apply with --init-from: the model is "
+                          f"{train['init_from']} as it is (its architecture, tokenizer and head)")
+    return source_arch(train["init_from"])
 
 
 class Trainer:
@@ -440,7 +457,10 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * acc.num_processes))
         total = min(cfg.max_steps or 10**12, cfg.epochs * steps_per_epoch)
         self.method.plan(total, steps_per_epoch, cfg.dataset)  # refuses settings the run cannot honour
-        model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed)
+        if cfg.init_from:
+            model, model_info, train, dev = self._initial_model(train, dev)
+        else:
+            model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed)
         self._check_model(model, model_info, len(train))
         self.method.setup(model, train, cfg.seed)
         extras = self.method.extra_modules()
@@ -488,6 +508,16 @@ class Trainer:
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
         counters = self._loop(counters, stop)
         return self._finish(counters)
+
+    def _initial_model(self, train: TextDataset, dev: TextDataset):
+        """(model, info, train, dev) of ``--init-from``: the source model, its head kept, and the
+        splits with their labels in its order — a data set whose label names differ is refused
+        with one line naming both (``data.align_labels``; rename with ``advviz import --label-map``
+        or read the data with ``--label-map``)."""
+        src = self.cfg.init_from
+        model, names = initial_model(src)
+        train, dev = (align_labels(d, names, src, self.cfg.dataset) for d in (train, dev))
+        return model, {"init_from": src, "init_label_names": names}, train, dev
 
     def _training_sets(self, train: TextDataset) -> tuple[TextDataset, list[str], list[str], dict]:
         """(labelled training set, unlabeled texts the method learns from, the texts the vocabulary is

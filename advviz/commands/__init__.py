@@ -7,8 +7,9 @@
 - ``words``: ``advviz words`` (the word atlas)
 - ``app``: ``advviz app`` (Streamlit)
 - ``augment``: ``advviz augment`` (label-free adversaries issue)
+- ``transfer``: ``advviz import`` / ``advviz export`` (Hugging Face models in and out)
 """
 
-from . import analysis, app, attack, augment, rar, words
+from . import analysis, app, attack, augment, rar, transfer, words
 
-COMMAND_MODULES = [attack, rar, analysis, words, app, augment]
+COMMAND_MODULES = [attack, rar, analysis, words, app, augment, transfer]

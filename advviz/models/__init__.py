@@ -12,10 +12,11 @@ from ..limits import MAX_DIM
 from ..tokenizers import CharTokenizer, WordTokenizer
 from .base import Classifier, ClassifierOutput
 from .rnn import RNNClassifier
+from .hf_sequence import HFSequenceClassifier
 from .transformer import HFEncoderClassifier
 
 __all__ = ["Classifier", "ClassifierOutput", "ModelOptions", "build_model", "model_from_config",
-           "RNNClassifier", "HFEncoderClassifier"]
+           "RNNClassifier", "HFEncoderClassifier", "HFSequenceClassifier"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelO
     return model, info
 
 
-FAMILIES = {"rnn": RNNClassifier, "hf": HFEncoderClassifier}
+FAMILIES = {"rnn": RNNClassifier, "hf": HFEncoderClassifier, "hf-seq": HFSequenceClassifier}
 
 
 def model_from_config(cfg: dict, tokenizer) -> Classifier:

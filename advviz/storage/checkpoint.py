@@ -290,9 +290,11 @@ def _expected_tensors(directory: Path, config: dict, tokenizer) -> dict[str, tor
 def _check_positions(directory: Path, config: dict, tokenizer) -> None:
     """A transformer reads at most its position embeddings' worth of tokens: a tokenizer
     max_length beyond that would fail at the first long text, so it is refused here."""
-    if config["model"]["family"] != "hf":
+    model = config["model"]
+    if model["family"] not in ("hf", "hf-seq"):
         return
-    positions = config["model"]["encoder_config"].get("max_position_embeddings")  # an int if present (schema)
+    # an int if present (schema)
+    positions = (model.get("encoder_config") or model.get("hf_config")).get("max_position_embeddings")
     if positions is not None and tokenizer.max_length > positions:
         raise AdvvizError(f"{directory}/config.json: tokenizer max_length {tokenizer.max_length} is more than the "
                           f"encoder's {positions} positions")

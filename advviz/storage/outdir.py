@@ -51,6 +51,7 @@ from ..errors import AdvvizError
 from .jsonio import dumps, read_json
 
 CHECKPOINT, LM, RESUME, JOB = "checkpoint", "language model", "resume state", "training job"
+HF_EXPORT = "Hugging Face export"  # `advviz export --format hf` (advviz/transfer.py)
 ABSENT, EMPTY = "absent", "empty"
 LM_KIND = "advviz-lstm-lm"
 # where `advviz train` writes a run without --out, and the models root without $ADVVIZ_MODELS_DIR
@@ -67,6 +68,9 @@ CHECKPOINT_FILES = {"config.json", "model.safetensors", "metrics.json", "train_l
 CHECKPOINT_DIRS = {"cache"}  # neighbour tables of `inspect`, word atlases of `advviz words` (analysis/words.py)
 CACHE_FILE_RE = re.compile(r"^(neighbors-[a-z0-9]+-k\d+|words-[0-9a-f]{32})\.safetensors$")
 LM_FILES = {"config.json", "model.safetensors", "vocab.txt", "metrics.json"}
+#: the marker of an export folder (a transformers folder whose config.json is not advviz's)
+HF_EXPORT_MARKER = "advviz-export.json"
+HF_EXPORT_FILES = {"config.json", "model.safetensors", HF_EXPORT_MARKER} | HF_TOKENIZER_FILES
 RESUME_FILES = {"state.json", "tensors.safetensors"}
 JOB_FILES = {"job.json", "train.log", "runner.log", "pid", "rc", "done", "cancelled", "progress.json"}
 # temporary files of advviz's atomic writes (temp_sibling): advviz's only when TOKEN is recorded
@@ -191,7 +195,9 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
         return EMPTY, ""
     names = {e.name for e in entries}
     tokens = _temp_tokens(path)
-    if {"config.json", "model.safetensors"} <= names:
+    if HF_EXPORT_MARKER in names:
+        kind, files, dirs = HF_EXPORT, HF_EXPORT_FILES, set()
+    elif {"config.json", "model.safetensors"} <= names:
         cfg = _config(path)
         if cfg is None:
             return None, "has a config.json that is not an advviz config"
@@ -216,7 +222,7 @@ def ownership(path: str | os.PathLike) -> tuple[str | None, str]:
     return kind, ""
 
 
-ADVVIZ_DIRS = (CHECKPOINT, LM, RESUME, JOB)
+ADVVIZ_DIRS = (CHECKPOINT, LM, RESUME, JOB, HF_EXPORT)
 
 
 def enclosing_advviz_dir(path: str | os.PathLike) -> tuple[str, Path] | None:

@@ -31,7 +31,7 @@ from ..methods.rar import HEAD_LAYOUTS
 #: method heads a checkpoint may carry beside the classifier (its ``extra.<name>.*`` tensors)
 EXTRA_HEADS = ("rar",)
 #: the tokenizer kinds each model family reads
-FAMILY_TOKENIZERS = {"rnn": ("word", "char"), "hf": ("hf",)}
+FAMILY_TOKENIZERS = {"rnn": ("word", "char"), "hf": ("hf",), "hf-seq": ("hf",)}
 
 Check = Callable[[Any, str], None]
 
@@ -130,6 +130,19 @@ def label_mapping(v, path) -> None:
 
 
 DIM = integer(1, MAX_DIM)
+
+
+def str_value(v, path) -> None:
+    if not isinstance(v, str):
+        raise bad(path, "a string", v)
+
+
+#: a transformers config dict: every size a model is allocated by (DistilBERT names them dim/n_layers)
+HF_CONFIG = mapping({"model_type": text, "hidden_size": DIM, "intermediate_size": DIM, "num_attention_heads": DIM,
+                     "vocab_size": DIM, "embedding_size": DIM, "max_position_embeddings": DIM,
+                     "type_vocab_size": DIM, "num_hidden_layers": integer(1, MAX_LAYERS), "dim": DIM,
+                     "hidden_dim": DIM, "n_heads": DIM, "n_layers": integer(1, MAX_LAYERS)},
+                    required=("model_type",))
 POSITIVE = integer(1, 2**63 - 1)  # a count nothing is allocated by (tokens per text)
 NUM_LABELS = integer(2, MAX_DIM)
 MODELS: dict[str, Check] = {
@@ -138,13 +151,11 @@ MODELS: dict[str, Check] = {
                     "mlp_hidden": integer(0, MAX_DIM), "dropout": fraction, "vocab_size": integer(2, MAX_DIM)},
                    required=("arch", "num_labels", "cell", "bidirectional", "embedding_dim", "hidden_size",
                              "mlp_hidden", "dropout", "vocab_size")),
-    "hf": mapping({"arch": text, "num_labels": NUM_LABELS, "dropout": fraction,
-                   "encoder_config": mapping({"model_type": text, "hidden_size": DIM, "intermediate_size": DIM,
-                                              "num_attention_heads": DIM, "vocab_size": DIM, "embedding_size": DIM,
-                                              "max_position_embeddings": DIM, "type_vocab_size": DIM,
-                                              "num_hidden_layers": integer(1, MAX_LAYERS)},
-                                             required=("model_type",))},
+    "hf": mapping({"arch": text, "num_labels": NUM_LABELS, "dropout": fraction, "encoder_config": HF_CONFIG},
                   required=("arch", "num_labels", "dropout", "encoder_config")),
+    # an imported *ForSequenceClassification (models/hf_sequence.py): its own transformers config
+    "hf-seq": mapping({"arch": text, "num_labels": NUM_LABELS, "source": str_value, "hf_config": HF_CONFIG},
+                      required=("arch", "num_labels", "hf_config")),
 }
 
 

@@ -8,9 +8,10 @@ import streamlit as st
 from advviz import registry
 from advviz.analysis.robustness import default_epsilons, evaluate_under_attack
 from advviz.storage.jsonio import dumps
+from advviz.transfer import import_model
 from appkit import plots, shared, sidebar, training
 
-COLUMNS = {"name": "name", "arch": "arch", "method": "method", "dataset": "dataset",
+COLUMNS = {"name": "name", "arch": "arch", "method": "method", "source": "source", "dataset": "dataset",
            "training_data": "training data", "dev_accuracy": "dev acc",
            "ld_steps": "L_D steps", "note": "note", "clean_accuracy": "eval acc",
            "robustness": "robustness (attack ε: acc)", "parameters": "params",
@@ -30,7 +31,9 @@ def registry_table(rows: list[dict]) -> None:
                                 "training data": st.column_config.TextColumn(
                                     help="beyond the labelled train split: the labelled share, unlabeled texts "
                                          "(--labeled-fraction, --unlabeled) and --augment rows"),
-                                "train s": st.column_config.NumberColumn(format="%.1f")})
+                                "train s": st.column_config.NumberColumn(format="%.1f"),
+                                "source": st.column_config.TextColumn(
+                                    help="advviz import: the Hugging Face folder or hub id the model came from")})
     st.download_button("Download registry (CSV)", df.to_csv(index=False), "models.csv", "text/csv", key="dl_registry")
 
 
@@ -78,6 +81,25 @@ def delete_panel(name: str) -> None:
             _load_clear()
             st.success(f"Deleted {name}.")
             st.rerun()
+
+
+def import_form() -> None:
+    """``advviz import`` of a local folder into the models root (advviz.transfer does the work)."""
+    st.caption("A folder written by `save_pretrained` for any `AutoModelForSequenceClassification`, with its "
+               "tokenizer. The model is used as it is (its own head); the folder is never modified.")
+    c1, c2, c3 = st.columns([3, 2, 2])
+    src = c1.text_input("Folder", key="imp_src", placeholder="/path/to/my-finetuned-model")
+    name = c2.text_input("Name", key="imp_name", placeholder="my-model")
+    dataset = c3.text_input("Data set (optional)", key="imp_dataset", placeholder="sst2-sent")
+    done = st.session_state.pop("imp_done", None)
+    if done:
+        st.success(done)
+    if st.button("Import", key="imp_go", disabled=not (src.strip() and name.strip())):
+        with shared.shown_errors(f"Importing {src}"):
+            out = import_model(src.strip(), shared.root() / registry.check_name(name.strip()), dataset.strip() or None)
+            st.session_state["imp_done"] = f"Imported {src} as {out.name}."
+        if "imp_done" in st.session_state:
+            st.rerun()  # the registry table above lists it
 
 
 def _load_clear() -> None:
@@ -129,6 +151,8 @@ def main() -> None:
     else:
         registry_table(rows)
     training.jobs_panel()
+    with st.expander("Import a Hugging Face model"):
+        import_form()
     with st.expander("Train a new model", expanded=not rows):
         training.train_form()
         if rows:
