@@ -49,9 +49,17 @@ Recipes (:data:`RECIPES`; ``advviz eval --attack textattack:NAME``):
   constraint (the recipe's flair tagger is a download); (3) no Universal Sentence Encoder
   constraint (TensorFlow Hub, a download). An LSTM trained on GloVe inputs is attacked with its own
   initial embedding's neighbours, which favours the attack.
-- ``pwws`` — PWWS (Ren et al. 2019) as TextAttack ships it, when NLTK's WordNet (and Open
-  Multilingual WordNet) are on the NLTK data path (``python -m nltk.downloader wordnet omw-1.4``);
-  otherwise one line naming what is missing.
+- ``textfooler-cf`` — TextFooler's greedy search over word-substitution sets: by default Jia et
+  al. 2019's counter-fitted synonyms (``--neighbors FILE``, :mod:`advviz.substitutions`), TextFooler's
+  stop words, at most 30 % of the words changed (TextDefender's budget), no embedding-cosine, POS or
+  USE constraint; the label-preserving word-substitution attack ASCC and DNE are measured against.
+  Its differences from the recipe, and why, are listed where it is built
+  (:mod:`advviz.analysis.synonym_swap`).
+- ``pwws`` — PWWS (Ren et al. 2019) as TextAttack ships it (``PWWSRen2019``), offline: NLTK's
+  ``wordnet`` corpus is the user's own when present, else advviz builds it from Debian's WordNet
+  3.0 packages (``wordnet-base``, ``wordnet-sense-index``; :mod:`advviz.analysis.wordnet`);
+  otherwise one line naming what to install. English needs no Open Multilingual WordNet: the
+  recipe's ``nltk.download("omw-1.4")`` is answered without the network.
 - ``textfooler`` — TextFooler as TextAttack ships it, when its resources are present locally
   (TensorFlow Hub for USE, TextAttack's counter-fitted vectors in its cache); otherwise one line
   naming what is missing and pointing to ``textfooler-glove``.
@@ -76,8 +84,10 @@ from typing import Callable
 
 import numpy as np
 
+from .. import substitutions
 from ..config import COMMAND_DEFAULTS, default_attack
 from ..errors import AdvvizError
+from . import synonym_swap, wordnet
 
 TEXTATTACK_BATCH_SIZE = COMMAND_DEFAULTS["textattack_batch_size"]
 
@@ -209,6 +219,7 @@ class Recipe:
     build: Callable  # (textattack, wrapper) -> textattack.Attack
     missing: Callable[[], list[str]]  # resources absent on this machine
     stopwords: str | None = None  # the recipe's own stop-word set (None: NLTK's English list)
+    uses_neighbors: bool = False  # build takes sets=: the substitution sets (--neighbors, advviz.substitutions)
 
 
 def _nothing_missing() -> list[str]:
@@ -220,7 +231,8 @@ def _build_deepwordbug(ta, wrapper):
 
 
 def _build_pwws(ta, wrapper):
-    return ta.attack_recipes.PWWSRen2019.build(wrapper)
+    with wordnet.no_download():  # WordSwapWordNet's nltk.download("omw-1.4"): not needed for English
+        return ta.attack_recipes.PWWSRen2019.build(wrapper)
 
 
 def _build_textfooler(ta, wrapper):
@@ -228,7 +240,7 @@ def _build_textfooler(ta, wrapper):
 
 
 def _pwws_missing() -> list[str]:
-    return _nltk_missing("wordnet", "omw-1.4")
+    return wordnet.missing()
 
 
 def _textfooler_missing() -> list[str]:
@@ -317,16 +329,23 @@ RECIPES: dict[str, Recipe] = {
         "textfooler-glove", "TextFooler's word swaps over GloVe 6B 50-d neighbours (offline variant)",
         "GloVe 6B 50-d neighbours (65,713 words, not counter-fitted) instead of counter-fitted vectors; "
         "no POS and no USE constraint", _build_textfooler_glove, _nothing_missing, TEXTFOOLER_STOPWORDS),
+    "textfooler-cf": Recipe(
+        "textfooler-cf", "TextFooler's greedy search over counter-fitted substitution sets (synonyms)",
+        synonym_swap.VARIANT, synonym_swap.build_textfooler_cf, _nothing_missing, TEXTFOOLER_STOPWORDS,
+        uses_neighbors=True),
     "pwws": Recipe("pwws", "PWWS (Ren et al. 2019): WordNet synonym swaps", None, _build_pwws, _pwws_missing),
     "textfooler": Recipe("textfooler", "TextFooler (Jin et al. 2020) as published", None, _build_textfooler,
                          _textfooler_missing, TEXTFOOLER_STOPWORDS),
 }
 
 
-def check_recipe(name: str) -> str:
+def check_recipe(name: str, neighbors=None, data_dir=None) -> str:
     """The recipe name of ``name``; one line if it is unknown, TextAttack is absent or a resource the
-    recipe needs is not on this machine (nothing is downloaded)."""
+    recipe needs is not on this machine (nothing is downloaded), the substitution sets of a recipe
+    that reads them included (``neighbors``: ``--neighbors FILE``, else the data directory's)."""
     recipe = recipe_of(name)
+    if RECIPES[recipe].uses_neighbors:
+        substitutions.neighbors_path(neighbors, data_dir)
     import_textattack()
     missing = RECIPES[recipe].missing()
     if missing:
@@ -335,13 +354,15 @@ def check_recipe(name: str) -> str:
     return recipe
 
 
-def build(model, recipe: str, batch_size: int = TEXTATTACK_BATCH_SIZE):
-    """The TextAttack ``Attack`` of ``recipe`` against ``model``, its queries batched by ``batch_size``."""
-    recipe = check_recipe(recipe)
+def build(model, recipe: str, batch_size: int = TEXTATTACK_BATCH_SIZE, neighbors=None, data_dir=None):
+    """The TextAttack ``Attack`` of ``recipe`` against ``model``, its queries batched by ``batch_size``
+    (``neighbors``, ``data_dir``: which substitution sets, for a recipe that reads them)."""
+    recipe = check_recipe(recipe, neighbors, data_dir)
     ta = import_textattack()
+    kw = {"sets": substitutions.load(neighbors, data_dir)} if RECIPES[recipe].uses_neighbors else {}
     noise = io.StringIO()
     with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
-        attack = RECIPES[recipe].build(ta, wrapper_for(model, batch_size))
+        attack = RECIPES[recipe].build(ta, wrapper_for(model, batch_size), **kw)
     attack.goal_function.batch_size = batch_size
     return attack
 
@@ -407,17 +428,19 @@ def summarize(ta, results: list, recipe: str) -> dict:
 
 
 def run_textattack(model, texts: list[str], labels: list[int], recipe: str, *, seed: int = 0,
-                   batch_size: int = TEXTATTACK_BATCH_SIZE, progress: Progress | None = None) -> dict:
+                   batch_size: int = TEXTATTACK_BATCH_SIZE, progress: Progress | None = None,
+                   neighbors=None, data_dir=None) -> dict:
     """Attack every (text, gold label) with ``recipe``: ``{"row": ..., "per_example": [...]}`` (the
     row also carries ``seconds``, ``examples_per_second``, ``queries_per_second``, ``seed``,
-    ``batch_size``, ``stopwords``, ``variant`` and ``textattack_version``). Seeded (TextAttack's
-    ``set_seed``: Python, NumPy and torch global generators), eval mode."""
+    ``batch_size``, ``stopwords``, ``variant``, ``textattack_version`` and, for a recipe over
+    substitution sets, ``neighbors``: the file read). Seeded (TextAttack's ``set_seed``: Python,
+    NumPy and torch global generators), eval mode."""
     if len(texts) != len(labels):
         raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
     if not texts:
         raise AdvvizError("no examples to attack")
     name = recipe_of(recipe)
-    attack = build(model, name, batch_size)
+    attack = build(model, name, batch_size, neighbors, data_dir)
     ta = import_textattack()
     model.classifier.eval()
     ta.shared.utils.set_seed(seed)
@@ -438,6 +461,8 @@ def run_textattack(model, texts: list[str], labels: list[int], recipe: str, *, s
                 "queries_per_second": total_queries / max(seconds, 1e-9), "seed": seed, "batch_size": batch_size,
                 "stopwords": RECIPES[name].stopwords or _STATE.get("stopwords"), "variant": RECIPES[name].variant,
                 "textattack_version": textattack_version()})
+    if RECIPES[name].uses_neighbors:
+        row["neighbors"] = str(substitutions.neighbors_path(neighbors, data_dir))
     return {"row": row, "per_example": rows}
 
 

@@ -118,6 +118,16 @@ def add_preset_flag(parser) -> None:
                         help="attack defaults: scaled for the attacked model's family (default) or the papers' values")
 
 
+def add_neighbors_flag(parser, what: str) -> None:
+    """``--neighbors FILE``: the word-substitution sets (:mod:`advviz.substitutions`), one flag for
+    every reader of them (``what`` names this command's readers)."""
+    from ..substitutions import DEFAULT_FILE, NEIGHBORS_FLAG
+
+    parser.add_argument(NEIGHBORS_FLAG, default=None, metavar="FILE",
+                        help=f"{what}: the word-substitution sets, a JSON object word -> list of substitutes "
+                             f"(gzip or plain; default {DEFAULT_FILE} from the data directory)")
+
+
 def add_overwrite_flag(parser) -> None:
     """``--overwrite`` of every command that writes output files (the rule: :mod:`advviz.storage.outputs`)."""
     from ..storage.outputs import OVERWRITE_HELP
