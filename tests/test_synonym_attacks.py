@@ -108,6 +108,17 @@ def test_a_foreign_directory_where_advviz_builds_is_left_alone(ta, tmp_path, mon
     assert sorted(p.name for p in target.parent.iterdir()) == ["wordnet"]
 
 
+def test_the_users_own_nltk_wordnet_wins(ta, tmp_path, monkeypatch):
+    import nltk
+
+    (tmp_path / "user" / "corpora" / "wordnet").mkdir(parents=True)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "user")])
+    monkeypatch.setattr(wordnet, "_STATE", {})
+    where = wordnet.ensure(tmp_path / "no-debian", tmp_path / "cache")
+    assert where.startswith("nltk_data") and str(tmp_path / "user") in where
+    assert nltk.data.path == [str(tmp_path / "user")] and not (tmp_path / "cache").exists()
+
+
 def test_missing_wordnet_is_one_line_naming_what_to_install(ta, tmp_path, capsys, monkeypatch):
     import nltk
 
