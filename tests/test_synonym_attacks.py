@@ -20,7 +20,7 @@ from advviz.cli import main
 from advviz.errors import AdvvizError
 from advviz.storage.checkpoint import save_checkpoint
 from conftest import LABELS, SENTENCES, make_tiny_bert, make_tiny_rnn
-from test_textattack import RUN, _check_consistent, ta, trained_lstm  # noqa: F401 - fixtures
+from test_textattack import RUN, _app, _check_consistent, app_root, ta, trained_lstm  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.textattack
 
@@ -164,6 +164,24 @@ def test_a_missing_neighbour_file_is_one_line(ta, tmp_path, capsys):
         assert expect in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert main(["eval", str(d), "--attack", "textattack:deepwordbug", "--neighbors", str(tmp_path / "x")]) == 2
     assert "--neighbors applies to" in capsys.readouterr().err
+    assert main(["eval", str(d), "--attack", "pgd", "--neighbors", str(tmp_path / "x")]) == 2
+    assert "--neighbors needs --attack textattack:RECIPE" in capsys.readouterr().err
+    for tail, expect in ((["--textattack", "textfooler-cf", "--neighbors", str(tmp_path / "nope.json")], "no such file"),
+                         (["--textattack", "deepwordbug", "--neighbors", str(tmp_path / "nope.json")], "applies to")):
+        assert main(["report", str(d), *tail, "--out", str(tmp_path / "r.md")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expect in err and len(err.splitlines()) == 1 and not (tmp_path / "r.md").exists()
+
+
+def test_an_output_never_replaces_the_substitution_sets(ta, tmp_path, capsys):
+    d = save_checkpoint(tmp_path / "ck", make_tiny_rnn("lstm"), RUN, {})
+    sets = tmp_path / "sets.json"
+    sets.write_text('{"good": ["fine"]}')
+    assert main(["eval", str(d), "--attack", "textattack:textfooler-cf", "--neighbors", str(sets),
+                 "--per-example", str(sets), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "substitution sets" in err and len(err.splitlines()) == 1
+    assert sets.read_text() == '{"good": ["fine"]}'
 
 
 @pytest.mark.parametrize("recipe", ["textfooler-cf", "pwws"])
@@ -236,3 +254,17 @@ def test_the_robustness_page_offers_the_synonym_recipes():
     assert {"textfooler-cf", "pwws"} <= set(page.recipes())
     assert "textfooler-cf" in page.variants(["textfooler-cf"])
     assert "textfooler-cf" in page.recipe_help()
+
+
+@pytest.mark.slow
+def test_the_robustness_page_runs_the_synonym_recipes(ta, have_wordnet, app_root, monkeypatch):
+    from test_app import assert_clean
+
+    at = _app("robustness", app_root, monkeypatch)
+    at.multiselect(key="rob_ta_recipes").set_value(["textfooler-cf", "pwws"])
+    at.number_input(key="rob_ta_n").set_value(12)
+    at.button(key="rob_ta_go").click().run()
+    assert_clean(at)
+    table = at.dataframe[-1].value
+    assert table["recipe"].tolist() == ["textfooler-cf", "pwws"] and (table["n"] == 12).all()
+    assert any("textfooler-cf" in c.value and "differs" in c.value for c in at.caption)

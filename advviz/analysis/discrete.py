@@ -349,7 +349,7 @@ def check_recipe(name: str, neighbors=None, data_dir=None) -> str:
     import_textattack()
     missing = RECIPES[recipe].missing()
     if missing:
-        hint = " (textattack:textfooler-glove runs offline)" if recipe == "textfooler" else ""
+        hint = " (textattack:textfooler-cf and textattack:textfooler-glove run offline)" if recipe == "textfooler" else ""
         raise AdvvizError(f"textattack:{recipe} needs resources not on this machine: {'; '.join(missing)}{hint}")
     return recipe
 

@@ -211,12 +211,13 @@ def cmd_eval_textattack(args) -> int:
     """``advviz eval DIR --attack textattack:RECIPE``: clean accuracy and TextAttack's row."""
     from tqdm.auto import tqdm
 
-    from ..analysis.discrete import adversarial_rows, check_recipe, run_textattack, write_csv
+    from ..analysis.discrete import RECIPES, adversarial_rows, check_recipe, run_textattack, write_csv
     from ..analysis.synonym_swap import refuse_unused_neighbors
     from ..api import load
     from ..data import subset_indices
     from ..evaluate import evaluate
     from ..limits import check_max_examples, check_positive, check_seed
+    from ..substitutions import neighbors_path
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
@@ -228,6 +229,8 @@ def cmd_eval_textattack(args) -> int:
         raise AdvvizError(f"--adversarial-csv {args.adversarial_csv}: give a .csv file")
     recipe = check_recipe(args.attack, args.neighbors, args.data_dir)
     refuse_unused_neighbors(args.neighbors, [recipe])
+    if RECIPES[recipe].uses_neighbors:  # an output never replaces the substitution sets it reads
+        guard.inputs(other=[(neighbors_path(args.neighbors, args.data_dir), "the substitution sets")])
     if args.overlap:
         from ..methods import attacks
 
