@@ -108,6 +108,28 @@ def test_a_foreign_directory_where_advviz_builds_is_left_alone(ta, tmp_path, mon
     assert sorted(p.name for p in target.parent.iterdir()) == ["wordnet"]
 
 
+def test_a_stale_advviz_build_is_rebuilt_from_the_new_files(ta, tmp_path, monkeypatch):
+    """Debian's files changed (an upgrade): advviz's own build is replaced whole, nothing else is."""
+    import nltk
+
+    src = tmp_path / "debian"
+    src.mkdir()
+    for name in wordnet.COPIED:
+        (src / name).write_text("x\n")
+    (tmp_path / "nltk_data" / "corpora").mkdir(parents=True)
+    (tmp_path / "nltk_data" / "corpora" / "stopwords").mkdir()  # a neighbour advviz did not write
+    monkeypatch.setattr(nltk.data, "path", [])
+    monkeypatch.setattr(wordnet, "_STATE", {})
+    wordnet.ensure(src, tmp_path / "nltk_data")
+    target = tmp_path / "nltk_data" / "corpora" / "wordnet"
+    assert (target / "data.noun").read_text() == "x\n"
+    (src / "data.noun").write_text("a newer release\n")
+    monkeypatch.setattr(wordnet, "_STATE", {})
+    wordnet.ensure(src, tmp_path / "nltk_data")
+    assert (target / "data.noun").read_text() == "a newer release\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["stopwords", "wordnet"]
+
+
 def test_the_users_own_nltk_wordnet_wins(ta, tmp_path, monkeypatch):
     import nltk
 

@@ -161,9 +161,16 @@ def _complete(target: Path, marker: dict, sizes: dict[str, int] | None) -> bool:
         return False
 
 
+def _refuse(target: Path):
+    raise AdvvizError(f"{target} exists and advviz did not write it; advviz builds its WordNet corpus there: "
+                      f"move it away, or set ${CACHE_ENV} to another folder")
+
+
 def _build(source: Path, target: Path, sizes: dict[str, int]) -> None:
     """Copy ``source``'s files and write ``lexnames`` into a hidden sibling of ``target``, then
     rename it into place (replacing only a previous advviz build)."""
+    if os.path.lexists(target) and _ours(target) is None:
+        _refuse(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(target)
     tmp.mkdir()  # outside the cleanup: a name we failed to create is not ours to remove
@@ -175,9 +182,11 @@ def _build(source: Path, target: Path, sizes: dict[str, int]) -> None:
                                   encoding="utf-8")
         old = None
         if os.path.lexists(target):
-            if _ours(target) is None:
-                raise AdvvizError(f"{target} exists and advviz did not write it; advviz builds its WordNet "
-                                  f"corpus there: move it away, or set ${CACHE_ENV} to another folder")
+            marker = _ours(target)
+            if marker is not None and _complete(target, marker, sizes):
+                return  # another process finished the same build meanwhile: keep it (it may be reading it)
+            if marker is None:
+                _refuse(target)
             old = temp_sibling(target)
             os.rename(target, old)
         try:
