@@ -74,7 +74,8 @@ def test_wordnet_corpus_is_built_from_debian_files_as_copies(ta, tmp_path, monke
     target = tmp_path / "nltk_data" / "corpora" / "wordnet"
     assert "built from /usr/share/wordnet" in where and nltk.data.path == [str(tmp_path / "nltk_data")]
     lex = (target / "lexnames").read_text().splitlines()
-    assert len(lex) == 45 and lex[0] == "00\tadj.all\t3" and lex[5] == "05\tnoun.animal\t1" and lex[44] == "44\tadj.ppl\t3"
+    assert len(lex) == 45 and lex[0] == "00\tadj.all\t3" and lex[5] == "05\tnoun.animal\t1"
+    assert lex[44] == "44\tadj.ppl\t3"
     for name in wordnet.COPIED:
         st = (target / name).lstat()
         assert (target / name).is_file() and not (target / name).is_symlink() and st.st_nlink == 1
@@ -188,8 +189,9 @@ def test_a_missing_neighbour_file_is_one_line(ta, tmp_path, capsys):
     assert "--neighbors applies to" in capsys.readouterr().err
     assert main(["eval", str(d), "--attack", "pgd", "--neighbors", str(tmp_path / "x")]) == 2
     assert "--neighbors needs --attack textattack:RECIPE" in capsys.readouterr().err
-    for tail, expect in ((["--textattack", "textfooler-cf", "--neighbors", str(tmp_path / "nope.json")], "no such file"),
-                         (["--textattack", "deepwordbug", "--neighbors", str(tmp_path / "nope.json")], "applies to")):
+    nope = str(tmp_path / "nope.json")
+    for tail, expect in ((["--textattack", "textfooler-cf", "--neighbors", nope], "no such file"),
+                         (["--textattack", "deepwordbug", "--neighbors", nope], "applies to")):
         assert main(["report", str(d), *tail, "--out", str(tmp_path / "r.md")]) == 2
         err = capsys.readouterr().err.strip()
         assert expect in err and len(err.splitlines()) == 1 and not (tmp_path / "r.md").exists()

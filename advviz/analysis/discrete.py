@@ -321,6 +321,10 @@ def _build_textfooler_glove(ta, wrapper):
                   GreedyWordSwapWIR(wir_method="delete"))
 
 
+def _build_textfooler_cf(ta, wrapper, sets):
+    return synonym_swap.build_textfooler_cf(ta, wrapper, sets, textfooler_stopwords(ta))
+
+
 TEXTFOOLER_STOPWORDS = "TextFooler's set (TextAttack's recipe)"
 RECIPES: dict[str, Recipe] = {
     "deepwordbug": Recipe("deepwordbug", "DeepWordBug (Gao et al. 2018): character edits", None,
@@ -331,7 +335,7 @@ RECIPES: dict[str, Recipe] = {
         "no POS and no USE constraint", _build_textfooler_glove, _nothing_missing, TEXTFOOLER_STOPWORDS),
     "textfooler-cf": Recipe(
         "textfooler-cf", "TextFooler's greedy search over counter-fitted substitution sets (synonyms)",
-        synonym_swap.VARIANT, synonym_swap.build_textfooler_cf, _nothing_missing, TEXTFOOLER_STOPWORDS,
+        synonym_swap.VARIANT, _build_textfooler_cf, _nothing_missing, TEXTFOOLER_STOPWORDS,
         uses_neighbors=True),
     "pwws": Recipe("pwws", "PWWS (Ren et al. 2019): WordNet synonym swaps", None, _build_pwws, _pwws_missing),
     "textfooler": Recipe("textfooler", "TextFooler (Jin et al. 2020) as published", None, _build_textfooler,
@@ -349,9 +353,18 @@ def check_recipe(name: str, neighbors=None, data_dir=None) -> str:
     import_textattack()
     missing = RECIPES[recipe].missing()
     if missing:
-        hint = " (textattack:textfooler-cf and textattack:textfooler-glove run offline)" if recipe == "textfooler" else ""
+        hint = (" (textattack:textfooler-cf and textattack:textfooler-glove run offline)" if recipe == "textfooler"
+                else "")
         raise AdvvizError(f"textattack:{recipe} needs resources not on this machine: {'; '.join(missing)}{hint}")
     return recipe
+
+
+def refuse_unused_neighbors(neighbors, recipes: list[str]) -> None:
+    """``--neighbors`` on a command line none of whose ``recipes`` reads substitution sets is one
+    line (it would silently change nothing)."""
+    if neighbors and not any(RECIPES[recipe_of(r)].uses_neighbors for r in recipes):
+        readers = ", ".join(PREFIX + r for r, v in RECIPES.items() if v.uses_neighbors)
+        raise AdvvizError(f"{substitutions.NEIGHBORS_FLAG} applies to the attacks over substitution sets ({readers})")
 
 
 def build(model, recipe: str, batch_size: int = TEXTATTACK_BATCH_SIZE, neighbors=None, data_dir=None):

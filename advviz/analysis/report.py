@@ -141,8 +141,7 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
     if textattack or neighbors:
-        from .discrete import check_recipe
-        from .synonym_swap import refuse_unused_neighbors
+        from .discrete import check_recipe, refuse_unused_neighbors
 
         textattack = list(dict.fromkeys(check_recipe(r, neighbors, data_dir) for r in textattack))
         refuse_unused_neighbors(neighbors, textattack)

@@ -32,9 +32,6 @@ uses no randomness.
 
 from __future__ import annotations
 
-from ..errors import AdvvizError
-from ..substitutions import NEIGHBORS_FLAG
-
 MAX_CHANGED_SHARE = 0.3  # TextDefender's modify_ratio
 VARIANT = ("candidates from the substitution sets (--neighbors; default Jia et al.'s counter-fitted sets) instead of "
            "50 counter-fitted neighbours; no embedding-cosine, POS or USE constraint; at most 30 % of the words "
@@ -66,29 +63,17 @@ def substitution_swap(ta, sets: dict[str, list[str]]):
     return SubstitutionSetSwap(sets)
 
 
-def build_textfooler_cf(ta, wrapper, sets: dict[str, list[str]]):
-    """The ``textattack:textfooler-cf`` attack on ``wrapper`` over ``sets`` (see the module docstring)."""
+def build_textfooler_cf(ta, wrapper, sets: dict[str, list[str]], stopwords: set[str]):
+    """The ``textattack:textfooler-cf`` attack on ``wrapper`` over ``sets``, ``stopwords`` never
+    swapped (TextFooler's, as ``advviz.analysis.discrete.textfooler_stopwords`` reads them)."""
     from textattack import Attack
     from textattack.constraints.overlap import MaxWordsPerturbed
     from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
     from textattack.goal_functions import UntargetedClassification
     from textattack.search_methods import GreedyWordSwapWIR
 
-    from .discrete import textfooler_stopwords
-
-    constraints = [RepeatModification(), StopwordModification(stopwords=textfooler_stopwords(ta)),
+    constraints = [RepeatModification(), StopwordModification(stopwords=stopwords),
                    MaxWordsPerturbed(max_percent=MAX_CHANGED_SHARE)]
     return Attack(UntargetedClassification(wrapper), constraints, substitution_swap(ta, sets),
                   GreedyWordSwapWIR(wir_method="delete"))
 
-
-def refuse_unused_neighbors(neighbors, recipes: list[str]) -> None:
-    """``--neighbors`` on a command line none of whose TextAttack ``recipes`` reads substitution sets
-    is one line (it would silently change nothing)."""
-    if not neighbors:
-        return
-    from .discrete import PREFIX, RECIPES, recipe_of
-
-    if not any(RECIPES[recipe_of(r)].uses_neighbors for r in recipes):
-        readers = ", ".join(PREFIX + r for r, v in RECIPES.items() if v.uses_neighbors)
-        raise AdvvizError(f"{NEIGHBORS_FLAG} applies to the attacks over substitution sets ({readers})")

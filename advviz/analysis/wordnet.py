@@ -205,8 +205,9 @@ def _build(source: Path, target: Path, sizes: dict[str, int]) -> None:
 def ensure(source: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> str:
     """Make NLTK's ``wordnet`` corpus readable (see the module docstring; ``source``: the Debian
     files, default :data:`DEBIAN_DIR`; ``cache``: advviz's NLTK data folder, default
-    :func:`cache_dir`); returns where it comes from. Nothing found is one line naming what to install; a cache folder advviz cannot write, or
-    a foreign directory where it would build, is one line too."""
+    :func:`cache_dir`); returns where it comes from. Nothing found is one line naming what to
+    install; a cache folder advviz cannot write, or a foreign directory where it would build, is one
+    line too."""
     import nltk  # lazy: nltk comes with the optional extra 'textattack'
 
     source = Path(source) if source is not None else DEBIAN_DIR

@@ -31,8 +31,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     g = eval_parser.add_argument_group("attack (advviz eval --attack NAME)")
     g.add_argument("--attack", default=None,
                    help="also evaluate under this attack: an embedding-space attack (e.g. pgd) or a discrete one run "
-                        "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, textfooler-cf, pwws, textfooler; "
-                        "needs the extra: pip install -e '.[textattack]')")
+                        "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, textfooler-cf, pwws, "
+                        "textfooler; needs the extra: pip install -e '.[textattack]')")
     g.add_argument("--eps", default=None,
                    help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default, as on the app's Robustness page: "
                         "half, once and twice --epsilon, else the ε the model was trained with under this attack, "
@@ -211,8 +211,8 @@ def cmd_eval_textattack(args) -> int:
     """``advviz eval DIR --attack textattack:RECIPE``: clean accuracy and TextAttack's row."""
     from tqdm.auto import tqdm
 
-    from ..analysis.discrete import RECIPES, adversarial_rows, check_recipe, run_textattack, write_csv
-    from ..analysis.synonym_swap import refuse_unused_neighbors
+    from ..analysis.discrete import (RECIPES, adversarial_rows, check_recipe, refuse_unused_neighbors, run_textattack,
+                                     write_csv)
     from ..api import load
     from ..data import subset_indices
     from ..evaluate import evaluate
