@@ -14,6 +14,7 @@ from ..config import (COMMAND_DEFAULTS, FAMILY_PRESETS, PRESETS, add_flags, all_
                       flag_fields, flag_of, given, method_preset)
 from ..errors import AdvvizError
 from ..methods import METHODS, get_method, resolve_method
+from ..substitutions import DEFAULT_FILE, NEIGHBORS_FLAG
 
 #: flag that names the methods on each command's line, and its default
 METHOD_FLAG = {"train": ("--method", "baseline"), "eval": ("--attack", None), "perplexity": ("--attack", None),
@@ -121,8 +122,6 @@ def add_preset_flag(parser) -> None:
 def add_neighbors_flag(parser, what: str) -> None:
     """``--neighbors FILE``: the word-substitution sets (:mod:`advviz.substitutions`), one flag for
     every reader of them (``what`` names this command's readers)."""
-    from ..substitutions import DEFAULT_FILE, NEIGHBORS_FLAG
-
     parser.add_argument(NEIGHBORS_FLAG, default=None, metavar="FILE",
                         help=f"{what}: the word-substitution sets, a JSON object word -> list of substitutes "
                              f"(gzip or plain; default {DEFAULT_FILE} from the data directory)")
