@@ -32,7 +32,8 @@ $(TA_VENV)/.installed: pyproject.toml
 	@if [ -f .ci/app-deps.sh ]; then bash .ci/app-deps.sh $(TA_BIN); fi
 	touch $@
 
-setup-textattack: $(TA_VENV)/.installed  ## create .venv-textattack: advviz with the TextAttack extra
+setup-textattack: $(TA_VENV)/.installed  ## create .venv-textattack: advviz with the TextAttack extra (and, where apt allows, WordNet for pwws)
+	@bash .ci/wordnet.sh
 
 test: test-wheel test-main test-textattack  ## the installed-wheel check, then every test (real-data ones included) in both venvs (what CI runs)
 

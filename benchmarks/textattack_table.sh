@@ -8,7 +8,8 @@
 # freelb carl rar, seed 0), plus lstm carl+rar and a MiniLM baseline (2,000 training sentences, 1 epoch),
 # trained here when missing (into $OUT). Results: $OUT/textattack/*.json and the table on stdout.
 # Environment: OUT, N (examples attacked, default 500), MINILM_N (default 100), RECIPES ("deepwordbug
-# textfooler-glove"), OVERLAP (the embedding attack for the overlap statistic, default spgd).
+# textfooler-glove"; textfooler-cf and pwws run offline too), OVERLAP (the embedding attack for the overlap
+# statistic, default spgd). Attack speed alone: benchmarks/textattack_speed.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-models/repro}

@@ -32,7 +32,7 @@ from ..evaluate import evaluate, stall_note
 from ..methods.carl import ld_status
 from ..storage.jsonio import dumps
 from ..storage.outputs import Outputs, write_output
-from .discrete import check_recipe, run_textattack
+from .discrete import check_recipe, refuse_unused_neighbors, run_textattack
 from .lm import adversarial_perplexity, load_lm
 from .robustness import evaluate_under_attack
 
@@ -100,7 +100,8 @@ DISCRETE_MEANS = ("clean_accuracy", "accuracy", "attack_success_rate", "mean_que
 
 
 def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
-               batch_size=32, progress=False, textattack=(), textattack_examples=None) -> dict:
+               batch_size=32, progress=False, textattack=(), textattack_examples=None, neighbors=None,
+               data_dir=None) -> dict:
     row = _describe(model)
     clean = evaluate(model.classifier, texts, labels, batch_size)
     row.update(clean_accuracy=clean["accuracy"], clean_loss=clean["loss"], n=clean["n"])
@@ -121,7 +122,7 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     for recipe in textattack:
         if progress:
             print(f"  textattack:{recipe} on {n} examples", flush=True)
-        res = run_textattack(model, texts[:n], labels[:n], recipe, seed=seed)
+        res = run_textattack(model, texts[:n], labels[:n], recipe, seed=seed, neighbors=neighbors, data_dir=data_dir)
         row["discrete"].append({k: res["row"].get(k) for k in DISCRETE_KEYS})
     return row
 
@@ -132,13 +133,14 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
                  ppl_attacks: list[str] | tuple = COMMAND_DEFAULTS["ppl_attacks"], max_examples: int | None = None,
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
                  title: str | None = None, progress: bool = False, textattack: list[str] | tuple = (),
-                 textattack_examples: int | None = None, overwrite: bool = False) -> dict:
+                 textattack_examples: int | None = None, overwrite: bool = False, neighbors=None) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc);
     ``out_md`` and its JSON are checked first (:func:`check_outputs`)."""
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
-    if textattack:
-        textattack = list(dict.fromkeys(check_recipe(r) for r in textattack))
+    if textattack or neighbors:
+        textattack = list(dict.fromkeys(check_recipe(r, neighbors, data_dir) for r in textattack))
+        refuse_unused_neighbors(neighbors, textattack)
     if textattack_examples is not None and textattack_examples <= 0:
         raise AdvvizError(f"--textattack-examples must be positive, got {textattack_examples}")
     epsilons = list(DEFAULT_EPSILONS if epsilons is None else epsilons)
@@ -162,7 +164,8 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
         if progress:
             print(f"[{i + 1}/{len(models)}] {mdl.name}", flush=True)
         rows.append(report_row(mdl, sub.texts, sub.labels, attack, epsilons, overrides, lm,
-                               ppl_attacks if lm else (), seed, batch_size, progress, textattack, textattack_examples))
+                               ppl_attacks if lm else (), seed, batch_size, progress, textattack, textattack_examples,
+                               neighbors, data_dir))
     report = {"title": title or f"advviz reproduction report: {dataset}/{split}", "dataset": dataset, "split": split,
               "n": len(sub), "split_size": len(ds), "attack": attack, "epsilons": epsilons, "overrides": overrides,
               "textattack": [f"textattack:{r}" for r in textattack],

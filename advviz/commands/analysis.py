@@ -81,9 +81,10 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                    help="attacks for the perplexity table; NAME@EPS sets that attack's ε")
     p.add_argument("--textattack", action="append", default=[], metavar="RECIPE",
                    help="add a discrete-attack table run by TextAttack (repeatable; deepwordbug, textfooler-glove, "
-                        "pwws, textfooler; needs the extra: pip install -e '.[textattack]')")
+                        "textfooler-cf, pwws, textfooler; needs the extra: pip install -e '.[textattack]')")
     p.add_argument("--textattack-examples", type=int, default=None, metavar="N",
                    help="attack only the first N of the report's examples with TextAttack (default: all of them)")
+    flags.add_neighbors_flag(p, "--textattack textfooler-cf")
     p.add_argument("--title", default=None)
     p.add_argument("--out", required=True, help="report.md (report.json is written beside it)")
     flags.add_overwrite_flag(p)
@@ -274,7 +275,8 @@ def cmd_report(args) -> int:
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
                        title=args.title, progress=not (args.json or args.quiet),
                        textattack=[r.strip() for spec in args.textattack for r in spec.split(",") if r.strip()],
-                       textattack_examples=args.textattack_examples, overwrite=args.overwrite)
+                       textattack_examples=args.textattack_examples, overwrite=args.overwrite,
+                       neighbors=args.neighbors)
     if args.json:
         print(dumps(rep))
     else:

@@ -19,6 +19,7 @@ from ..methods import attacks
 from ..registry import describe
 from ..storage.jsonio import dumps
 from ..storage.outputs import Outputs, write_output
+from ..substitutions import neighbors_path
 from . import flags
 
 
@@ -41,8 +42,8 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     g = eval_parser.add_argument_group("attack (advviz eval --attack NAME)")
     g.add_argument("--attack", default=None,
                    help="also evaluate under this attack: an embedding-space attack (e.g. pgd) or a discrete one run "
-                        "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, pwws, textfooler; needs the "
-                        "extra: pip install -e '.[textattack]')")
+                        "by TextAttack, textattack:RECIPE (deepwordbug, textfooler-glove, textfooler-cf, pwws, "
+                        "textfooler; needs the extra: pip install -e '.[textattack]')")
     g.add_argument("--eps", default=None,
                    help="comma-separated ε values, e.g. 0.02,0.075,0.1 (default, as on the app's Robustness page: "
                         "half, once and twice --epsilon, else the ε the model was trained with under this attack, "
@@ -57,6 +58,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
                         "examples and report the share of changed words among each sentence's top-3 ‖δᵢ‖ tokens")
     g.add_argument("--attack-batch-size", type=int, default=COMMAND_DEFAULTS["textattack_batch_size"], metavar="N",
                    help="textattack:RECIPE only: texts per batched model query (default %(default)s)")
+    flags.add_neighbors_flag(g, "textattack:textfooler-cf only")
     flags.add_overwrite_flag(g)
     flags.add_preset_flag(g)
     flags.add_method_flags(eval_parser, flags.named_methods(argv, "eval"))
@@ -127,7 +129,8 @@ def cmd_eval_attack(args, previous) -> int:
     from ..analysis.discrete import is_textattack  # deferred: `advviz --help` must not load it
 
     if not is_textattack(getattr(args, "attack", None)):
-        for flag, value in (("--adversarial-csv", args.adversarial_csv), ("--overlap", args.overlap)):
+        for flag, value in (("--adversarial-csv", args.adversarial_csv), ("--overlap", args.overlap),
+                            ("--neighbors", args.neighbors)):
             if value:
                 raise AdvvizError(f"{flag} needs --attack textattack:RECIPE"
                                   + (" (embedding-space attacks write text-form examples with `advviz augment`)"
@@ -201,7 +204,8 @@ def _write_per_example(path: Path, attacks: list[dict], overwrite: bool) -> None
 def cmd_eval_textattack(args) -> int:
     """``advviz eval DIR --attack textattack:RECIPE``: clean accuracy and TextAttack's row."""
     # deferred: `advviz --help` must not load the analyses
-    from ..analysis.discrete import adversarial_rows, check_recipe, run_textattack, write_csv
+    from ..analysis.discrete import (RECIPES, adversarial_rows, check_recipe, refuse_unused_neighbors,
+                                     run_textattack, write_csv)
 
     check_max_examples(args.max_examples)
     check_seed(args.attack_seed, "--attack-seed")
@@ -211,7 +215,10 @@ def cmd_eval_textattack(args) -> int:
     guard = _outputs(args)
     if args.adversarial_csv and Path(args.adversarial_csv).suffix.lower() != ".csv":
         raise AdvvizError(f"--adversarial-csv {args.adversarial_csv}: give a .csv file")
-    recipe = check_recipe(args.attack)
+    recipe = check_recipe(args.attack, args.neighbors, args.data_dir)
+    refuse_unused_neighbors(args.neighbors, [recipe])
+    if RECIPES[recipe].uses_neighbors:  # an output never replaces the substitution sets it reads
+        guard.inputs(other=[(neighbors_path(args.neighbors, args.data_dir), "the substitution sets")])
     if args.overlap:
         if args.overlap not in attacks():
             raise AdvvizError(f"--overlap {args.overlap!r} is not an embedding-space attack; attacks: "
@@ -233,7 +240,8 @@ def cmd_eval_textattack(args) -> int:
     bar = tqdm(total=len(texts), desc=f"textattack:{recipe}", disable=args.json or args.quiet)
     try:
         out = run_textattack(model, texts, labels, recipe, seed=args.attack_seed, batch_size=args.attack_batch_size,
-                             progress=lambda done, total: bar.update(done - bar.n))
+                             progress=lambda done, total: bar.update(done - bar.n), neighbors=args.neighbors,
+                             data_dir=args.data_dir)
     finally:
         bar.close()
     for r in out["per_example"]:

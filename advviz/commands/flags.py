@@ -18,6 +18,7 @@ from ..errors import AdvvizError
 from ..limits import check_count
 from ..methods import METHODS, get_method, resolve_method
 from ..storage.outputs import OVERWRITE_HELP
+from ..substitutions import DEFAULT_FILE, NEIGHBORS_FLAG
 
 #: flag that names the methods on each command's line, and its default
 METHOD_FLAG = {"train": ("--method", "baseline"), "eval": ("--attack", None), "perplexity": ("--attack", None),
@@ -118,6 +119,14 @@ def paper_or_family(args: argparse.Namespace, attack: str, values: dict) -> dict
 def add_preset_flag(parser) -> None:
     parser.add_argument("--preset", default=None, choices=list(PRESETS),
                         help="attack defaults: scaled for the attacked model's family (default) or the papers' values")
+
+
+def add_neighbors_flag(parser, what: str) -> None:
+    """``--neighbors FILE``: the word-substitution sets (:mod:`advviz.substitutions`), one flag for
+    every reader of them (``what`` names this command's readers)."""
+    parser.add_argument(NEIGHBORS_FLAG, default=None, metavar="FILE",
+                        help=f"{what}: the word-substitution sets, a JSON object word -> list of substitutes "
+                             f"(gzip or plain; default {DEFAULT_FILE} from the data directory)")
 
 
 def add_overwrite_flag(parser) -> None:

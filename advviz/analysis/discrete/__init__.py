@@ -49,9 +49,16 @@ Recipes (:data:`RECIPES`; ``advviz eval --attack textattack:NAME``):
   constraint (the recipe's flair tagger is a download); (3) no Universal Sentence Encoder
   constraint (TensorFlow Hub, a download). An LSTM trained on GloVe inputs is attacked with its own
   initial embedding's neighbours, which favours the attack.
-- ``pwws`` — PWWS (Ren et al. 2019) as TextAttack ships it, when NLTK's WordNet (and Open
-  Multilingual WordNet) are on the NLTK data path (``python -m nltk.downloader wordnet omw-1.4``);
-  otherwise one line naming what is missing.
+- ``textfooler-cf`` — TextFooler's greedy search over word-substitution sets: by default Jia et
+  al. 2019's counter-fitted synonyms (``--neighbors FILE``, :mod:`advviz.substitutions`), TextFooler's
+  stop words, at most 30 % of the words changed (TextDefender's budget), no embedding-cosine, POS or
+  USE constraint; the label-preserving word-substitution attack ASCC and DNE are measured against.
+  Its differences from the recipe, and why, are listed where it is built (:mod:`.synonym_swap`).
+- ``pwws`` — PWWS (Ren et al. 2019) as TextAttack ships it (``PWWSRen2019``), offline: NLTK's
+  ``wordnet`` corpus is the user's own when present, else advviz builds it from Debian's WordNet
+  3.0 packages (``wordnet-base``, ``wordnet-sense-index``; :mod:`.wordnet`); otherwise one line
+  naming what to install. English needs no Open Multilingual WordNet: the recipe's
+  ``nltk.download("omw-1.4")`` is answered without the network.
 - ``textfooler`` — TextFooler as TextAttack ships it, when its resources are present locally
   (TensorFlow Hub for USE, TextAttack's counter-fitted vectors in its cache); otherwise one line
   naming what is missing and pointing to ``textfooler-glove``.
@@ -72,7 +79,7 @@ from __future__ import annotations
 from .alignment import align, overlap, token_spans, word_spans
 from .recipes import (
     GLOVE_WORDS, RECIPES, TEXTFOOLER_STOPWORDS, Recipe, build, check_recipe, glove_embedding, recipe_of,
-    textfooler_stopwords
+    refuse_unused_neighbors, textfooler_stopwords
 )
 from .run import (
     AUGMENT_COLUMNS, RESULT_KINDS, ROW_KEYS, adversarial_rows, csv_text, example_row, run_textattack, summarize,

@@ -17,8 +17,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ... import substitutions
 from ...errors import AdvvizError
 from ...models.glove import glove_paths
+from . import synonym_swap, wordnet
 from . import textattack_env as env
 from .textattack_env import PREFIX, TEXTATTACK_BATCH_SIZE, _nltk_missing, import_textattack, is_textattack, wrapper_for
 
@@ -47,6 +49,7 @@ class Recipe:
     build: Callable  # (textattack, wrapper) -> textattack.Attack
     missing: Callable[[], list[str]]  # resources absent on this machine
     stopwords: str | None = None  # the recipe's own stop-word set (None: NLTK's English list)
+    uses_neighbors: bool = False  # build takes sets=: the substitution sets (--neighbors, advviz.substitutions)
 
 
 def _nothing_missing() -> list[str]:
@@ -58,7 +61,8 @@ def _build_deepwordbug(ta, wrapper):
 
 
 def _build_pwws(ta, wrapper):
-    return ta.attack_recipes.PWWSRen2019.build(wrapper)
+    with wordnet.no_download():  # WordSwapWordNet's nltk.download("omw-1.4"): not needed for English
+        return ta.attack_recipes.PWWSRen2019.build(wrapper)
 
 
 def _build_textfooler(ta, wrapper):
@@ -66,7 +70,7 @@ def _build_textfooler(ta, wrapper):
 
 
 def _pwws_missing() -> list[str]:
-    return _nltk_missing("wordnet", "omw-1.4")
+    return wordnet.missing()
 
 
 def _textfooler_missing() -> list[str]:
@@ -140,6 +144,10 @@ def _build_textfooler_glove(ta, wrapper):
                   GreedyWordSwapWIR(wir_method="delete"))
 
 
+def _build_textfooler_cf(ta, wrapper, sets):
+    return synonym_swap.build_textfooler_cf(ta, wrapper, sets, textfooler_stopwords(ta))
+
+
 TEXTFOOLER_STOPWORDS = "TextFooler's set (TextAttack's recipe)"
 RECIPES: dict[str, Recipe] = {
     "deepwordbug": Recipe("deepwordbug", "DeepWordBug (Gao et al. 2018): character edits", None,
@@ -148,30 +156,48 @@ RECIPES: dict[str, Recipe] = {
         "textfooler-glove", "TextFooler's word swaps over GloVe 6B 50-d neighbours (offline variant)",
         "GloVe 6B 50-d neighbours (65,713 words, not counter-fitted) instead of counter-fitted vectors; "
         "no POS and no USE constraint", _build_textfooler_glove, _nothing_missing, TEXTFOOLER_STOPWORDS),
+    "textfooler-cf": Recipe(
+        "textfooler-cf", "TextFooler's greedy search over counter-fitted substitution sets (synonyms)",
+        synonym_swap.VARIANT, _build_textfooler_cf, _nothing_missing, TEXTFOOLER_STOPWORDS,
+        uses_neighbors=True),
     "pwws": Recipe("pwws", "PWWS (Ren et al. 2019): WordNet synonym swaps", None, _build_pwws, _pwws_missing),
     "textfooler": Recipe("textfooler", "TextFooler (Jin et al. 2020) as published", None, _build_textfooler,
                          _textfooler_missing, TEXTFOOLER_STOPWORDS),
 }
 
 
-def check_recipe(name: str) -> str:
+def check_recipe(name: str, neighbors=None, data_dir=None) -> str:
     """The recipe name of ``name``; one line if it is unknown, TextAttack is absent or a resource the
-    recipe needs is not on this machine (nothing is downloaded)."""
+    recipe needs is not on this machine (nothing is downloaded), the substitution sets of a recipe
+    that reads them included (``neighbors``: ``--neighbors FILE``, else the data directory's)."""
     recipe = recipe_of(name)
+    if RECIPES[recipe].uses_neighbors:
+        substitutions.neighbors_path(neighbors, data_dir)
     import_textattack()
     missing = RECIPES[recipe].missing()
     if missing:
-        hint = " (textattack:textfooler-glove runs offline)" if recipe == "textfooler" else ""
+        hint = (" (textattack:textfooler-cf and textattack:textfooler-glove run offline)" if recipe == "textfooler"
+                else "")
         raise AdvvizError(f"textattack:{recipe} needs resources not on this machine: {'; '.join(missing)}{hint}")
     return recipe
 
 
-def build(model, recipe: str, batch_size: int = TEXTATTACK_BATCH_SIZE):
-    """The TextAttack ``Attack`` of ``recipe`` against ``model``, its queries batched by ``batch_size``."""
-    recipe = check_recipe(recipe)
+def refuse_unused_neighbors(neighbors, recipes: list[str]) -> None:
+    """``--neighbors`` on a command line none of whose ``recipes`` reads substitution sets is one
+    line (it would silently change nothing)."""
+    if neighbors and not any(RECIPES[recipe_of(r)].uses_neighbors for r in recipes):
+        readers = ", ".join(PREFIX + r for r, v in RECIPES.items() if v.uses_neighbors)
+        raise AdvvizError(f"{substitutions.NEIGHBORS_FLAG} applies to the attacks over substitution sets ({readers})")
+
+
+def build(model, recipe: str, batch_size: int = TEXTATTACK_BATCH_SIZE, neighbors=None, data_dir=None):
+    """The TextAttack ``Attack`` of ``recipe`` against ``model``, its queries batched by ``batch_size``
+    (``neighbors``, ``data_dir``: which substitution sets, for a recipe that reads them)."""
+    recipe = check_recipe(recipe, neighbors, data_dir)
     ta = import_textattack()
+    kw = {"sets": substitutions.load(neighbors, data_dir)} if RECIPES[recipe].uses_neighbors else {}
     noise = io.StringIO()
     with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
-        attack = RECIPES[recipe].build(ta, wrapper_for(model, batch_size))
+        attack = RECIPES[recipe].build(ta, wrapper_for(model, batch_size), **kw)
     attack.goal_function.batch_size = batch_size
     return attack

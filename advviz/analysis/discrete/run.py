@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ... import substitutions
 from ...errors import AdvvizError
 from ...storage.outputs import write_output
 from . import textattack_env as env
@@ -86,17 +87,19 @@ def summarize(ta, results: list, recipe: str) -> dict:
 
 
 def run_textattack(model, texts: list[str], labels: list[int], recipe: str, *, seed: int = 0,
-                   batch_size: int = TEXTATTACK_BATCH_SIZE, progress: Progress | None = None) -> dict:
+                   batch_size: int = TEXTATTACK_BATCH_SIZE, progress: Progress | None = None,
+                   neighbors=None, data_dir=None) -> dict:
     """Attack every (text, gold label) with ``recipe``: ``{"row": ..., "per_example": [...]}`` (the
     row also carries ``seconds``, ``examples_per_second``, ``queries_per_second``, ``seed``,
-    ``batch_size``, ``stopwords``, ``variant`` and ``textattack_version``). Seeded (TextAttack's
-    ``set_seed``: Python, NumPy and torch global generators), eval mode."""
+    ``batch_size``, ``stopwords``, ``variant``, ``textattack_version`` and, for a recipe over
+    substitution sets, ``neighbors``: the file read). Seeded (TextAttack's ``set_seed``: Python,
+    NumPy and torch global generators), eval mode."""
     if len(texts) != len(labels):
         raise AdvvizError(f"{len(texts)} texts but {len(labels)} labels")
     if not texts:
         raise AdvvizError("no examples to attack")
     name = recipe_of(recipe)
-    attack = build(model, name, batch_size)
+    attack = build(model, name, batch_size, neighbors, data_dir)
     ta = import_textattack()
     model.classifier.eval()
     ta.shared.utils.set_seed(seed)
@@ -117,6 +120,8 @@ def run_textattack(model, texts: list[str], labels: list[int], recipe: str, *, s
                 "queries_per_second": total_queries / max(seconds, 1e-9), "seed": seed, "batch_size": batch_size,
                 "stopwords": RECIPES[name].stopwords or env._STATE.get("stopwords"), "variant": RECIPES[name].variant,
                 "textattack_version": textattack_version()})
+    if RECIPES[name].uses_neighbors:
+        row["neighbors"] = str(substitutions.neighbors_path(neighbors, data_dir))
     return {"row": row, "per_example": rows}
 
 
