@@ -141,13 +141,15 @@ def start_parallel(root: str | os.PathLike, runs: list[TrainRun], workers: int |
     return [start(root, group, threads=max(1, cpus // workers)) for group in split_runs(runs, workers)]
 
 
-def start(root: str | os.PathLike, runs: list[TrainRun], threads: int | None = None) -> str:
+def start(root: str | os.PathLike, runs: list[TrainRun], threads: int | None = None, checked: bool = False) -> str:
     """Train ``runs`` one after another in the background; returns the job id. Settings are
-    checked here (one clear error) before anything starts. ``threads``: the job's torch threads
-    (default: OMP_NUM_THREADS, else 2)."""
+    checked here (one clear error) before anything starts, unless ``checked``: the caller built
+    each run's configs already (``TrainRun.configs``, as the app's training form does to show its
+    error first), so they are not built twice. ``threads``: the job's torch threads (default:
+    OMP_NUM_THREADS, else 2)."""
     if not runs:
         raise AdvvizError("nothing to train")
-    for r in runs:
+    for r in runs if not checked else ():
         r.configs(root)  # outputs stay inside the root; values are valid for their configs
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     d = _job_dir(root, job_id)

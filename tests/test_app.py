@@ -695,3 +695,40 @@ def test_long_sentences_wrap_into_heatmaps_of_16_tokens(app_env):
     zmax = {f["data"][0]["zmax"] for f in figs}
     assert len(zmax) == 1  # one colour scale across the pieces
     assert any("tokens 17–32 of 40" in c.value for c in at.caption)
+
+
+def test_training_form_builds_its_configs_once(app_env, monkeypatch):
+    """One submit of the training form builds the run's configs once (``TrainRun.configs``: the
+    TrainConfig through ``train.resolve_training``, the method's config once), and background.start
+    does not build them again; before, the form validated the method config itself and start built
+    both again (the method config twice, three builds in all)."""
+    import subprocess
+    import sys
+
+    from advviz import background
+    from advviz.methods import METHODS
+
+    calls = {"train": 0, "method": 0}
+    resolve = background.resolve_training
+    cfg_cls = METHODS["freelb"].Config
+    from_overrides = cfg_cls.from_overrides.__func__
+
+    def count_train(*a, **k):
+        calls["train"] += 1
+        return resolve(*a, **k)
+
+    def count_method(cls, *a, **k):
+        calls["method"] += 1
+        return from_overrides(cls, *a, **k)
+
+    popen = subprocess.Popen
+    monkeypatch.setattr(background.subprocess, "Popen",  # no training process: this test counts builds only
+                        lambda args, **kw: popen([sys.executable, "-c", ""], **kw))
+    at = new_app("models")
+    at.selectbox(key="tr_method").set_value("freelb").run()
+    at.text_input(key="tr_name").input("zz-once")
+    monkeypatch.setattr(background, "resolve_training", count_train)
+    monkeypatch.setattr(cfg_cls, "from_overrides", classmethod(count_method))
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    assert any("started in the background" in s.value for s in at.success), [e.value for e in at.error]
+    assert calls == {"train": 1, "method": 1}

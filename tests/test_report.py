@@ -194,3 +194,30 @@ def test_seed_groups_of_one_method_name_the_settings_that_tell_them_apart():
            "epsilons": [0.1], "overrides": {}, "seed": 0, "rows": rows, "seed_groups": groups}
     md = render_markdown(rep)
     assert "| lstm | carl (carl_start 67%, tau 0.07) | 0, 1 |" in md and "| lstm | freelb | 0, 1 |" in md
+
+
+def test_preset_paper_reaches_every_attack_of_inspect_and_report(toy, capsys, monkeypatch):
+    """``--preset paper`` is one rule (``attacks.resolved_overrides``) for every command that attacks:
+    inspect attacks at the paper's SPGD ε 25 (the lstm family preset says 2), and so do the report's
+    perplexity attacks, which used the family preset whatever --preset said."""
+    for preset, eps in (("family", 2.0), ("paper", 25.0)):
+        assert main(["inspect", toy["a"], "--attack", "spgd", "--k", "2", "--preset", preset, "--json",
+                     "--text", SENTENCES[0]]) == 0
+        assert json.loads(capsys.readouterr().out)["attack"]["epsilon"] == eps
+
+    import advviz.analysis.report as report
+
+    seen = []
+    real = report.adversarial_perplexity
+
+    def spy(model, lm, texts, labels, name, overrides, *a, **k):
+        seen.append((name, dict(overrides or {})))
+        return real(model, lm, texts, labels, name, overrides, *a, **k)
+
+    monkeypatch.setattr(report, "adversarial_perplexity", spy)
+    for preset in ("family", "paper"):
+        assert main(["report", toy["a"], "--dataset", toy["data"], "--split", "train", "--attack", "freelb",
+                     "--eps", "0.1", "--lm", toy["lm"], "--ppl-attacks", "spgd", "--k", "2", "--max-examples", "4",
+                     "--preset", preset, "--out", str(toy["root"] / f"preset-{preset}.md"), "--json"]) == 0
+    capsys.readouterr()
+    assert [(n, o.get("epsilon")) for n, o in seen] == [("spgd", None), ("spgd", 25.0)]

@@ -45,7 +45,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from ..config import method_preset
+from ..config import PRESETS, method_preset
 from ..errors import AdvvizError
 from ..evaluate import batches_by_length
 from ..methods import attacks, build_method, get_method, resolve_method
@@ -68,6 +68,16 @@ def paper_overrides(attack: str, overrides: dict | None = None) -> dict:
     defaults = get_method(attack).Config()
     touched = {k for fam in ("lstm", "bigru", "hf") for k in method_preset(attack, fam)}
     return {**{k: getattr(defaults, k) for k in touched}, **(overrides or {})}
+
+
+def resolved_overrides(attack: str, overrides: dict | None = None, preset: str = "family") -> dict:
+    """What to pass as ``overrides`` for ``--preset preset`` (``config.PRESETS``): the user's values
+    under ``family`` (:func:`build_attack` adds the model's family preset), the papers' values under
+    them under ``paper`` (:func:`paper_overrides`). The one reading of ``--preset`` for every
+    command that attacks (``commands.flags.paper_or_family``) and for the report's attacks."""
+    if preset not in PRESETS:
+        raise AdvvizError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return paper_overrides(attack, overrides) if preset == "paper" else dict(overrides or {})
 
 
 def attach_index(method, core, cache_dir=None) -> NeighborIndex:

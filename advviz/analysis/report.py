@@ -32,6 +32,7 @@ from ..evaluate import evaluate, stall_note
 from ..methods.carl import ld_status
 from ..storage.jsonio import dumps
 from ..storage.outputs import Outputs, write_output
+from .attacks import resolved_overrides
 from .discrete import check_recipe, refuse_unused_neighbors, run_textattack
 from .lm import adversarial_perplexity, load_lm
 from .robustness import evaluate_under_attack
@@ -100,8 +101,12 @@ DISCRETE_MEANS = ("clean_accuracy", "accuracy", "attack_success_rate", "mean_que
 
 
 def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_attacks=(), seed=0,
-               batch_size=32, progress=False, textattack=(), textattack_examples=None, neighbors=None,
-               data_dir=None) -> dict:
+               batch_size=32, progress=False, textattack=(), textattack_examples=None, preset="family",
+               neighbors=None, data_dir=None) -> dict:
+    """One checkpoint's row. ``preset`` ("family" or "paper", as ``--preset``) is applied to every
+    attack of the row, the perplexity table's included, so ``report --preset paper`` attacks at the
+    papers' values throughout (the rule: :func:`attacks.resolved_overrides`). ``neighbors``,
+    ``data_dir``: the substitution sets of a TextAttack recipe that reads them."""
     row = _describe(model)
     clean = evaluate(model.classifier, texts, labels, batch_size)
     row.update(clean_accuracy=clean["accuracy"], clean_loss=clean["loss"], n=clean["n"])
@@ -113,7 +118,8 @@ def report_row(model, texts, labels, attack, epsilons, overrides, lm=None, ppl_a
     if lm is not None:
         for spec in ppl_attacks:
             name, ov = parse_attack_spec(spec)
-            p = adversarial_perplexity(model, lm, texts, labels, name, ov, seed, progress)
+            p = adversarial_perplexity(model, lm, texts, labels, name, resolved_overrides(name, ov, preset), seed,
+                                       progress)
             keys = ("original_perplexity", "adversarial_perplexity", "gap", "changed_tokens_per_text", "nearest_gap",
                     "nearest_changed_tokens_per_text", "adv_accuracy")
             row["perplexity"].append({"attack": spec, **{k: p[k] for k in keys}})
@@ -133,9 +139,12 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
                  ppl_attacks: list[str] | tuple = COMMAND_DEFAULTS["ppl_attacks"], max_examples: int | None = None,
                  seed: int = 0, batch_size: int = 32, data_dir=None, out_md: str | os.PathLike | None = None,
                  title: str | None = None, progress: bool = False, textattack: list[str] | tuple = (),
-                 textattack_examples: int | None = None, overwrite: bool = False, neighbors=None) -> dict:
+                 textattack_examples: int | None = None, overwrite: bool = False, preset: str = "family",
+                 neighbors=None) -> dict:
     """Evaluate every checkpoint in ``dirs`` on one split and write the tables (see module doc);
-    ``out_md`` and its JSON are checked first (:func:`check_outputs`)."""
+    ``out_md`` and its JSON are checked first (:func:`check_outputs`). ``preset``: the attacks'
+    defaults, each model's family preset or the papers' values (``--preset``), for the robustness
+    and the perplexity attacks alike."""
     if not dirs:
         raise AdvvizError("give at least one checkpoint directory")
     if textattack or neighbors:
@@ -158,14 +167,15 @@ def build_report(dirs, dataset: str, split: str = "dev", attack: str = default_a
     lm = None
     if lm_dir is not None:
         lm = load_lm(lm_dir)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None and k != "epsilon"}
+    overrides = {k: v for k, v in resolved_overrides(attack, overrides, preset).items()
+                 if v is not None and k != "epsilon"}
     rows = []
     for i, mdl in enumerate(models):
         if progress:
             print(f"[{i + 1}/{len(models)}] {mdl.name}", flush=True)
         rows.append(report_row(mdl, sub.texts, sub.labels, attack, epsilons, overrides, lm,
                                ppl_attacks if lm else (), seed, batch_size, progress, textattack, textattack_examples,
-                               neighbors, data_dir))
+                               preset, neighbors, data_dir))
     report = {"title": title or f"advviz reproduction report: {dataset}/{split}", "dataset": dataset, "split": split,
               "n": len(sub), "split_size": len(ds), "attack": attack, "epsilons": epsilons, "overrides": overrides,
               "textattack": [f"textattack:{r}" for r in textattack],

@@ -269,14 +269,13 @@ def cmd_report(args) -> int:
     eps = parse_epsilons(args.eps)
     ppl = _attack_list([args.ppl_attacks]) if args.lm else []
     dataset = args.dataset or load(args.checkpoints[0]).config["data"]["name"]
-    values = flags.paper_or_family(args, args.attack, flags.for_method(args.attack, flags.method_values(
-        args, args.method_names)))
+    values = flags.for_method(args.attack, flags.method_values(args, args.method_names))
     rep = build_report(args.checkpoints, dataset, args.split, args.attack, eps, values, args.lm,
                        ppl, args.max_examples, args.seed, data_dir=args.data_dir, out_md=args.out,
                        title=args.title, progress=not (args.json or args.quiet),
                        textattack=[r.strip() for spec in args.textattack for r in spec.split(",") if r.strip()],
                        textattack_examples=args.textattack_examples, overwrite=args.overwrite,
-                       neighbors=args.neighbors)
+                       preset=args.preset or "family", neighbors=args.neighbors)
     if args.json:
         print(dumps(rep))
     else:

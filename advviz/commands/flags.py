@@ -108,12 +108,11 @@ def for_method(name: str, values: dict) -> dict:
 
 
 def paper_or_family(args: argparse.Namespace, attack: str, values: dict) -> dict:
-    """With ``--preset paper``, the papers' values under the user's (analysis commands)."""
-    if getattr(args, "preset", None) == "paper":
-        from ..analysis.attacks import paper_overrides  # deferred: `advviz --help` must not load it
+    """With ``--preset paper``, the papers' values under the user's (analysis commands); the rule
+    is :func:`analysis.attacks.resolved_overrides`, which the report's attacks follow too."""
+    from ..analysis.attacks import resolved_overrides  # deferred: `advviz --help` must not load it
 
-        return paper_overrides(attack, values)
-    return values
+    return resolved_overrides(attack, values, getattr(args, "preset", None) or "family")
 
 
 def add_preset_flag(parser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -91,16 +92,17 @@ def train_form() -> None:
                              key="tr_name")
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
-        _submit(name.strip() or default_name, values, method_values, cls.Config)
+        _submit(name.strip() or default_name, values, method_values)
 
 
-def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
-    err = forms.validate(config_cls, method_values)
-    if err:
-        st.error(f"Not started: {err}")
-        return
-    with shared.shown_errors("Could not start training"):
-        path = registry.resolve(shared.root(), name)
+def _submit(name: str, values: dict, method_values: dict) -> None:
+    """Start the run the form describes. Its configs are built once, here (``TrainRun.configs``:
+    the one validation of every path that starts a run, which ``advviz train`` and background jobs
+    call too); ``background.start`` is told they were checked instead of building them again."""
+    run = background.TrainRun(name, values, method_values)
+    with shared.shown_errors("Not started"):
+        cfg, _, _ = run.configs(shared.root())
+        path = Path(cfg.out)
         if path.exists():
             st.error(f"A model named '{name}' already exists; choose another name or delete it first.")
             return
@@ -111,7 +113,7 @@ def _submit(name: str, values: dict, method_values: dict, config_cls) -> None:
         if name in background.running_names(shared.root()):
             st.error(f"'{name}' is being trained already.")
             return
-        job = background.start(shared.root(), [background.TrainRun(name, values, method_values)])
+        job = background.start(shared.root(), [run], checked=True)
         st.success(f"Training '{name}' started in the background (job {job}).")
 
 
