@@ -20,7 +20,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--input", default=None, metavar="FILE",
                    help="a file with one text per line (- reads standard input); at most --max-data-mb")
     p.add_argument("--attack", default=default_attack("inspect"),
-                   help=f"advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default {default_attack('inspect')})")
+                   help=f"advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae | ascc (default {default_attack('inspect')})")
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")

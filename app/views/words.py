@@ -12,7 +12,7 @@ import streamlit as st
 
 from advviz.analysis.inspection import inspect
 from advviz.storage.jsonio import dumps
-from appkit import core, discrete, heatmaps, render, sidebar
+from appkit import core, discrete, heatmaps, render, sidebar, substitutions
 
 EXAMPLE = "a charming and often affecting journey ."
 
@@ -125,6 +125,7 @@ def show(rows: list[tuple[str, dict]]) -> None:
             st.markdown(f"&nbsp;&nbsp;RAR reconstruction — "
                         f"{render.highlight_tokens(toks, [t.get('reconstructed') for t in r['tokens']])}",
                         unsafe_allow_html=True)
+    substitutions.weight_bars(rows)
     downloads(rows)
 
 
