@@ -94,7 +94,8 @@ def test_ascc_weights_are_convex_and_raise_the_kl(family, nb):
     mask = model.perturbable_mask(b["input_ids"], b["attention_mask"])
     method = build_method("ascc", {"neighbors": nb, "sparse_weight": 0.0, "step_size": 1.0, "steps": 10})
     method.setup(model, None, 0)
-    hull = method.hull_point(model, b["input_ids"], b["attention_mask"], mask, torch.Generator().manual_seed(0))
+    hull = method.hull_point(model, b["input_ids"], b["attention_mask"], mask, torch.Generator().manual_seed(0),
+                             measure=True)
     _, valid, _ = method.table_for(model).gather(b["input_ids"], mask)
     assert torch.allclose(hull.weights.sum(-1), torch.ones(hull.weights.shape[:2]), atol=1e-5)
     assert bool((hull.weights[~valid] == 0).all()) and bool((hull.weights >= 0).all())
