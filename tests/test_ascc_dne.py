@@ -252,3 +252,13 @@ def test_words_atlas_moved_to_from_the_sets(toy, tmp_path, capsys):  # noqa: F81
             assert vocab[mv] in sets[vocab[tok]]
         if not sets.get(vocab[tok]):
             assert mv < 0  # never moved
+
+
+def test_eval_attack_ascc_is_one_line(toy, tmp_path, capsys):  # noqa: F811
+    """``eval --attack`` sweeps ε; ASCC has none: one line saying so, not a confusing flag error."""
+    p = _toy_sets(tmp_path)
+    out = tmp_path / "b"
+    assert main(["train", "--dataset", str(toy), *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    line = one_line(capsys, ["eval", out, "--dataset", toy, "--attack", "ascc", "--neighbors", p])
+    assert "has no ε" in line
