@@ -15,15 +15,22 @@ from advviz.cli import main
 from advviz.commands import flags
 from advviz.config import flag_of
 from advviz.methods import build_method, resolve_method
-from advviz.methods.ascc import ASCC, ASCCConfig
+from advviz.methods.ascc import ASCCConfig
 from advviz.methods.dne import DNE, DNEConfig, dirichlet
 from advviz.methods.substitution_sets import build_table
 
 from conftest import LABELS, SENTENCES, make_tiny_bert, make_tiny_rnn
-from test_hostile_cli import TINY, one_line, toy  # noqa: F401 - the toy TSV fixture
+from test_hostile_cli import TINY, _toy_rows, one_line
 
 SETS = {"good": ["great", "wonderful", "fine"], "bad": ["awful", "dull"], "dull": ["boring", "bleak"],
         "movie": ["film", "notaword"], "charming": []}
+
+
+@pytest.fixture
+def toy(tmp_path):
+    p = tmp_path / "toy.tsv"
+    p.write_text(_toy_rows())
+    return p
 
 
 @pytest.fixture
@@ -198,7 +205,7 @@ def _toy_sets(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ascc", "dne"])
-def test_train_bigru_and_inspect(toy, tmp_path, capsys, name):  # noqa: F811 - the toy fixture
+def test_train_bigru_and_inspect(toy, tmp_path, capsys, name):
     p = _toy_sets(tmp_path)
     out = tmp_path / name
     rc = main(["train", "--dataset", str(toy), *TINY, "--method", name, "--neighbors", str(p), "--out", str(out)])
@@ -226,7 +233,7 @@ def test_train_bigru_and_inspect(toy, tmp_path, capsys, name):  # noqa: F811 - t
 
 
 @pytest.mark.parametrize("name", ["ascc", "dne"])
-def test_missing_neighbour_file_is_one_line(toy, tmp_path, capsys, name):  # noqa: F811
+def test_missing_neighbour_file_is_one_line(toy, tmp_path, capsys, name):
     out = tmp_path / "m"
     line = one_line(capsys, ["train", "--dataset", toy, *TINY, "--method", name, "--neighbors",
                              tmp_path / "nope.json", "--out", out])
@@ -234,7 +241,7 @@ def test_missing_neighbour_file_is_one_line(toy, tmp_path, capsys, name):  # noq
     assert not out.exists()
 
 
-def test_words_atlas_moved_to_from_the_sets(toy, tmp_path, capsys):  # noqa: F811
+def test_words_atlas_moved_to_from_the_sets(toy, tmp_path, capsys):
     from advviz.api import load
     from advviz.analysis.words import attack_tokens
 
@@ -254,7 +261,7 @@ def test_words_atlas_moved_to_from_the_sets(toy, tmp_path, capsys):  # noqa: F81
             assert mv < 0  # never moved
 
 
-def test_eval_attack_ascc_is_one_line(toy, tmp_path, capsys):  # noqa: F811
+def test_eval_attack_ascc_is_one_line(toy, tmp_path, capsys):
     """``eval --attack`` sweeps ε; ASCC has none: one line saying so, not a confusing flag error."""
     p = _toy_sets(tmp_path)
     out = tmp_path / "b"
