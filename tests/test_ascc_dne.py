@@ -269,3 +269,22 @@ def test_eval_attack_ascc_is_one_line(toy, tmp_path, capsys):
     capsys.readouterr()
     line = one_line(capsys, ["eval", out, "--dataset", toy, "--attack", "ascc", "--neighbors", p])
     assert "has no ε" in line
+
+
+def test_training_hull_point_is_dropped_out_as_a_whole(nb):
+    """In training the encoder reads dropout(v̂): every member of a set is dropped out with the mask
+    ``embed(x)`` draws, not v̂ − E[x] added to dropout(E[x])."""
+    from advviz.methods.perturb import DropoutMasks
+
+    model = make_tiny_rnn("lstm", dropout=0.5).train()
+    b = batch_of(model)
+    mask = model.perturbable_mask(b["input_ids"], b["attention_mask"])
+    method = build_method("dne", {"neighbors": nb})
+    masks = DropoutMasks(b["input_ids"].device)
+    s_ids, valid, _, rows = method.hull_rows(model, b["input_ids"], mask, masks)
+    masks.replay()
+    e = model.embed(b["input_ids"]).detach()  # dropout(E[x])
+    assert torch.equal(rows[:, :, 0], e)
+    kept = (e != 0).unsqueeze(2)  # (B, T, 1, D): the coordinates this step keeps
+    plain = model.embedding_matrix().detach()[s_ids]  # (B, T, S, D)
+    assert torch.allclose(rows, plain * kept * 2.0)  # p = 0.5: kept coordinates scaled by 1/(1 − p)

@@ -30,11 +30,10 @@ Where the references and this code differ, and the reading chosen:
   the paper and TextDefender use α = 10, taken here.
 - **Eval mode for the inner steps** (the reference's ``eval_adv_mode``): the K steps and p(·|x)
   they aim at are computed with dropout off, then the model's mode is restored for the training
-  passes (clean and hull point, each drawing its own dropout masks, as ``adversarial.py``).
-  The hull point enters the model as δ = v̂ − E[x] added to ``embed(x)`` (the contract of every
-  adversary), so the RNN families' embedding dropout acts on E[x] and v̂ reaches the encoder
-  intact; δ is detached (the embedding rows of the substitutes get no gradient from the
-  adversarial term; the reference lets them through).
+  passes. Those read one embedding dropout mask: the members' rows are embedded under it
+  (``SubstitutionMixin.hull_rows``), so the hull pass reads dropout(v̂) exactly and the clean
+  pass dropout(E[x]); the encoder's dropouts draw per pass (as ``adversarial.py``). The gradient
+  of the adversarial term reaches E[x]'s row, not the substitutes' (the reference lets it through).
 - Padding, structural tokens, unknown words and words without a substitute on the model's
   vocabulary (multi-piece WordPiece words among them) have only themselves: w = 1, δᵢ = 0.
 
@@ -56,6 +55,7 @@ import torch
 
 from ..config import hp
 from .base import Method, MethodConfig, StepOutput, classification_loss, kl_with_logits, unwrap
+from .perturb import DropoutMasks
 from .substitution_sets import SubstitutionMixin, masked_softmax, neighbors_field
 
 
@@ -159,10 +159,15 @@ class ASCC(SubstitutionMixin, Method):
             hull = self.hull_point(model, ids, att, mask, self.generator)
         finally:
             model.train(was)
-        embeds = core.embed(ids)  # dropout(E) for RNNs, shared by the clean and the hull pass
+        masks = DropoutMasks(ids.device)
+        _, valid, _, rows = self.hull_rows(core, ids, mask, masks)  # the members under this step's embedding mask
+        movable = valid[..., 1:].any(-1, keepdim=True)
+        delta = ((hull.weights.unsqueeze(-1) * rows.float()).sum(2) - rows[:, :, 0].float()) * movable
+        masks.replay()
+        embeds = core.embed(ids)  # dropout(E[x]) = rows[:, :, 0], shared by the clean and the hull pass
         out = model(inputs_embeds=embeds, attention_mask=att)
         clean = classification_loss(out, y)
-        adv = model(inputs_embeds=embeds + hull.delta, attention_mask=att)
+        adv = model(inputs_embeds=embeds + delta.to(embeds.dtype), attention_mask=att)  # dropout(v̂)
         kl = kl_with_logits(out.logits, adv.logits).mean()
         loss = clean + cfg.adv_weight * kl
         backward(loss)

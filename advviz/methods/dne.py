@@ -30,9 +30,11 @@ Where the reference and this code differ, and the reading chosen:
   the checkpoint's metrics; its effect on accuracy is not yet measured (docs/results.md will say).
 - The Dirichlet draws come from the method's generator (seeded by ``--seed``, resumable), one
   fresh sample per token per step; the reference cycles through a cache of 10,000 samples per set size.
-- The hull point enters the model as δ = v̂ − E[x] added to ``embed(x)`` (the contract of every
-  adversary; RNN embedding dropout acts on E[x], v̂ reaches the encoder intact); δ is detached, so
-  the substitutes' embedding rows are not trained through the hull (the reference trains them).
+- The hull point enters the model through ``embed`` (the contract of every adversary): the
+  members' rows are embedded under the step's one dropout mask, so the encoder reads dropout(v̂)
+  exactly, as the reference's ``WeightedEmbedding`` gives (``SubstitutionMixin.hull_rows``); all
+  K + 1 passes share that mask and the encoder's (``perturb.DropoutMasks``, FreeLB's
+  ``dp_masks``). The gradient reaches E[x]'s row, not the substitutes' (the reference trains them).
 - The first pass is a hull sample, not the clean sentence: the reference never trains on x
   itself (its ``warm_mode`` only applies before training).
 - Tokens with no substitute on the model's vocabulary, unknown words, padding and structural
@@ -50,6 +52,7 @@ import torch
 
 from ..config import hp
 from .base import Method, MethodConfig, StepOutput, classification_loss, unwrap
+from .perturb import DropoutMasks
 from .substitution_sets import SubstitutionMixin, masked_softmax, neighbors_field
 
 
@@ -109,9 +112,10 @@ class DNE(SubstitutionMixin, Method):
     def metrics(self) -> dict:
         return {**super().metrics(), "inference": "plain"}
 
-    def sample(self, model, ids, mask, generator=None):
-        """(set ids, valid, weights <float>[B,T,S], rows <float>[B,T,S,D]): one Dirichlet hull sample."""
-        s_ids, valid, first, rows = self.hull_rows(model, ids, mask)
+    def sample(self, model, ids, mask, generator=None, masks=None):
+        """(set ids, valid, weights <float>[B,T,S], rows <float>[B,T,S,D]): one Dirichlet hull sample
+        (``masks``: the step's embedding dropout mask, ``SubstitutionMixin.hull_rows``)."""
+        s_ids, valid, first, rows = self.hull_rows(model, ids, mask, masks)
         w = dirichlet(valid, first, self.config.dir_alpha, self.config.dir_decay, generator)
         return s_ids, valid, w, rows
 
@@ -119,7 +123,8 @@ class DNE(SubstitutionMixin, Method):
         cfg, core = self.config, unwrap(model)
         ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
         mask = core.perturbable_mask(ids, att)
-        _, valid, w0, rows = self.sample(core, ids, mask, self.generator)
+        masks = DropoutMasks(ids.device)  # one embedding (and encoder) dropout mask for the K + 1 passes
+        _, valid, w0, rows = self.sample(core, ids, mask, self.generator, masks)
         movable = (valid[..., 1:].any(-1) & mask.bool()).unsqueeze(-1)  # (B, T, 1)
         base = rows[:, :, 0].float()  # E[x] (B, T, D)
         logit = torch.log(w0 + 1e-6).masked_fill(~valid, float("-inf"))  # (B, T, S)
@@ -128,7 +133,8 @@ class DNE(SubstitutionMixin, Method):
             logit = (logit - logit.max(-1, keepdim=True).values).detach().requires_grad_()
             wts = masked_softmax(logit, valid)
             delta = ((wts.unsqueeze(-1) * rows.float()).sum(2) - base) * movable  # (B, T, D)
-            embeds = core.embed(ids)  # re-read: the previous backward freed its graph
+            masks.replay()
+            embeds = core.embed(ids)  # dropout(E[x]) = rows[:, :, 0]; re-read: the previous backward freed its graph
             out = model(inputs_embeds=embeds + delta.to(embeds.dtype), attention_mask=att)
             loss = classification_loss(out, y)
             backward(loss)  # ∂L_t/∂θ accumulates; logit.grad = ∂L_t/∂ℓ_t

@@ -44,6 +44,7 @@ from .. import substitutions
 from ..config import hp
 from .base import unwrap
 from .neighbors import excluded_ids
+from .perturb import DropoutMasks
 
 NEIGHBORS_HELP = ("word-substitution sets: a JSON object word -> list of substitute words, gzip or plain; "
                   f"when not given, {substitutions.DEFAULT_FILE} in the data directory (Jia et al. 2019's "
@@ -157,12 +158,28 @@ class SubstitutionMixin:
     def metrics(self) -> dict:
         return {"substitution_sets": dict(self._table.stats)} if self._table is not None else {}
 
-    def hull_rows(self, model, ids: torch.Tensor, mask: torch.Tensor):
-        """(set ids <long>[B,T,S], valid <bool>[B,T,S], first <long>[B,T], rows E[s] <float>[B,T,S,D]
-        detached) for the tokens ``ids``; positions outside ``mask`` have only themselves."""
+    def hull_rows(self, model, ids: torch.Tensor, mask: torch.Tensor, masks: DropoutMasks | None = None):
+        """(set ids <long>[B,T,S], valid <bool>[B,T,S], first <long>[B,T], rows <float>[B,T,S,D]
+        detached) for the tokens ``ids``; positions outside ``mask`` have only themselves.
+
+        ``rows[..., j, :]`` is ``embed`` of each token's j-th member. With ``masks`` (training), each
+        column is embedded after ``masks.replay()``, so every member is dropped out with the one
+        mask ``embed(ids)`` draws after the same replay: dropout is linear per coordinate, so
+        Σⱼ wⱼ·rows[j] is dropout(v̂) exactly, and ``embed(ids) + (Σⱼ wⱼ·rows[j] − rows[0])`` is the
+        dropped-out hull point the encoder reads (δ = v̂ − E[x] added to dropout(E[x]) would leave
+        the dropped coordinates at v̂ − E[x] and double the kept ones' E[x]). Without ``masks`` the
+        rows are the plain embedding rows (eval mode; transformers have no dropout in ``embed``)."""
         core = unwrap(model)
         s_ids, valid, first = self.table_for(core).gather(ids, mask)
-        rows = core.embedding_matrix().detach()[s_ids]  # (B, T, S, D)
+        if masks is None:
+            rows = core.embedding_matrix().detach()[s_ids]  # (B, T, S, D)
+        else:
+            cols = []
+            with torch.no_grad():
+                for j in range(s_ids.shape[-1]):
+                    masks.replay()
+                    cols.append(core.embed(s_ids[..., j]))  # (B, T, D), the step's embedding mask
+            rows = torch.stack(cols, 2)  # (B, T, S, D)
         return s_ids, valid, first, rows
 
 
