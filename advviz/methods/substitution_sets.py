@@ -64,9 +64,9 @@ class SubstitutionTable:
     stats: dict = field(default_factory=dict)
 
     def gather(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(set ids <long>[B,T,S], valid <bool>[B,T,S], first <long>[B,T]) for token ids <long>[B,T];
-        positions outside ``mask`` <bool>[B,T] keep only themselves (never moved). The table moves
-        to the batch's device once and stays there."""
+        """(set ids <long>[B,T,S], valid <bool>[B,T,S], first <long>[B,T]) for token ids <long>[B,T],
+        S the largest set of the batch; positions outside ``mask`` <bool>[B,T] keep only themselves
+        (never moved). The table moves to the batch's device once and stays there."""
         if self.ids.device != ids.device:
             self.ids, self.valid, self.first = self.ids.to(ids.device), self.valid.to(ids.device), self.first.to(ids.device)
         s_ids, valid, first = self.ids[ids], self.valid[ids].clone(), self.first[ids].clone()
@@ -75,7 +75,8 @@ class SubstitutionTable:
         valid[..., 0] = True
         first[off] = 1
         s_ids = torch.where(valid, s_ids, ids.unsqueeze(-1).expand_as(s_ids))  # padded columns: the token itself
-        return s_ids, valid, first
+        width = int(valid.sum(-1).max())  # members are left-packed: the batch needs no more columns
+        return s_ids[..., :width], valid[..., :width], first
 
 
 def build_table(tokenizer, sets: dict[str, list[str]], second_order: bool = False,
