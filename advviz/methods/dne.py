@@ -23,11 +23,13 @@ steps follow, each on the gradient of the loss at the previous point, normalised
 the K + 1 passes, not their mean, as in the reference (one ``backward`` per pass, no scaling).
 
 Measured on the GloVe-50d LSTM, sst2-sent, seed 0 (issue 28): with these reference values the
-model never leaves chance (dev 50.9 % after 3 epochs; α = γ = 0.1 too, 1 epoch), while K = 0 (the
-Dirichlet samples alone) learns (65.4 % after 1 epoch; the baseline 70.9 %): η = 10 on the
-per-token normalised gradient puts each word's whole weight on its worst first- or second-order
-substitute at every step. No family preset is set yet: the step that keeps the LSTM learning is
-an open measurement (``benchmarks/substitution_bar.sh``).
+model never leaves chance (dev 50.9 % after 3 epochs), nor with α = γ = 0.1 (1 epoch), η = 1
+(3 epochs) or at most 8 substitutes, first order first (``--max-set-size 9``, 3 epochs); K = 0
+(the Dirichlet samples alone) learns (65.4 % after 1 epoch; the baseline 70.9 %). The passes
+themselves check out (with η = 0 the K + 1 losses are equal and the gradient is (K + 1)× one
+pass's; the ascent raises the loss). Not yet known: whether it is the missing clean pass (ASCC has
+one and trains to the baseline's accuracy) or the adversarial vertex on every word of a short
+sentence; no family preset is set until that is measured (``benchmarks/substitution_bar.sh``).
 
 Where the reference and this code differ, and the reading chosen:
 - **Inference is plain** (x's own embeddings), not the paper's ensemble of sampled hull points
