@@ -138,7 +138,9 @@ FAMILY_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
               "fgsm": {"epsilon": 0.02}, "vat": {"epsilon": 1.3}, "uae": {"epsilon": 1.3},
               "carl": _RNN_CARL, "carl+rar": _RNN_CARL},
     "hf": {"advt": {"epsilon": 0.13}, "iadvt": {"epsilon": 0.13}, "spgd": {"epsilon": 0.7},
-           "fgsm": {"epsilon": 0.0015}, "vat": {"epsilon": 0.13}, "uae": {"epsilon": 0.13}},
+           "fgsm": {"epsilon": 0.0015}, "vat": {"epsilon": 0.13}, "uae": {"epsilon": 0.13},
+           # ASCC's reference steps its BERT weights at bert_w_optm_lr 1 (10 for its word models)
+           "ascc": {"step_size": 1.0}},
 }
 
 

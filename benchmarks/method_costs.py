@@ -3,12 +3,14 @@ model and batch, against the floor set by its forward/backward passes (issue 15)
 
     python benchmarks/method_costs.py [--arch minilm lstm] [--reps 15] [--batch-size 16] [--json FILE]
     python benchmarks/method_costs.py --arch minilm --profile carl      # top operators of one method
+    python benchmarks/method_costs.py --only ascc dne                   # some methods only
 
 For each method, plain and method steps are interleaved (plain, method, plain, method, ...) so machine
 noise hits both alike; the ratio is median(method) / median(plain) over ``--reps`` pairs, after two
 warm-up pairs. The PGD attack (``perturb``, no optimiser step) is compared with plain forward+backward
 passes (no optimiser step either). Targets: 2-pass methods (advt, iadvt, spgd M=1, fgsm, vat) ≤ 2.3;
-FreeLB K ≤ 1.1·K; CARL K ≤ 1.1·(K + 1); RAR K=2 ≤ 2.6; k-step PGD ≤ 1.1·(k + 1) passes.
+FreeLB K ≤ 1.1·K; CARL K ≤ 1.1·(K + 1); RAR K=2 ≤ 2.6; k-step PGD ≤ 1.1·(k + 1) passes; ASCC K ≤
+1.1·(K + 2); DNE K ≤ 1.1·(K + 1).
 Prints a table and one JSON object (also to ``--json``). Needs ../shared/data (or ADVVIZ_DATA_DIR).
 """
 
@@ -36,6 +38,10 @@ CASES = [
     ("carl K=2", "carl", {"steps": 2, "carl_start": "0"}, 3.3, "step"),
     ("rar K=2", "rar", {"steps": 2}, 2.6, "step"),
     ("pgd attack k=3", "pgd", {"steps": 3}, 4.4, "pass"),
+    # ASCC K: K passes to ŵ + the clean and hull passes (+ a no-grad forward for p(x)): 1.1·(K + 2)
+    ("ascc K=5", "ascc", {"steps": 5}, 7.7, "step"),
+    # DNE K: K + 1 forward+backward passes (the Dirichlet logits' gradient rides on each): 1.1·(K + 1)
+    ("dne K=3", "dne", {"steps": 3}, 4.4, "step"),
 ]
 
 
@@ -110,6 +116,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", default=None, help="print the top operators of this case's label or method")
+    ap.add_argument("--only", nargs="+", default=None, help="run only these methods (plain steps still measured)")
     args = ap.parse_args()
     from transformers.utils import logging as hf_logging
 
@@ -139,7 +146,7 @@ def main() -> None:
         print(f"\n{arch} (sequence length {batch['input_ids'].shape[1]})")
         print(f"  {'method':16s} {'ms':>8s} {'plain ms':>9s} {'ratio':>7s} {'target':>7s}")
         for label, name, overrides, target, unit in CASES:
-            if name not in METHODS:
+            if name not in METHODS or (args.only and name not in args.only):
                 continue
             method = build_method(name, {**method_preset(name, arch), **overrides})
             attack = unit == "pass"

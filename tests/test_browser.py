@@ -152,3 +152,20 @@ def test_atlas_page_computes_and_lists_a_words_sentences(server, page):
     page.get_by_role("tab", name="Frequency vs ‖δ‖").click()
     page.wait_for_selector('[data-testid="stPlotlyChart"] .scatterlayer .point', timeout=60_000)
     check_page(page, "atlas-scatter")
+
+
+def test_words_page_shows_ascc_substitution_weights(server, page):
+    """``--attack ascc`` on "Which words move": the heatmap and, per token with substitutes, its
+    bar of weights (issue 28)."""
+    page.goto(f"{server}/words")
+    wait_idle(page)
+    attacks = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Attacks (rows)")
+    attacks.locator("input").fill("ascc")
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    page.locator("textarea[aria-label=\"Sentence\"]").fill("the plot is dull , boring and bad")
+    page.get_by_role("button", name="Show which words move").click()
+    wait_idle(page, 120)
+    page.get_by_text("Substitution weights").first.wait_for(timeout=60_000)
+    assert page.get_by_text("boring →").count() + page.get_by_text("dull →").count() >= 1
+    check_page(page, "words-ascc")

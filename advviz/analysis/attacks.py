@@ -50,7 +50,9 @@ from ..errors import AdvvizError
 from ..evaluate import batches_by_length
 from ..methods import attacks, build_method, get_method, resolve_method
 from ..methods.adversarial import NeighborMixin
+from ..methods import neighbors
 from ..methods.neighbors import NeighborIndex, excluded_ids, index_for
+from ..methods.substitution_sets import leaning
 
 DEFAULT_K = 15  # neighbours of the cosine index when the attack has none of its own
 
@@ -167,8 +169,9 @@ class AttackedBatch:
     """One batch of :func:`attack_batches`: the texts' positions ``index``, the tokenized
     ``batch`` on the device (``input_ids``, ``attention_mask``, ``labels`` attacked, ``index``),
     the perturbation ``delta`` <float>[B,T,D], ``grad0`` the attack's own clean input gradient
-    ∂L_C/∂E <float>[B,T,D] (mean loss over the batch) when it computed one, else None; ``clean`` / ``adv`` / ``real`` are computed once
-    on first use (no gradients)."""
+    ∂L_C/∂E <float>[B,T,D] (mean loss over the batch) when it computed one, else None; ``clean`` / ``adv`` / ``real``
+    are computed once on first use (no gradients). An attack over substitution sets (ascc:
+    ``perturb_with_sets``) also leaves ``substitutions`` = (set ids <long>[B,T,S], weights <float>[B,T,S])."""
 
     index: list[int]
     batch: dict
@@ -176,6 +179,7 @@ class AttackedBatch:
     core: object = field(repr=False)
     _clean: object = field(default=None, repr=False)
     grad0: torch.Tensor | None = field(default=None, repr=False)
+    substitutions: tuple | None = field(default=None, repr=False)
 
     @property
     def ids(self) -> torch.Tensor:
@@ -232,7 +236,11 @@ def attack_batches(model, method, texts, labels=None, *, batch_size: int = 32, s
                 y = torch.tensor([int(labels[i]) for i in idx], dtype=torch.long, device=core.device)
             batch["labels"] = y  # (B,)
             batch["index"] = torch.tensor(idx, dtype=torch.long, device=core.device)  # (B,)
-            ab.delta, ab.grad0 = method.perturb_with_grad0(core, batch, gen)  # (B, T, D), (B, T, D) or None
+            with_sets = getattr(method, "perturb_with_sets", None)
+            if with_sets is not None:
+                ab.delta, ab.substitutions = with_sets(core, batch, gen)  # (B, T, D), ((B, T, S), (B, T, S))
+            else:
+                ab.delta, ab.grad0 = method.perturb_with_grad0(core, batch, gen)  # (B, T, D), (B, T, D) or None
             yield ab
             done += len(idx)
             if progress is not None:
@@ -243,3 +251,36 @@ def attack_batches(model, method, texts, labels=None, *, batch_size: int = 32, s
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+
+
+def discretize(ab: AttackedBatch, cos_index: NeighborIndex, l2_index: NeighborIndex, bi: torch.Tensor,
+               ti: torch.Tensor) -> neighbors.Discretized:
+    """The discretization of the perturbed tokens at (``bi``, ``ti``) <long>[N] of a batch, one
+    rule for ``inspect``, ``words`` and the app: ``neighbors.discretize`` (the neighbour whose
+    direction best matches δᵢ, SPGD Fig. 2), except for an attack over substitution sets, whose
+    ``moved_to`` is the substitute with the largest weight (``substitution_sets.leaning``), its
+    ``cosine`` that of δᵢ with the direction to it and its ``rank`` its place in the token's set
+    (1 = first substitute in the file's order). ``nearest`` is the L2-nearest entry either way."""
+    core = ab.core
+    matrix = core.embedding_matrix()
+    tok, delta = ab.ids[bi, ti], ab.delta[bi, ti]  # (N,), (N, D)
+    d = neighbors.discretize(matrix, cos_index, l2_index, tok, delta)
+    if ab.substitutions is None:
+        return d
+    s_ids, weights = ab.substitutions
+    moved, col = leaning(s_ids[bi, ti], weights[bi, ti])  # (N,), (N,)
+    m = matrix.detach().float().cpu()
+    u = neighbors.neighbor_directions(m, tok.cpu(), moved.cpu()[:, None])[:, 0]  # (N, D)
+    unit = delta.detach().float().cpu()
+    unit = unit / unit.norm(dim=-1, keepdim=True).clamp(min=neighbors.EPS)
+    return neighbors.Discretized(moved.cpu(), (u * unit).sum(-1), col.cpu(), d.nearest)
+
+
+def substitution_weights(ab: AttackedBatch, b: int, t: int, vocab: list[str]) -> list[list] | None:
+    """[[word, weight], ...] of the token at (b, t): its substitution set (the token first) with the
+    adversary's weights, for ``inspect``'s JSON and the app's weight bars; None for other attacks."""
+    if ab.substitutions is None:
+        return None
+    s_ids, weights = ab.substitutions
+    ids, w = s_ids[b, t].tolist(), weights[b, t].float().tolist()
+    return [[vocab[i], round(x, 6)] for j, (i, x) in enumerate(zip(ids, w)) if j == 0 or i != ids[0]]  # padded: the token again

@@ -17,7 +17,10 @@ Conventions, the same for every method: ``norm`` = ‖δᵢ‖₂ (0.0 where unt
 the neighbour (of the token's K cosine neighbours, K = the attack's ``k`` or 15) whose unit
 direction from the token has the highest cosine with δᵢ (SPGD Fig. 2, first word), null where
 the norm is 0; ``nearest`` = the vocabulary entry nearest in L2 to vᵢ + δᵢ (second word);
-special tokens and padding are neither shown nor perturbed. The attack runs through
+special tokens and padding are neither shown nor perturbed. An attack over substitution sets
+(``ascc``) names ``moved_to`` itself: the substitute with the largest weight (``neighbor_rank``: its
+place in the token's set), and per token ``substitutions`` = [[word, weight], ...] (the token
+first; null for every other attack; ``analysis.attacks.discretize``). The attack runs through
 ``attacks.attack_batches`` (eval mode, restored after) on the model's own prediction (or
 ``label``), each text on its own with a generator seeded by ``seed``; weights are never changed.
 
@@ -37,7 +40,7 @@ from ..config import default_attack
 from ..errors import AdvvizError
 from ..limits import MAX_TEXT_CHARS
 from ..methods import neighbors
-from .attacks import attack_batches, prepare_attack
+from .attacks import attack_batches, discretize, prepare_attack, substitution_weights
 
 
 def _check_text(text: Any, i: int) -> str:
@@ -82,7 +85,7 @@ def _inspect_one(model, core, method, text, label, seed, cos_index, l2_index) ->
         recon = model.reconstruct(adv.tokens, att) if hasattr(model, "reconstruct") else None  # (1, T) | None
     pred = int(probs.argmax())
     pos = mask.nonzero().flatten()  # (N,)
-    d = neighbors.discretize(core.embedding_matrix(), cos_index, l2_index, ids[0, pos], delta[0, pos])
+    d = discretize(ab, cos_index, l2_index, torch.zeros_like(pos), pos)
     norms = delta[0, pos].float().norm(dim=-1)  # (N,)
     vocab = tok.vocab
     tokens, disc_words, recon_words = [], [], []
@@ -94,7 +97,8 @@ def _inspect_one(model, core, method, text, label, seed, cos_index, l2_index) ->
                        "moved_to": vocab[int(d.moved_to[j])] if moved else None,
                        "nearest": vocab[int(d.nearest[j])], "reconstructed": rec,
                        "cosine": float(d.cosine[j]) if moved else None,
-                       "neighbor_rank": int(d.rank[j]) if moved else None})
+                       "neighbor_rank": int(d.rank[j]) if moved else None,
+                       "substitutions": substitution_weights(ab, 0, p, vocab)})
         disc_words.append(tokens[-1]["moved_to"] if moved else word)
         recon_words.append(rec)
     return {"model": model.name if hasattr(model, "name") else core.arch, "text": text,

@@ -63,6 +63,10 @@ def evaluate_under_attack(model, texts, labels, attack: str, overrides: dict | N
     core = getattr(model, "classifier", model)
     texts, labels = check_examples(core, texts, labels)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not hasattr(build_attack(attack, overrides, core).config, "epsilon"):
+        # ascc: the substitution sets bound each token's move, there is no ε to sweep
+        raise AdvvizError(f"--attack {attack} has no ε (its perturbation is bounded by the word-substitution "
+                          f"sets): accuracy over ε does not apply; see it with advviz inspect / words")
     if epsilons is None:
         epsilons = [build_attack(attack, overrides, core).config.epsilon]
     results = []

@@ -10,12 +10,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..api import load
-from ..config import COMMAND_DEFAULTS, default_attack
+from ..config import COMMAND_DEFAULTS, default_attack, flag_fields
 from ..data import read_lines, subset_indices
 from ..errors import AdvvizError
 from ..evaluate import evaluate
 from ..limits import MAX_TEXT_CHARS, check_max_examples, check_positive, check_seed, maximum
-from ..methods import attacks
+from ..methods import attacks, get_method
 from ..registry import describe
 from ..storage.jsonio import dumps
 from ..storage.outputs import Outputs, write_output
@@ -31,7 +31,7 @@ def add_parsers(sub, eval_parser, argv: list[str]) -> None:
     p.add_argument("--input", default=None, metavar="FILE",
                    help="a file with one text per line (- reads standard input); at most --max-data-mb")
     p.add_argument("--attack", default=default_attack("inspect"),
-                   help=f"advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae (default {default_attack('inspect')})")
+                   help=f"advt | fgsm | iadvt | spgd | pgd | freelb | vat | uae | ascc (default {default_attack('inspect')})")
     p.add_argument("--label", type=int, default=None, help="label to attack (default: the model's prediction)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per text (a list when several)")
@@ -128,9 +128,11 @@ def format_result(r: dict) -> str:
 def cmd_eval_attack(args, previous) -> int:
     from ..analysis.discrete import is_textattack  # deferred: `advviz --help` must not load it
 
-    if not is_textattack(getattr(args, "attack", None)):
+    attack = getattr(args, "attack", None)
+    if not is_textattack(attack):
+        sets_attack = attack in attacks() and "neighbors" in {f.name for f in flag_fields(get_method(attack).Config)}
         for flag, value in (("--adversarial-csv", args.adversarial_csv), ("--overlap", args.overlap),
-                            ("--neighbors", args.neighbors)):
+                            ("--neighbors", None if sets_attack else args.neighbors)):
             if value:
                 raise AdvvizError(f"{flag} needs --attack textattack:RECIPE"
                                   + (" (embedding-space attacks write text-form examples with `advviz augment`)"
@@ -159,11 +161,11 @@ def cmd_eval_attack(args, previous) -> int:
     values = flags.paper_or_family(args, args.attack, flags.method_values(args, [args.attack]))
     if eps is None:  # the Robustness page's grid around the ε that suits this model
         eps = default_epsilons(args.attack, values, ["model"], [_registry_row(model)])
-    attacks = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, values, eps,
+    results = evaluate_under_attack(model, ds.texts, ds.labels, args.attack, values, eps,
                                     seed=args.attack_seed, progress=not (args.json or args.quiet))
     if args.per_example:
-        _write_per_example(Path(args.per_example), attacks, args.overwrite)
-    res["attacks"] = [{k: v for k, v in a.items() if k != "per_example"} for a in attacks]
+        _write_per_example(Path(args.per_example), results, args.overwrite)
+    res["attacks"] = [{k: v for k, v in a.items() if k != "per_example"} for a in results]
     if args.json:
         print(dumps(res))
         return 0

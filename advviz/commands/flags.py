@@ -82,7 +82,9 @@ def add_method_flags(parser: argparse.ArgumentParser, names: list[str], arch: st
         paper = getattr(get_method(owners[0]).Config(), name)
         if arch and str(paper) != str(vals[0]) and len(owners) == 1:
             notes[name] = f" for --arch {arch} (--preset paper: {paper})"
-    add_flags(g, list(fields.values()), defaults, notes)
+    # a flag the command already defines for every reader (--neighbors: add_neighbors_flag) is that one flag
+    defined = set(getattr(parser, "_option_string_actions", {}))
+    add_flags(g, [f for f in fields.values() if flag_of(f) not in defined], defaults, notes)
 
 
 def _default(method: str, name: str, arch: str | None):

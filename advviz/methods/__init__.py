@@ -13,6 +13,8 @@ from .carl import CARL
 from .freelb import FreeLB
 from .rar import CARLRAR, RAR
 from .advt import AdvT
+from .ascc import ASCC
+from .dne import DNE
 from .fgsm import FGSM
 from .iadvt import IAdvT
 from .pgd import PGD
@@ -21,7 +23,7 @@ from .uae import UAE
 from .vat import VAT
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in [Baseline, FreeLB, AdvT, FGSM, IAdvT, SPGD, PGD, CARL, RAR, CARLRAR,
-                                                               VAT, UAE]}
+                                                               VAT, UAE, ASCC, DNE]}
 
 
 def get_method(name: str) -> type[Method]:

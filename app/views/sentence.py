@@ -13,7 +13,7 @@ import streamlit as st
 from advviz.analysis.inspection import inspect
 from advviz.methods import attacks as attack_table
 from advviz.storage.jsonio import dumps
-from appkit import discrete, heatmaps, render, shared, sidebar
+from appkit import discrete, heatmaps, render, shared, sidebar, substitutions
 
 EXAMPLE = "a charming and often affecting journey ."
 
@@ -126,6 +126,7 @@ def show(rows: list[tuple[str, dict]]) -> None:
             st.markdown(f"&nbsp;&nbsp;RAR reconstruction — "
                         f"{render.highlight_tokens(toks, [t.get('reconstructed') for t in r['tokens']])}",
                         unsafe_allow_html=True)
+    substitutions.weight_bars(rows)
     downloads(rows)
 
 

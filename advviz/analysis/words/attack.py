@@ -73,7 +73,7 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
     valid entry exists. ``meta`` holds the resolved attack, the cache key, ``cached`` and where
     the frequencies came from."""
     # deferred: `advviz --help` must not load it
-    from ..attacks import attack_batches, check_examples, prepare_attack
+    from ..attacks import attack_batches, check_examples, discretize, prepare_attack
 
     core = getattr(model, "classifier", model)
     texts, labels = check_examples(core, texts, labels)
@@ -97,7 +97,6 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
     label_arr = np.asarray(labels, dtype=np.int64)
     pred, adv_pred = np.zeros(S, np.int64), np.zeros(S, np.int64)
     l2_index = neighbors.index_for(core, 1, "l2")
-    matrix = core.embedding_matrix()
 
     def report(done, total):
         if progress:
@@ -128,7 +127,7 @@ def attack_tokens(model, texts: list[str], labels: list[int], attack: str, overr
             cosine = torch.full((nb,), float("nan"))
             rank = torch.zeros(nb, dtype=torch.long)
             if bool(moved.any()):
-                d = neighbors.discretize(matrix, cos_index, l2_index, tok[moved], delta[bi[moved], ti[moved]])
+                d = discretize(ab, cos_index, l2_index, bi[moved], ti[moved])
                 mv = moved.cpu()
                 moved_to[mv], nearest[mv], cosine[mv], rank[mv] = d.moved_to, d.nearest, d.cosine.float(), d.rank
             rows = torch.as_tensor(idx, dtype=torch.long)[bi.cpu()]
