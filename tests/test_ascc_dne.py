@@ -54,13 +54,14 @@ def vocab_id(model, word):
 
 
 def test_table_maps_single_entries_only(tiny_lstm, tiny_bert, nb):
-    """Words out of the vocabulary (and, for WordPiece, multi-piece words) are dropped; the token
-    itself is column 0; DNE's second order adds the substitutes' substitutes."""
+    """The token itself is column 0; a substitute a word vocabulary lacks is the <unk> row (what the
+    LSTM reads for that swap), once; for WordPiece a multi-piece substitute is dropped; DNE's second
+    order adds the substitutes' substitutes."""
     sets = substitutions.load(nb)
     t = build_table(tiny_lstm.tokenizer, sets)
     movie = vocab_id(tiny_lstm, "movie")
     row = [tiny_lstm.tokenizer.vocab[i] for i, ok in zip(t.ids[movie].tolist(), t.valid[movie].tolist()) if ok]
-    assert row == ["movie", "film"]  # "notaword" is not an entry
+    assert row == ["movie", "film", "<unk>"]  # "notaword" is not an entry: the LSTM reads it as <unk>
     assert t.valid[vocab_id(tiny_lstm, "charming")].tolist() == [True] + [False] * (t.ids.shape[1] - 1)
     two = build_table(tiny_lstm.tokenizer, sets, second_order=True)
     bad = vocab_id(tiny_lstm, "bad")
