@@ -294,9 +294,9 @@ def test_named_set_files_holding_other_names_are_refused(tmp_path, capsys, label
 
 def test_named_set_splits_read_against_the_sets_names(tmp_path):
     """agnews whose test file holds names: read in the registry's order (World=0), as train's ids are."""
-    from advviz.data import REGISTRY
+    from advviz.data import NAMED_DATASETS
 
-    names = REGISTRY["agnews"].label_names
+    names = NAMED_DATASETS["agnews"].label_names
     d = _named_dir(tmp_path / "data", {"train": "agnews_trainsubset10k.tsv.gz"}, _toy_pairs(40, (0, 1, 2, 3)))
     _named_dir(d, {"test": "agnews_test.tsv.gz"}, _toy_pairs(40, names))
     splits = load_splits("agnews", str(d))

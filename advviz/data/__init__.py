@@ -17,7 +17,7 @@ files), ``labels`` (parsing and checking labels, ``--label-map``), ``splits`` (d
 
 from __future__ import annotations
 
-from .catalog import REGISTRY, DatasetSpec
+from .catalog import NAMED_DATASETS, DatasetSpec
 from .dataset import SPLITS, TextDataset, subset_indices
 from .files import LABEL_COLUMNS, READ_CHUNK, TEXT_COLUMNS, _read_bytes, _read_text, read_lines, read_rows
 from .labels import (
@@ -32,7 +32,7 @@ from .semi import LABELED_SPLIT_STREAM, concat, labeled_split, load_unlabeled, r
 from .splits import DERIVED_FRACTION, DERIVED_SPLIT_SEED, derive_splits, stratified_split
 
 __all__ = [
-    'REGISTRY', 'DatasetSpec', 'SPLITS', 'TextDataset', 'subset_indices', 'LABEL_COLUMNS', 'READ_CHUNK', 'TEXT_COLUMNS',
+    'NAMED_DATASETS', 'DatasetSpec', 'SPLITS', 'TextDataset', 'subset_indices', 'LABEL_COLUMNS', 'READ_CHUNK', 'TEXT_COLUMNS',
     '_read_bytes', '_read_text', 'read_lines', 'read_rows', 'MIN_ROWS_FOR_CLASS_CHECK',
     'align_labels', 'check_classes', 'ids_mean_classes', 'label_map_record', 'parse_label', 'parse_label_map',
     'rows_to_dataset', 'DATA_DIR_ENV', 'data_dir_search', 'dataset_files', 'default_data_dir', 'hub_available',

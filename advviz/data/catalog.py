@@ -1,4 +1,4 @@
-"""The named data sets advviz knows (:data:`REGISTRY`): their files, columns, label names and hub id."""
+"""The named data sets advviz knows (:data:`NAMED_DATASETS`): their files, columns, label names and hub id."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class DatasetSpec:
     derive: tuple[str, ...] = ("dev", "test")  # missing splits to carve out of train
 
 
-REGISTRY: dict[str, DatasetSpec] = {
+NAMED_DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in [
         DatasetSpec("sst2", {"train": "sst2_glue_train.tsv.gz", "dev": "sst2_glue_dev.tsv.gz"},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 from ..errors import AdvvizError
-from .catalog import REGISTRY
+from .catalog import NAMED_DATASETS
 from .dataset import TextDataset
 from .files import _no_duplicate_keys, _read_text
 
@@ -262,7 +262,7 @@ def ids_mean_classes(name: str | None, label_mapping: dict | None) -> bool:
     (a named set such as sst2-sent, or a file of integer labels) — not a file of names, whose ids
     are only the sorted order of the names (so a file of integers is not read by position
     against it: ``read_augment``, ``align_labels``)."""
-    return not label_mapping or name in REGISTRY
+    return not label_mapping or name in NAMED_DATASETS
 
 
 def align_labels(ds: "TextDataset", label_names, model_name: str, dataset: str,

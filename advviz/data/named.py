@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 from ..errors import AdvvizError
-from .catalog import REGISTRY, DatasetSpec
+from .catalog import NAMED_DATASETS, DatasetSpec
 from .dataset import TextDataset
 from .files import LABEL_COLUMNS, TEXT_COLUMNS, _pick, read_rows
 from .labels import check_classes, label_map_record, parse_label_map, rows_to_dataset
@@ -124,8 +124,8 @@ def load_splits(name: str, data_dir=None, text_col: str | None = None,
     key = (name, str(data_dir), text_col, label_col, json.dumps(label_map_record(label_map), sort_keys=True))
     if key in _CACHE:
         return _CACHE[key]
-    if name in REGISTRY:
-        spec = REGISTRY[name]
+    if name in NAMED_DATASETS:
+        spec = NAMED_DATASETS[name]
         d = Path(data_dir).expanduser() if data_dir else default_data_dir()
         if d.is_dir() and all((d / f).is_file() for f in spec.files.values()):
             out = _load_named_local(spec, d, label_map)
@@ -149,7 +149,7 @@ def load_splits(name: str, data_dir=None, text_col: str | None = None,
         looks_like_path = any(ch in name for ch in "/\\.")
         if looks_like_path:
             raise AdvvizError(f"no such file: {name}")
-        raise AdvvizError(f"unknown data set '{name}'; known: {', '.join(REGISTRY)} "
+        raise AdvvizError(f"unknown data set '{name}'; known: {', '.join(NAMED_DATASETS)} "
                           f"(or a path to a .csv/.tsv/.jsonl file)")
     _CACHE[key] = out
     return out
@@ -159,9 +159,9 @@ def dataset_files(name: str, data_dir=None) -> list[Path]:
     """The local files :func:`load_splits` reads for ``name`` (every split's file of a named set
     found in the data directory, or the file itself), e.g. so no command writes an output over
     them; [] when nothing local would be read (the hub copy, an unknown name)."""
-    if name in REGISTRY:
+    if name in NAMED_DATASETS:
         d = Path(data_dir).expanduser() if data_dir else default_data_dir()
-        files = [d / f for f in REGISTRY[name].files.values()]
+        files = [d / f for f in NAMED_DATASETS[name].files.values()]
         return files if d.is_dir() and all(f.is_file() for f in files) else []
     path = Path(name).expanduser()
     return [path] if os.path.lexists(path) else []
@@ -191,7 +191,7 @@ def training_reading(config: dict, name: str) -> dict:
 
 def _same_data(a: str, b: str) -> bool:
     """One named set, or one file however its path is written (``d.tsv``, ``./d.tsv``)."""
-    if a == b or a in REGISTRY or b in REGISTRY:
+    if a == b or a in NAMED_DATASETS or b in NAMED_DATASETS:
         return a == b
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
@@ -200,7 +200,7 @@ def list_datasets(data_dir=None) -> list[dict]:
     """One row per known name: where it is found, split sizes and label names."""
     d = Path(data_dir).expanduser() if data_dir else default_data_dir()
     rows = []
-    for spec in REGISTRY.values():
+    for spec in NAMED_DATASETS.values():
         local = d.is_dir() and all((d / f).is_file() for f in spec.files.values())
         row = {"name": spec.name, "description": spec.description,
                "found": str(d) if local else f"not local (hub: {spec.hub_id})",

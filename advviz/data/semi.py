@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AdvvizError
-from .catalog import REGISTRY
+from .catalog import NAMED_DATASETS
 from .dataset import TextDataset
 from .files import LABEL_COLUMNS, TEXT_COLUMNS, _pick, read_lines, read_rows
 from .labels import ids_mean_classes, parse_label_map, rows_to_dataset
@@ -57,12 +57,12 @@ def load_unlabeled(name: str, data_dir=None) -> tuple[list[str], dict]:
     (one text a line) or ``.csv/.tsv/.jsonl`` (optionally ``.gz``) with a text column (auto-detected,
     or the only column). No label column is needed and none is read: this is the one reader that
     accepts a file without labels."""
-    if name in REGISTRY:
+    if name in NAMED_DATASETS:
         texts = list(load_splits(name, data_dir)["train"].texts)
         return texts, {"name": name, "split": "train", "texts": len(texts)}
     path = Path(name).expanduser()
     if not os.path.lexists(path):
-        raise AdvvizError(f"--unlabeled {name}: no such file, and not a known data set ({', '.join(REGISTRY)})")
+        raise AdvvizError(f"--unlabeled {name}: no such file, and not a known data set ({', '.join(NAMED_DATASETS)})")
     stem = path.name[:-3] if path.name.endswith(".gz") else path.name
     if stem.lower().endswith(".txt"):
         texts = [ln.strip() for ln in read_lines(path)]

@@ -1,4 +1,4 @@
-"""Registry of training methods / adversaries: name -> class (no strings evaluated)."""
+"""The table of training methods / adversaries: name -> class (no strings evaluated; `METHODS`)."""
 
 from __future__ import annotations
 

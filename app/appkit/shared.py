@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from advviz import registry
-from advviz.data import REGISTRY, default_data_dir, load_dataset
+from advviz.data import NAMED_DATASETS, default_data_dir, load_dataset
 from advviz.errors import AdvvizError
 
 MAX_WORDS = 64  # longer inputs are cut: a heatmap of more tokens is unreadable
@@ -63,7 +63,7 @@ def model_dataset(model, dataset: str, split: str = "dev"):
 def available_datasets() -> list[str]:
     """Named data sets whose files are in the data directory (no network from the app)."""
     d = default_data_dir()
-    return [n for n, s in REGISTRY.items() if d.is_dir() and all((d / f).is_file() for f in s.files.values())]
+    return [n for n, s in NAMED_DATASETS.items() if d.is_dir() and all((d / f).is_file() for f in s.files.values())]
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ import shutil
 from pathlib import Path
 
 from ...errors import AdvvizError
+from ...storage.jsonio import dumps
 from ...storage.outdir import temp_sibling
 
 DEBIAN_DIR = Path("/usr/share/wordnet")
@@ -178,7 +179,7 @@ def _build(source: Path, target: Path, sizes: dict[str, int]) -> None:
         for name in COPIED:
             shutil.copyfile(source / name, tmp / name)  # copies: NLTK 3.10 refuses links
         (tmp / "lexnames").write_text(lexnames_text(), encoding="utf-8")
-        (tmp / MARKER).write_text(json.dumps({"source": str(source), "files": sizes}, indent=1) + "\n",
+        (tmp / MARKER).write_text(dumps({"source": str(source), "files": sizes}, indent=1) + "\n",
                                   encoding="utf-8")
         old = None
         if os.path.lexists(target):
