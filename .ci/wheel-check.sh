@@ -23,7 +23,7 @@ WHEEL=$(ls "$WORK"/dist/advviz-*.whl)
 python3 - "$WHEEL" <<'PY'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
-need = ["advviz_app/streamlit_app.py", "advviz_app/appkit/core.py", "advviz_app/views/models.py",
+need = ["advviz_app/streamlit_app.py", "advviz_app/appkit/shared.py", "advviz_app/views/models.py",
         "advviz/resources/nltk_data/corpora/stopwords/english", "advviz/cli.py"]
 missing = [n for n in need if n not in names]
 assert not missing, f"the wheel lacks {missing}"
