@@ -8,6 +8,7 @@
 #   benchmarks/substitution_bar.sh attack    # + textfooler-cf on the same 500 dev sentences (needs the
 #                                            #   textattack extra: make setup-textattack; BIN=.venv-textattack/bin)
 #   benchmarks/substitution_bar.sh table     # the clean accuracy table from what is there
+#   python benchmarks/substitution_table.py OUT   # the attack tables with McNemar tests (docs/results.md §15)
 #
 # Environment: OUT (default models/substitution-bar), SEEDS ("0 1 2"), EPOCHS (3), METHODS
 # ("baseline freelb ascc dne"), N (examples attacked, 500), BIN (the advviz to run; default .venv/bin).
@@ -19,6 +20,7 @@ SEEDS=${SEEDS:-0 1 2}
 EPOCHS=${EPOCHS:-3}
 METHODS=${METHODS:-baseline freelb ascc dne}
 N=${N:-500}
+SEED0_RECIPES=${SEED0_RECIPES:-deepwordbug pwws}   # the other recipes, on seed 0 only
 BIN=${BIN:-.venv/bin}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
@@ -39,17 +41,17 @@ if [[ "$WHAT" == train || "$WHAT" == attack ]]; then
 fi
 
 if [[ "$WHAT" == attack ]]; then
-  mkdir -p "$OUT/textfooler-cf"
-  for seed in $SEEDS; do
-    for m in $METHODS; do
-      f="$OUT/textfooler-cf/lstm-$m-s$seed.json"
-      [[ -s "$f" ]] && { echo "exists: $f"; continue; }
-      echo "== $m seed $seed textattack:textfooler-cf on $N examples"
-      nice -n 10 "$BIN/advviz" eval "$OUT/lstm-$m-s$seed" --attack textattack:textfooler-cf --max-examples "$N" \
-        --per-example "${f%.json}.jsonl" --json > "$f.tmp"
-      mv "$f.tmp" "$f"
-    done
-  done
+  attack() {  # attack METHOD SEED RECIPE
+    local f="$OUT/$3/lstm-$1-s$2.json"
+    mkdir -p "$OUT/$3"
+    [[ -s "$f" ]] && { echo "exists: $f"; return; }
+    echo "== $1 seed $2 textattack:$3 on $N examples"
+    nice -n 10 "$BIN/advviz" eval "$OUT/lstm-$1-s$2" --attack "textattack:$3" --max-examples "$N" \
+      --per-example "${f%.json}.jsonl" --json > "$f.tmp"
+    mv "$f.tmp" "$f"
+  }
+  for seed in $SEEDS; do for m in $METHODS; do attack "$m" "$seed" textfooler-cf; done; done
+  for r in $SEED0_RECIPES; do for m in $METHODS; do attack "$m" 0 "$r"; done; done
 fi
 
 "$BIN/python" - "$OUT" <<'PY'
