@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,28 +85,11 @@ def fsync_dir_files(d: Path) -> None:
                 os.fsync(f.fileno())
 
 
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Put the complete directory ``tmp`` at ``target``: the old one is moved aside first and moved
-    back if the final rename fails, so a reader sees the old or the new directory, whole."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 @contextmanager
 def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPOINT) -> Iterator[Path]:
     """Write a whole directory atomically: yields an empty hidden sibling of ``target`` to fill;
     when the block ends its files are made durable and it replaces ``target`` whole
-    (:func:`replace_dir`). If anything fails the sibling is removed and ``target`` stays as it was;
+    (:func:`outdir.replace_dir`). If anything fails the sibling is removed and ``target`` stays as it was;
     an ``OSError`` becomes one ``AdvvizError`` line:
     ``"{failure}: {reason}; the previous {what} (if any) is intact"``.
 
@@ -125,7 +107,7 @@ def atomic_dir(target: Path, failure: str, what: str, kind: str = outdir.CHECKPO
         yield tmp
         fsync_dir_files(tmp)
         outdir.check_replaceable(target, kind)
-        replace_dir(tmp, target)
+        outdir.replace_dir(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AdvvizError(f"{failure}: {e.strerror or e}; the previous {what} (if any) is intact") from None

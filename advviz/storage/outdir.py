@@ -90,6 +90,25 @@ def temp_sibling(path: str | os.PathLike) -> Path:
     return path.parent / f"{hidden}.tmp-{PROCESS_TOKEN}-{uuid.uuid4().hex[:8]}"
 
 
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the complete directory ``tmp`` at ``target``: the old one is moved aside first (to a
+    :func:`temp_sibling`, so a leftover is recognisably advviz's) and moved back if the final rename
+    fails, so a reader sees the old or the new directory, whole. The caller has checked that the
+    directory at ``target``, if any, is advviz's to replace."""
+    old = None
+    if target.exists():
+        old = temp_sibling(target)
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def replace_atomically(path: str | os.PathLike, write, before_replace=None) -> Path:
     """``write(tmp)`` fills a hidden temporary sibling of ``path`` (:func:`temp_sibling`), which then
     replaces ``path`` by a rename, after ``before_replace(tmp)`` if given; errors (OSError included)

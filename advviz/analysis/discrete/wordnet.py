@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ...errors import AdvvizError
 from ...storage.jsonio import dumps
-from ...storage.outdir import temp_sibling
+from ...storage.outdir import replace_dir, temp_sibling
 
 DEBIAN_DIR = Path("/usr/share/wordnet")
 CACHE_ENV = "ADVVIZ_CACHE_DIR"
@@ -181,23 +181,13 @@ def _build(source: Path, target: Path, sizes: dict[str, int]) -> None:
         (tmp / "lexnames").write_text(lexnames_text(), encoding="utf-8")
         (tmp / MARKER).write_text(dumps({"source": str(source), "files": sizes}, indent=1) + "\n",
                                   encoding="utf-8")
-        old = None
         if os.path.lexists(target):
             marker = _ours(target)
             if marker is not None and _complete(target, marker, sizes):
                 return  # another process finished the same build meanwhile: keep it (it may be reading it)
             if marker is None:
                 _refuse(target)
-            old = temp_sibling(target)
-            os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if old is not None:
-                os.rename(old, target)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)  # only an advviz build (its marker, checked above) is replaced
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
