@@ -32,6 +32,7 @@ from torch import nn
 
 from ..tokenizers import HFTokenizer
 from .base import Classifier, ClassifierOutput
+from .transformer import transformers_config
 
 #: model types whose position ids start after the padding index (``padding_idx + 1``)
 OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl")
@@ -90,13 +91,9 @@ class HFSequenceClassifier(Classifier):
 
     @classmethod
     def from_config(cls, cfg: dict, tokenizer) -> "HFSequenceClassifier":
-        from transformers import CONFIG_MAPPING, AutoModelForSequenceClassification  # lazy: heavy
+        from transformers import AutoModelForSequenceClassification  # lazy: heavy
 
-        hf_cfg = dict(cfg["hf_config"])
-        model_type = hf_cfg.get("model_type")
-        if model_type not in CONFIG_MAPPING:
-            raise ValueError(f"unknown model_type {model_type!r}")
-        config = CONFIG_MAPPING[model_type].from_dict(hf_cfg)
+        config = transformers_config(cfg["hf_config"])
         if config.num_labels != cfg["num_labels"]:
             raise ValueError(f"hf_config.id2label names {config.num_labels} classes, num_labels is {cfg['num_labels']}")
         return cls(AutoModelForSequenceClassification.from_config(config), tokenizer, cfg["arch"], cfg.get("source", ""))

