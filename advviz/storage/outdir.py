@@ -92,12 +92,12 @@ def temp_sibling(path: str | os.PathLike) -> Path:
 
 def replace_dir(tmp: Path, target: Path) -> None:
     """Put the complete directory ``tmp`` at ``target``: the old one is moved aside first (to a
-    :func:`temp_sibling`, so a leftover is recognisably advviz's) and moved back if the final rename
-    fails, so a reader sees the old or the new directory, whole. The caller has checked that the
-    directory at ``target``, if any, is advviz's to replace."""
+    hidden ``.NAME.old-*`` sibling) and moved back if the final rename fails, so a reader sees the
+    old or the new directory, whole. The caller has checked that the directory at ``target``, if
+    any, is advviz's to replace."""
     old = None
     if target.exists():
-        old = temp_sibling(target)
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(target, old)
     try:
         os.rename(tmp, target)
