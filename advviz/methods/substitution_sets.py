@@ -60,6 +60,12 @@ def neighbors_field():
     return hp(None, NEIGHBORS_HELP, flag=substitutions.NEIGHBORS_FLAG, metavar="FILE")
 
 
+def detach_substitutes_field():
+    """The ``--detach-substitutes`` field, shared by ASCC and DNE (one flag)."""
+    return hp(False, "ascc/dne: the hull point's gradient reaches only each token's own embedding row, "
+                     "not its substitutes' (the references train every member's row)")
+
+
 @dataclass
 class SubstitutionTable:
     ids: torch.Tensor  # <long>[V, S]
@@ -169,9 +175,12 @@ class SubstitutionMixin:
     def metrics(self) -> dict:
         return {"substitution_sets": dict(self._table.stats)} if self._table is not None else {}
 
-    def hull_rows(self, model, ids: torch.Tensor, mask: torch.Tensor, masks: DropoutMasks | None = None):
-        """(set ids <long>[B,T,S], valid <bool>[B,T,S], first <long>[B,T], rows <float>[B,T,S,D]
-        detached) for the tokens ``ids``; positions outside ``mask`` have only themselves.
+    def hull_rows(self, model, ids: torch.Tensor, mask: torch.Tensor, masks: DropoutMasks | None = None,
+                  grad: bool = False):
+        """(set ids <long>[B,T,S], valid <bool>[B,T,S], first <long>[B,T], rows <float>[B,T,S,D])
+        for the tokens ``ids``; positions outside ``mask`` have only themselves. ``rows`` is
+        detached unless ``grad`` (training with ``masks``: a loss on the hull point then trains
+        every member's embedding row, as the ASCC and DNE references do).
 
         ``rows[..., j, :]`` is ``embed`` of each token's j-th member. With ``masks`` (training), each
         column is embedded after ``masks.replay()``, so every member is dropped out with the one
@@ -182,16 +191,21 @@ class SubstitutionMixin:
         rows are the plain embedding rows (eval mode; transformers have no dropout in ``embed``)."""
         core = unwrap(model)
         s_ids, valid, first = self.table_for(core).gather(ids, mask)
-        if masks is None:
-            rows = core.embedding_matrix().detach()[s_ids]  # (B, T, S, D)
-        else:
-            cols = []
-            with torch.no_grad():
-                for j in range(s_ids.shape[-1]):
-                    masks.replay()
-                    cols.append(core.embed(s_ids[..., j]))  # (B, T, D), the step's embedding mask
-            rows = torch.stack(cols, 2)  # (B, T, S, D)
-        return s_ids, valid, first, rows
+        return s_ids, valid, first, member_rows(core, s_ids, masks, grad)
+
+
+def member_rows(core, s_ids: torch.Tensor, masks: DropoutMasks | None = None, grad: bool = False) -> torch.Tensor:
+    """rows <float>[B,T,S,D]: ``embed`` of every member ``s_ids`` <long>[B,T,S] (see
+    :meth:`SubstitutionMixin.hull_rows`); a method that backpropagates several passes through the
+    rows calls this once per pass, since each backward frees the graph."""
+    if masks is None:
+        return core.embedding_matrix().detach()[s_ids]  # (B, T, S, D)
+    cols = []
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        for j in range(s_ids.shape[-1]):
+            masks.replay()
+            cols.append(core.embed(s_ids[..., j]))  # (B, T, D), the step's embedding mask
+    return torch.stack(cols, 2)  # (B, T, S, D)
 
 
 def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
