@@ -45,7 +45,10 @@ Where the reference and this code differ, and the reading chosen:
   members' rows are embedded under the step's one dropout mask, so the encoder reads dropout(v̂)
   exactly, as the reference's ``WeightedEmbedding`` gives (``SubstitutionMixin.hull_rows``); all
   K + 1 passes share that mask and the encoder's (``perturb.DropoutMasks``, FreeLB's
-  ``dp_masks``). The gradient reaches E[x]'s row, not the substitutes' (the reference trains them).
+  ``dp_masks``). As in the reference (its ``WeightedEmbedding`` looks the members up in the
+  trainable table), every pass's loss reaches each member's row, wⱼ·∂L/∂v̂; the rows are
+  re-embedded per pass (each backward frees the graph). ``--detach-substitutes`` stops the
+  gradient at the token's own row.
 - The first pass is a hull sample, not the clean sentence: the reference never trains on x
   itself (its ``warm_mode`` only applies before training).
 - Tokens with no substitute on the model's vocabulary, unknown words, padding and structural
@@ -64,7 +67,7 @@ import torch
 from ..config import hp
 from .base import Method, MethodConfig, StepOutput, classification_loss, unwrap
 from .perturb import DropoutMasks
-from .substitution_sets import SubstitutionMixin, masked_softmax, neighbors_field
+from .substitution_sets import SubstitutionMixin, detach_substitutes_field, masked_softmax, member_rows, neighbors_field
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class DNEConfig(MethodConfig):
     dir_decay: float = hp(0.5, "dne: second-order substitutes get α·decay")
     max_set_size: int = hp(50, "dne: at most this many hull vertices per word, itself included (nbr_num)")
     neighbors: str | None = neighbors_field()
+    detach_substitutes: bool = detach_substitutes_field()
 
     def __post_init__(self):
         super().__post_init__()
@@ -126,7 +130,8 @@ class DNE(SubstitutionMixin, Method):
     def sample(self, model, ids, mask, generator=None, masks=None):
         """(set ids, valid, weights <float>[B,T,S], rows <float>[B,T,S,D]): one Dirichlet hull sample
         (``masks``: the step's embedding dropout mask, ``SubstitutionMixin.hull_rows``)."""
-        s_ids, valid, first, rows = self.hull_rows(model, ids, mask, masks)
+        s_ids, valid, first, rows = self.hull_rows(model, ids, mask, masks,
+                                                   grad=masks is not None and not self.config.detach_substitutes)
         w = dirichlet(valid, first, self.config.dir_alpha, self.config.dir_decay, generator)
         return s_ids, valid, w, rows
 
@@ -135,21 +140,23 @@ class DNE(SubstitutionMixin, Method):
         ids, att, y = batch["input_ids"], batch["attention_mask"], batch["labels"]
         mask = core.perturbable_mask(ids, att)
         masks = DropoutMasks(ids.device)  # one embedding (and encoder) dropout mask for the K + 1 passes
-        _, valid, w0, rows = self.sample(core, ids, mask, self.generator, masks)
+        s_ids, valid, w0, rows = self.sample(core, ids, mask, self.generator, masks)
         movable = (valid[..., 1:].any(-1) & mask.bool()).unsqueeze(-1)  # (B, T, 1)
-        base = rows[:, :, 0].float()  # E[x] (B, T, D)
         logit = torch.log(w0 + 1e-6).masked_fill(~valid, float("-inf"))  # (B, T, S)
         total, first_logits, logs = 0.0, None, {}
         for t in range(cfg.steps + 1):
             logit = (logit - logit.max(-1, keepdim=True).values).detach().requires_grad_()
             wts = masked_softmax(logit, valid)
-            delta = ((wts.unsqueeze(-1) * rows.float()).sum(2) - base) * movable  # (B, T, D)
+            if t > 0 and not cfg.detach_substitutes:
+                rows = member_rows(core, s_ids, masks, grad=True)  # the previous backward freed their graph
+            delta = ((wts.unsqueeze(-1) * rows.float()).sum(2) - rows[:, :, 0].float()) * movable  # (B, T, D)
             masks.replay()
             embeds = core.embed(ids)  # dropout(E[x]) = rows[:, :, 0]; re-read: the previous backward freed its graph
             out = model(inputs_embeds=embeds + delta.to(embeds.dtype), attention_mask=att)
             loss = classification_loss(out, y)
-            backward(loss)  # ∂L_t/∂θ accumulates; logit.grad = ∂L_t/∂ℓ_t
-            total += loss.item()
+            scaled = loss if t == 0 else loss / cfg.steps  # L₀ + (1/K)·Σ L_t, the authors' weighting
+            backward(scaled)  # ∂L_t/∂θ accumulates; logit.grad ∝ ∂L_t/∂ℓ_t (normalised below)
+            total += scaled.item()
             if first_logits is None:
                 first_logits = out.logits.detach()
             if t == cfg.steps:
