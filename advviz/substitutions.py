@@ -96,3 +96,19 @@ def describe(sets: dict[str, list[str]]) -> dict:
     sizes = [len(v) for v in sets.values() if v]
     return {"words": len(sets), "with_neighbors": len(sizes),
             "mean_set_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0}
+
+
+def vocabulary_words(sets: dict[str, list[str]], words, second_order: bool = False) -> list[str]:
+    """The substitutes of ``words`` (and theirs, with ``second_order``), in file order, each once,
+    none of ``words``: what a word vocabulary adds so that every swap over the sets reads a word
+    the model has a row for (``train --vocab-substitutes``; the ASCC reference fits its tokenizer
+    on the synonyms of its vocabulary, dataHelper.py)."""
+    have = set(words)
+    out: dict[str, None] = {}
+    for w in words:
+        for n in sets.get(w, ()):
+            out[n] = None
+            if second_order:
+                for m in sets.get(n, ()):
+                    out[m] = None
+    return [w for w in out if w not in have]

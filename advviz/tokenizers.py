@@ -105,7 +105,11 @@ class WordTokenizer(TextTokenizer):
 
     @classmethod
     def build(cls, texts, min_freq: int = 1, max_size: int | None = None, max_length: int = 400,
-              lowercase: bool = True) -> "WordTokenizer":
+              lowercase: bool = True, extra=None) -> "WordTokenizer":
+        """The vocabulary of ``texts`` (by frequency, then alphabetically; ``min_freq``, at most
+        ``max_size`` entries with <pad> and <unk>). ``extra``: a function of that word list giving
+        more words, appended after it in their order while ``max_size`` allows (the substitutes of
+        ``train --vocab-substitutes``); the training words keep their ids either way."""
         counts = Counter()
         tmp = cls([PAD, UNK], max_length, lowercase)
         for t in texts:
@@ -113,6 +117,10 @@ class WordTokenizer(TextTokenizer):
         words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_freq]
         if max_size:
             words = words[: max_size - 2]
+        if extra is not None:
+            known = set(words) | {PAD, UNK}
+            more = [w for w in dict.fromkeys(extra(words)) if w not in known and tmp.tokenize(w) == [w]]
+            words += more[: max(0, max_size - 2 - len(words))] if max_size else more
         return cls([PAD, UNK] + words, max_length, lowercase)
 
     def tokenize(self, text: str, limit: int | None = None) -> list[str]:

@@ -27,7 +27,9 @@ from .data import (
 from .errors import AdvvizError
 from .evaluate import CHANCE_PROBES, at_chance, chance_record, evaluate, majority_share, stall_note
 from .limits import MAX_TEXT_CHARS, check_fits, seed_problem
+from . import substitutions
 from .methods import METHODS, Method, build_method, resolve_method
+from .methods.substitution_sets import SubstitutionMixin
 from .models import ModelOptions, build_model
 from .storage import outdir
 from .storage.checkpoint import save_checkpoint, write_json_atomic
@@ -460,7 +462,8 @@ class Trainer:
         if cfg.init_from:
             model, model_info, train, dev = self._initial_model(train, dev)
         else:
-            model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed)
+            model, model_info = build_model(cfg.arch, vocab_texts, train.num_labels, self.opts, cfg.seed,
+                                            self._vocabulary_substitutes())
         self._check_model(model, model_info, len(train))
         self.method.setup(model, train, cfg.seed)
         extras = self.method.extra_modules()
@@ -508,6 +511,20 @@ class Trainer:
         stop.immediate = False  # from here on a signal saves the state and stops at the next step
         counters = self._loop(counters, stop)
         return self._finish(counters)
+
+    def _vocabulary_substitutes(self):
+        """``--vocab-substitutes``: the function giving the words a word vocabulary adds (the
+        substitutes of its words in the method's sets, second order for DNE), or None."""
+        mode, arch = self.opts.vocab_substitutes, self.cfg.arch
+        words = arch in ("lstm", "bigru") and not (arch == "bigru" and self.opts.char)
+        if mode == "yes" and not words:
+            raise AdvvizError(f"--vocab-substitutes yes is for a word vocabulary (lstm, bigru without --char); "
+                              f"{arch}{' --char' if self.opts.char else ''} has none")
+        if not words or mode == "no" or (mode == "auto" and not isinstance(self.method, SubstitutionMixin)):
+            return None
+        sets = substitutions.load(getattr(self.method.config, "neighbors", None) or None)  # as the method reads it
+        second = bool(getattr(self.method, "second_order", False))
+        return lambda vocab: substitutions.vocabulary_words(sets, vocab, second)
 
     def _initial_model(self, train: TextDataset, dev: TextDataset):
         """(model, info, train, dev) of ``--init-from``: the source model, its head kept, and the

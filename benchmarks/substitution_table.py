@@ -1,7 +1,8 @@
 """docs/results.md §15: accuracy under word-substitution attacks, per method and seed, with exact
 McNemar tests on the same sentences.
 
-    python benchmarks/substitution_table.py OUT      # OUT as benchmarks/substitution_bar.sh writes it
+    python benchmarks/substitution_table.py OUT [ARCH]   # OUT as benchmarks/substitution_bar.sh writes it
+                                                          # ARCH: lstm (default) or minilm
 
 Reads ``OUT/lstm-METHOD-sSEED/metrics.json`` (clean dev accuracy of the best checkpoint) and, per
 recipe, ``OUT/RECIPE/lstm-METHOD-sSEED.json`` + ``.jsonl`` (``advviz eval --attack textattack:RECIPE
@@ -40,17 +41,17 @@ def survivals(path: Path) -> dict[int, bool]:
     return out
 
 
-def main(out: Path) -> None:
+def main(out: Path, arch: str = "lstm") -> None:
     clean = {}
-    for d in sorted(out.glob("lstm-*-s*")):
+    for d in sorted(out.glob(f"{arch}-*-s*")):
         m = d / "metrics.json"
         if m.is_file():
-            method, seed = d.name[len("lstm-"):].rsplit("-s", 1)
+            method, seed = d.name[len(arch) + 1:].rsplit("-s", 1)
             clean[(method, int(seed))] = json.loads(m.read_text())["dev_accuracy"]
-    for rdir in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("lstm-")):
+    for rdir in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(f"{arch}-")):
         runs = {}
-        for f in sorted(rdir.glob("lstm-*-s*.jsonl")):
-            method, seed = f.stem[len("lstm-"):].rsplit("-s", 1)
+        for f in sorted(rdir.glob(f"{arch}-*-s*.jsonl")):
+            method, seed = f.stem[len(arch) + 1:].rsplit("-s", 1)
             runs[(method, int(seed))] = (survivals(f), json.loads(f.with_suffix(".json").read_text()))
         if not runs:
             continue
@@ -91,4 +92,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "models/substitution-bar"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "models/substitution-bar"), sys.argv[2] if len(sys.argv) > 2 else "lstm")

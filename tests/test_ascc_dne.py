@@ -371,3 +371,52 @@ def test_dne_weights_the_adversarial_passes_as_the_authors(nb):
 
     method.train_step(model, batch_of(model), backward)
     assert calls[1] == pytest.approx(calls[0] / 2, rel=1e-5) and calls[2] == pytest.approx(calls[0] / 2, rel=1e-5)
+
+
+# ------------------------------------------------------------------ --vocab-substitutes (issue 28)
+
+
+def test_vocabulary_words_and_the_built_vocabulary():
+    sets = {"good": ["great", "fine"], "fine": ["penalty", "good"], "bad": ["awful"]}
+    assert substitutions.vocabulary_words(sets, ["good", "bad"]) == ["great", "fine", "awful"]
+    assert substitutions.vocabulary_words(sets, ["good"], second_order=True) == ["great", "fine", "penalty"]
+    from advviz.tokenizers import WordTokenizer
+
+    texts = ["good movie", "bad movie"]
+    plain = WordTokenizer.build(texts)
+    ext = WordTokenizer.build(texts, extra=lambda words: substitutions.vocabulary_words(sets, words) + ["two words"])
+    assert ext.vocab[:len(plain.vocab)] == plain.vocab  # the training words keep their ids
+    assert ext.vocab[len(plain.vocab):] == ["awful", "great", "fine"]  # in vocabulary order; never a phrase
+    capped = WordTokenizer.build(texts, max_size=len(plain.vocab) + 1,
+                                 extra=lambda words: substitutions.vocabulary_words(sets, words))
+    assert capped.vocab == plain.vocab + ["awful"]
+
+
+@pytest.mark.parametrize("method,flag,added", [("ascc", [], True), ("baseline", [], False),
+                                               ("baseline", ["--vocab-substitutes", "yes"], True),
+                                               ("ascc", ["--vocab-substitutes", "no"], False)])
+def test_train_vocabulary_holds_the_substitutes(toy, tmp_path, capsys, monkeypatch, method, flag, added):
+    """The ASCC reference fits its tokenizer on the synonyms of its vocabulary: a swap to "wonderful"
+    (never in the toy training texts) reads a word with its own row, not <unk>. On by default for
+    ascc/dne, by flag for any method on a word vocabulary (so a baseline can share it)."""
+    p = tmp_path / "nb.json"
+    p.write_text(json.dumps({"good": ["wonderful", "great"], "bad": ["dreadful"]}))
+    out = tmp_path / "m"
+    nb = ["--neighbors", str(p)] if method == "ascc" else []
+    if method == "baseline":  # a baseline has no --neighbors: the default file of the data directory
+        import gzip
+
+        with gzip.open(tmp_path / substitutions.DEFAULT_FILE, "wb") as f:
+            f.write(p.read_bytes())
+        monkeypatch.setenv("ADVVIZ_DATA_DIR", str(tmp_path))
+    rc = main(["train", "--dataset", str(toy), *TINY, "--method", method, *nb, *flag, "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    vocab = (out / "vocab.txt").read_text().split("\n")
+    assert ("wonderful" in vocab and "dreadful" in vocab) == added
+    assert "wonderful" not in _toy_rows()
+
+
+def test_vocab_substitutes_needs_a_word_vocabulary(toy, tmp_path, capsys):
+    line = one_line(capsys, ["train", "--dataset", toy, *TINY, "--char", "--vocab-substitutes", "yes",
+                             "--out", tmp_path / "m"])
+    assert "--vocab-substitutes" in line and "word vocabulary" in line

@@ -16,20 +16,23 @@ steps follow, each on the gradient of the loss at the previous point, normalised
 
     pass 0:  L₀ = CE(f(v̂(softmax ℓ₀)), y)
     pass t:  ℓ_t = ℓ_{t−1} + η · g/‖g‖₂,  g = ∂L_{t−1}/∂ℓ_{t−1} per token,  L_t = CE(f(v̂(softmax ℓ_t)), y)
-    ∇θ = Σ_{t=0..K} ∂L_t/∂θ                 (every pass's parameter gradient accumulates, as FreeLB)
+    ∇θ = ∂L₀/∂θ + (1/K) Σ_{t=1..K} ∂L_t/∂θ   (every pass's parameter gradient accumulates, as FreeLB)
 
 η = ``--step-size`` (the reference's ``adv_steps`` 10), K = 3 (``adv_iteration``), α = 1,
-γ = 0.5 (its AG's News values; the reference's IMDB values are 0.1 / 0.1). The loss is the sum of
-the K + 1 passes, not their mean, as in the reference (one ``backward`` per pass, no scaling).
+γ = 0.5 (its AG's News values; the reference's IMDB values are 0.1 / 0.1). The weights of the
+passes are the authors' (``dugu9sword/dne`` allennlpx/training/adv_trainer.py: the Dirichlet pass's
+loss, then each ascent pass's ``batch_loss / adv_iteration``); TextDefender's ``trainer/dne.py`` sums
+the K + 1 losses unscaled, which gives the ascent passes K× the weight.
 
-Measured on the GloVe-50d LSTM, sst2-sent, seed 0 (issue 28): with these reference values the
-model never leaves chance (dev 50.9 % after 3 epochs), nor with α = γ = 0.1 (1 epoch), η = 1
-(3 epochs) or at most 8 substitutes, first order first (``--max-set-size 9``, 3 epochs); K = 0
-(the Dirichlet samples alone) learns (65.4 % after 1 epoch; the baseline 70.9 %). The passes
-themselves check out (with η = 0 the K + 1 losses are equal and the gradient is (K + 1)× one
-pass's; the ascent raises the loss). Not yet known: whether it is the missing clean pass (ASCC has
-one and trains to the baseline's accuracy) or the adversarial vertex on every word of a short
-sentence; no family preset is set until that is measured (``benchmarks/substitution_bar.sh``).
+Measured on the GloVe-50d LSTM, sst2-sent, seed 0 (issue 28, docs/results.md §15.4): the model never
+leaves chance (dev 50.9 %), with the authors' pass weights or TextDefender's, with every member's
+row trained or only the token's, with α = γ = 0.1, η = 1, at most 8 substitutes or a clean pass
+added; and after one epoch of plain training (the authors' warm-up, 70.9 %; a scratch copy) one
+epoch of DNE takes it back to 50.9 % (the constant prediction). The reason is the adversary's strength on short sentences: on the
+trained baseline, three ascent steps inside the hull leave 4.0 % of 300 dev sentences correct
+(9.3 % with at most 8 substitutes, 6.0 % without the ``<unk>`` members), and DNE trains on those points
+only — unlike ASCC, whose clean pass keeps the label signal. K = 0 (the Dirichlet samples alone)
+learns (75.0 % after 3 epochs). No family preset is set.
 
 Where the reference and this code differ, and the reading chosen:
 - **Inference is plain** (x's own embeddings), not the paper's ensemble of sampled hull points

@@ -32,6 +32,10 @@ class ModelOptions(Config):
     max_vocab: int = hp(50000, "RNN vocabulary: at most N words")
     min_freq: int = hp(1, "RNN vocabulary: words seen at least N times")
     char: bool = hp(False, "bigru: character-level tokens")
+    vocab_substitutes: str = hp("auto", "RNN word vocabulary: also the substitutes of its words in the substitution "
+                                        "sets (the method's --neighbors, else the default file), so a synonym swap "
+                                        "reads a word with its own row, as the ASCC reference's tokenizer; auto: "
+                                        "yes for ascc/dne", choices=["auto", "yes", "no"])
 
     def __post_init__(self):
         super().__post_init__()  # the documented maxima (limits.MAXIMA)
@@ -60,13 +64,22 @@ class ModelOptions(Config):
 
 
 def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelOptions = ModelOptions(),
-                seed: int = 0) -> tuple[Classifier, dict]:
-    """A fresh model for training. Returns (model, info) where info records e.g. GloVe coverage."""
+                seed: int = 0, extra_words=None) -> tuple[Classifier, dict]:
+    """A fresh model for training. Returns (model, info) where info records e.g. GloVe coverage.
+    ``extra_words``: a function of a word vocabulary giving more words it should hold
+    (``WordTokenizer.build``'s ``extra``; word vocabularies only)."""
     info: dict = {}
     o = opts.resolved(arch)
     if arch in RNN_ARCHS:
-        tok_cls = CharTokenizer if (o.char and arch == "bigru") else WordTokenizer
-        tok = tok_cls.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
+        if o.char and arch == "bigru":
+            tok = CharTokenizer.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
+        else:
+            tok = WordTokenizer.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
+            if extra_words is not None:
+                base = len(tok)
+                tok = WordTokenizer.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab,
+                                          max_length=o.max_length, extra=extra_words)
+                info["vocab_substitutes_added"] = len(tok) - base
         if arch == "lstm":
             from .glove import glove_matrix_for  # deferred: `advviz --help` must not load it
 
