@@ -51,6 +51,8 @@ def main(out: Path, arch: str = "lstm") -> None:
     for rdir in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(f"{arch}-")):
         runs = {}
         for f in sorted(rdir.glob(f"{arch}-*-s*.jsonl")):
+            if not f.with_suffix(".json").is_file():
+                continue  # still running (its .json is written last)
             method, seed = f.stem[len(arch) + 1:].rsplit("-s", 1)
             runs[(method, int(seed))] = (survivals(f), json.loads(f.with_suffix(".json").read_text()))
         if not runs:
