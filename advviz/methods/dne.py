@@ -51,7 +51,8 @@ Where the reference and this code differ, and the reading chosen:
   ``dp_masks``). As in the reference (its ``WeightedEmbedding`` looks the members up in the
   trainable table), every pass's loss reaches each member's row, wⱼ·∂L/∂v̂; the passes read the
   rows through one leaf and its gradient, summed, goes into the table once after the last pass
-  (re-embedding the members per pass cost 6.2 plain steps instead of 4.3). ``--detach-substitutes`` stops the
+  (re-embedding the members per pass cost 6.2 plain steps; one leaf and one gather for all
+  members, ``Classifier.embed_members``, 4.3 against the floor of 4). ``--detach-substitutes`` stops the
   gradient at the token's own row.
 - The first pass is a hull sample, not the clean sentence: the reference never trains on x
   itself (its ``warm_mode`` only applies before training).

@@ -185,9 +185,9 @@ class SubstitutionMixin:
         detached unless ``grad`` (training with ``masks``: a loss on the hull point then trains
         every member's embedding row, as the ASCC and DNE references do).
 
-        ``rows[..., j, :]`` is ``embed`` of each token's j-th member. With ``masks`` (training), each
-        column is embedded after ``masks.replay()``, so every member is dropped out with the one
-        mask ``embed(ids)`` draws after the same replay: dropout is linear per coordinate, so
+        ``rows[..., j, :]`` is ``embed`` of each token's j-th member. With ``masks`` (training), the
+        members are embedded after ``masks.replay()`` (``Classifier.embed_members``), so every member
+        is dropped out with the one mask ``embed(ids)`` draws after the same replay: dropout is linear per coordinate, so
         Σⱼ wⱼ·rows[j] is dropout(v̂) exactly, and ``embed(ids) + (Σⱼ wⱼ·rows[j] − rows[0])`` is the
         dropped-out hull point the encoder reads (δ = v̂ − E[x] added to dropout(E[x]) would leave
         the dropped coordinates at v̂ − E[x] and double the kept ones' E[x]). Without ``masks`` the
@@ -200,15 +200,13 @@ class SubstitutionMixin:
 def member_rows(core, s_ids: torch.Tensor, masks: DropoutMasks | None = None, grad: bool = False) -> torch.Tensor:
     """rows <float>[B,T,S,D]: ``embed`` of every member ``s_ids`` <long>[B,T,S] (see
     :meth:`SubstitutionMixin.hull_rows`); a method that backpropagates several passes through the
-    rows calls this once per pass, since each backward frees the graph."""
+    rows reads them through a leaf (``dne.py``): one gather, and one scatter of the gradient into
+    the table, whatever the set size."""
     if masks is None:
         return core.embedding_matrix().detach()[s_ids]  # (B, T, S, D)
-    cols = []
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        for j in range(s_ids.shape[-1]):
-            masks.replay()
-            cols.append(core.embed(s_ids[..., j]))  # (B, T, D), the step's embedding mask
-    return torch.stack(cols, 2)  # (B, T, S, D)
+        masks.replay()
+        return core.embed_members(s_ids)  # (B, T, S, D): one lookup, the step's embedding mask
 
 
 def masked_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

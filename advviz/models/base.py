@@ -58,6 +58,12 @@ class Classifier(nn.Module):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embedding_layer()(input_ids)  # (B, T, D)
 
+    def embed_members(self, member_ids: torch.Tensor) -> torch.Tensor:
+        """<float>[B,T,S,D]: ``embed`` of S candidate tokens per position <long>[B,T,S] in one lookup,
+        every member of a position under the one mask ``embed`` draws for a [B,T] batch from the
+        same random state (the substitution-set methods' hull rows). No dropout here: a lookup."""
+        return self.embedding_layer()(member_ids)
+
     def forward_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> ClassifierOutput:
         raise NotImplementedError
 

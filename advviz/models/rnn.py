@@ -53,6 +53,14 @@ class RNNClassifier(Classifier):
         eval mode, so attacks and heatmaps see the plain embeddings."""
         return self.drop(self.embedding(input_ids))  # (B, T, D)
 
+    def embed_members(self, member_ids: torch.Tensor) -> torch.Tensor:
+        """(see ``Classifier.embed_members``) one gather, times the embedding dropout mask ``embed``
+        would draw for [B,T] ids: dropout on ones of that shape draws the same Bernoulli tensor."""
+        rows = self.embedding(member_ids)  # (B, T, S, D)
+        if not (self.training and self.drop.p > 0):
+            return rows
+        return rows * self.drop(rows.new_ones(rows[:, :, 0].shape)).unsqueeze(2)
+
     def forward_embeds(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> ClassifierOutput:
         B, T, _ = embeds.shape
         lengths = attention_mask.sum(1).clamp(min=1).cpu()  # (B,) empty rows read one pad token
