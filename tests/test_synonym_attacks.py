@@ -21,7 +21,7 @@ from advviz.cli import main
 from advviz.errors import AdvvizError
 from advviz.storage.checkpoint import save_checkpoint
 from conftest import LABELS, SENTENCES, make_tiny_bert, make_tiny_rnn
-from test_textattack import RUN, _app, _check_consistent, app_root, ta, trained_lstm  # noqa: F401 - fixtures
+from test_textattack import RUN, _check_consistent, _robustness_table, app_root, ta, trained_lstm  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.textattack
 
@@ -283,13 +283,6 @@ def test_the_robustness_page_offers_the_synonym_recipes():
 
 @pytest.mark.slow
 def test_the_robustness_page_runs_the_synonym_recipes(ta, have_wordnet, app_root, monkeypatch):
-    from test_app import assert_clean
-
-    at = _app("robustness", app_root, monkeypatch)
-    at.multiselect(key="rob_ta_recipes").set_value(["textfooler-cf", "pwws"])
-    at.number_input(key="rob_ta_n").set_value(12)
-    at.button(key="rob_ta_go").click().run()
-    assert_clean(at)
-    table = at.dataframe[-1].value
+    at, table = _robustness_table(["textfooler-cf", "pwws"], app_root, monkeypatch)
     assert table["recipe"].tolist() == ["textfooler-cf", "pwws"] and (table["n"] == 12).all()
     assert any("textfooler-cf" in c.value and "differs" in c.value for c in at.caption)

@@ -309,17 +309,23 @@ def _app(page: str, root, monkeypatch):
     return new_app(page)
 
 
+def _robustness_table(recipes: list[str], root, monkeypatch, n: int = 12):
+    """(app, its last table): the Robustness page's TextAttack table for ``recipes`` on ``n`` examples,
+    the page checked for errors."""
+    from test_app import assert_clean
+
+    at = _app("robustness", root, monkeypatch)
+    at.multiselect(key="rob_ta_recipes").set_value(recipes)
+    at.number_input(key="rob_ta_n").set_value(n)
+    at.button(key="rob_ta_go").click().run()
+    assert_clean(at)
+    return at, at.dataframe[-1].value
+
+
 @pytest.mark.textattack
 @pytest.mark.slow
 def test_robustness_page_shows_the_textattack_table(ta, app_root, monkeypatch):
-    from test_app import assert_clean
-
-    at = _app("robustness", app_root, monkeypatch)
-    at.multiselect(key="rob_ta_recipes").set_value(["deepwordbug", "textfooler-glove"])
-    at.number_input(key="rob_ta_n").set_value(12)
-    at.button(key="rob_ta_go").click().run()
-    assert_clean(at)
-    table = at.dataframe[-1].value
+    at, table = _robustness_table(["deepwordbug", "textfooler-glove"], app_root, monkeypatch)
     assert table["recipe"].tolist() == ["deepwordbug", "textfooler-glove"] and (table["n"] == 12).all()
     assert (table["accuracy"] <= table["clean_accuracy"]).all() and table["clean_accuracy"].nunique() == 1
     assert any("textfooler-glove" in c.value and "differs" in c.value for c in at.caption)
