@@ -516,7 +516,7 @@ class Trainer:
         """``--vocab-substitutes``: the function giving the words a word vocabulary adds (the
         substitutes of its words in the method's sets, second order for DNE), or None."""
         mode, arch = self.opts.vocab_substitutes, self.cfg.arch
-        words = arch in ("lstm", "bigru") and not (arch == "bigru" and self.opts.char)
+        words = is_rnn(arch) and not (arch == "bigru" and self.opts.char)
         if mode == "yes" and not words:
             raise AdvvizError(f"--vocab-substitutes yes is for a word vocabulary (lstm, bigru without --char); "
                               f"{arch}{' --char' if self.opts.char else ''} has none")

@@ -414,6 +414,8 @@ def test_train_vocabulary_holds_the_substitutes(toy, tmp_path, capsys, monkeypat
     vocab = (out / "vocab.txt").read_text().split("\n")
     assert ("wonderful" in vocab and "dreadful" in vocab) == added
     assert "wonderful" not in _toy_rows()
+    recorded = json.loads((out / "config.json").read_text())["model_info"].get("vocab_substitutes_added")
+    assert recorded == (2 if added else None)  # wonderful, dreadful: the toy texts have "great" already
 
 
 def test_vocab_substitutes_needs_a_word_vocabulary(toy, tmp_path, capsys):

@@ -71,15 +71,17 @@ def build_model(arch: str, train_texts: list[str], num_labels: int, opts: ModelO
     info: dict = {}
     o = opts.resolved(arch)
     if arch in RNN_ARCHS:
-        if o.char and arch == "bigru":
-            tok = CharTokenizer.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
-        else:
-            tok = WordTokenizer.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length)
-            if extra_words is not None:
-                base = len(tok)
-                tok = WordTokenizer.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab,
-                                          max_length=o.max_length, extra=extra_words)
-                info["vocab_substitutes_added"] = len(tok) - base
+        tok_cls = CharTokenizer if (o.char and arch == "bigru") else WordTokenizer
+        trained: list[int] = []  # how many words the texts gave, before the extra ones
+
+        def extra(words):
+            trained.append(len(words))
+            return extra_words(words)
+
+        tok = tok_cls.build(train_texts, min_freq=o.min_freq, max_size=o.max_vocab, max_length=o.max_length,
+                            extra=extra if extra_words is not None else None)
+        if trained:
+            info["vocab_substitutes_added"] = len(tok) - 2 - trained[0]  # <pad>, <unk>, the texts' words
         if arch == "lstm":
             from .glove import glove_matrix_for  # deferred: `advviz --help` must not load it
 
